@@ -1,0 +1,63 @@
+//! The payment institution's rules: bind sessions and their state machine,
+//! the card vault, bindings and their tokens, payments, refunds and limits.
+//! Nothing here knows about gRPC or HTML; handlers and pages both call in.
+use std::sync::Arc;
+
+pub mod acquirer;
+pub mod bindings;
+pub mod card;
+pub mod clock;
+pub mod error;
+pub mod fields;
+pub mod merchants;
+pub mod otp;
+pub mod payments;
+pub mod sessions;
+pub mod shopper;
+pub mod sms;
+pub mod token;
+pub mod vault;
+
+use acquirer::Acquirer;
+use merchants::MerchantDirectory;
+use sms::SmsSender;
+use token::TokenCodec;
+use vault::{KeyedHasher, Vault};
+
+use crate::store::Store;
+
+/// Tunables of the domain, from configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The time zone of "today" for daily limits, in minutes east of UTC.
+    pub utc_offset_minutes: i32,
+    /// How long a bind session stays open.
+    pub session_ttl_ms: i64,
+    /// Card submissions (declines, failed payments) allowed per session.
+    pub max_card_attempts: i64,
+    /// Base URL of the binding pages, e.g. `http://localhost:8081`.
+    pub public_base_url: String,
+}
+
+/// Everything the domain operations need, shared by all requests.
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub merchants: MerchantDirectory,
+    pub vault: Vault,
+    pub fingerprints: KeyedHasher,
+    pub otp_hasher: KeyedHasher,
+    pub tokens: TokenCodec,
+    pub acquirer: Arc<dyn Acquirer>,
+    pub sms: Arc<dyn SmsSender>,
+    pub policy: Policy,
+}
+
+impl Services {
+    fn today(&self, now_ms: i64) -> i64 {
+        i64::from(clock::day_number(now_ms, self.policy.utc_offset_minutes))
+    }
+
+    fn local_date(&self, now_ms: i64) -> (i32, u8, u8) {
+        clock::local_date(now_ms, self.policy.utc_offset_minutes)
+    }
+}

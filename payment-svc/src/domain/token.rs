@@ -1,0 +1,125 @@
+//! Binding tokens.
+//!
+//! A token is `pbt_` and the base64url of: a key id byte, the binding's 128
+//! random id bits, and 128 bits of HMAC over (merchant id, merchant user id,
+//! binding id). So a token:
+//! - is random (the id is 128 random bits) and merchant- and user-scoped (the
+//!   MAC covers both, so another merchant or another user cannot use it);
+//! - is never stored: the database holds only the binding id, and without the
+//!   token key the database alone yields no usable token;
+//! - can be shown again to its merchant (GetBindSession, ListBindings) by
+//!   computing the MAC again;
+//! - is checked in memory before any database round trip.
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use subtle::ConstantTimeEq;
+
+use super::vault::KeyedHasher;
+
+const PREFIX: &str = "pbt_";
+const KEY_ID: u8 = 1;
+const ID_LEN: usize = 16;
+const MAC_LEN: usize = 16;
+
+/// Issues and checks binding tokens.
+#[derive(Clone)]
+pub struct TokenCodec {
+    hasher: KeyedHasher,
+}
+
+/// The random part of a binding id (`bnd_<32 hex>`).
+pub fn binding_id_from_raw(raw: &[u8; ID_LEN]) -> String {
+    format!("bnd_{}", hex::encode(raw))
+}
+
+fn raw_from_binding_id(id: &str) -> Option<[u8; ID_LEN]> {
+    let hex_part = id.strip_prefix("bnd_")?;
+    hex::decode(hex_part).ok()?.try_into().ok()
+}
+
+impl TokenCodec {
+    pub fn new(hasher: KeyedHasher) -> Self {
+        Self { hasher }
+    }
+
+    fn mac(&self, merchant_id: &str, merchant_user_id: &str, raw: &[u8; ID_LEN]) -> [u8; MAC_LEN] {
+        let full = self.hasher.mac(&[
+            b"paybind/binding-token/v1",
+            merchant_id.as_bytes(),
+            merchant_user_id.as_bytes(),
+            raw,
+        ]);
+        let mut out = [0u8; MAC_LEN];
+        out.copy_from_slice(&full[..MAC_LEN]);
+        out
+    }
+
+    /// The token of a binding; `None` only for a malformed binding id.
+    pub fn token_for(&self, merchant_id: &str, merchant_user_id: &str, binding_id: &str) -> Option<String> {
+        let raw = raw_from_binding_id(binding_id)?;
+        let mut bytes = Vec::with_capacity(1 + ID_LEN + MAC_LEN);
+        bytes.push(KEY_ID);
+        bytes.extend_from_slice(&raw);
+        bytes.extend_from_slice(&self.mac(merchant_id, merchant_user_id, &raw));
+        Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// The binding id a token names, if the token is well formed and was
+    /// issued to this merchant for this user. Constant-time MAC comparison.
+    pub fn binding_id_of(&self, token: &str, merchant_id: &str, merchant_user_id: &str) -> Option<String> {
+        let body = token.strip_prefix(PREFIX)?;
+        if body.len() > 64 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
+        if bytes.len() != 1 + ID_LEN + MAC_LEN || bytes[0] != KEY_ID {
+            return None;
+        }
+        let raw: [u8; ID_LEN] = bytes[1..1 + ID_LEN].try_into().ok()?;
+        let expected = self.mac(merchant_id, merchant_user_id, &raw);
+        if bool::from(expected.ct_eq(&bytes[1 + ID_LEN..])) {
+            Some(binding_id_from_raw(&raw))
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use secrecy::SecretString;
+
+    fn codec(seed: u8) -> TokenCodec {
+        TokenCodec::new(
+            KeyedHasher::new("t", &SecretString::from(STANDARD.encode([seed; 32]))).expect("key"),
+        )
+    }
+
+    #[test]
+    fn token_round_trips_for_its_merchant_and_user_only() {
+        let c = codec(1);
+        let id = binding_id_from_raw(&rand::random());
+        let token = c.token_for("m1", "u1", &id).expect("token");
+        assert!(token.starts_with("pbt_"));
+        assert!(!token.contains(&id[4..]), "the id is not visible as hex");
+        assert_eq!(c.binding_id_of(&token, "m1", "u1").as_deref(), Some(id.as_str()));
+        assert_eq!(c.binding_id_of(&token, "m2", "u1"), None, "another merchant");
+        assert_eq!(c.binding_id_of(&token, "m1", "u2"), None, "another user");
+        assert_eq!(codec(2).binding_id_of(&token, "m1", "u1"), None, "another key");
+        assert_eq!(c.token_for("m1", "u1", &id).as_deref(), Some(token.as_str()), "stable");
+    }
+
+    #[test]
+    fn garbage_tokens_are_refused() {
+        let c = codec(1);
+        for bad in ["", "pbt_", "pbt_!!!", "abc", &format!("pbt_{}", "A".repeat(500))] {
+            assert_eq!(c.binding_id_of(bad, "m1", "u1"), None);
+        }
+        let id = binding_id_from_raw(&[9; 16]);
+        let mut token = c.token_for("m1", "u1", &id).expect("token");
+        let last = token.pop().expect("char");
+        token.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(c.binding_id_of(&token, "m1", "u1"), None, "one character changed");
+    }
+}

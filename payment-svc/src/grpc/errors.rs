@@ -1,0 +1,72 @@
+//! The one mapping from domain errors to gRPC statuses. The cause of an
+//! internal error is logged here and never sent to the client.
+use paybind_shared::grpc::ErrorStatus;
+use tonic::{Code, Status};
+
+use crate::domain::error::DomainError;
+
+impl From<DomainError> for Status {
+    fn from(err: DomainError) -> Self {
+        let message = err.to_string();
+        let status = |code, reason| ErrorStatus::new(code, reason, message.clone());
+        match err {
+            DomainError::Invalid { field, reason, .. } => {
+                status(Code::InvalidArgument, reason).field(field)
+            }
+            DomainError::UnknownMerchant => status(Code::Unauthenticated, "UNKNOWN_MERCHANT"),
+            DomainError::DirectEntryNotAllowed => {
+                status(Code::PermissionDenied, "DIRECT_ENTRY_NOT_ALLOWED")
+            }
+            DomainError::SessionNotFound => status(Code::NotFound, "SESSION_NOT_FOUND"),
+            DomainError::SessionExpired => status(Code::FailedPrecondition, "SESSION_EXPIRED"),
+            DomainError::SessionFailed => status(Code::FailedPrecondition, "SESSION_FAILED"),
+            DomainError::SessionState { status: s, .. } => {
+                status(Code::FailedPrecondition, "SESSION_STATE").meta("status", s)
+            }
+            DomainError::CardDeclined {
+                reason,
+                attempts_left,
+            } => status(Code::FailedPrecondition, "CARD_DECLINED")
+                .meta("decline_reason", reason)
+                .meta("attempts_left", attempts_left),
+            DomainError::WrongCode { tries_left } => {
+                status(Code::InvalidArgument, "WRONG_CODE").meta("tries_left", tries_left)
+            }
+            DomainError::CodeExpired => status(Code::FailedPrecondition, "CODE_EXPIRED"),
+            DomainError::ResendThrottled { retry_after } => {
+                status(Code::ResourceExhausted, "RESEND_THROTTLED").retry_after(retry_after)
+            }
+            DomainError::TokenNotFound => status(Code::NotFound, "TOKEN_NOT_FOUND"),
+            DomainError::BindingRevoked => status(Code::FailedPrecondition, "BINDING_REVOKED"),
+            DomainError::LimitExceeded {
+                per_payment_limit,
+                remaining_today,
+            } => status(Code::FailedPrecondition, "LIMIT_EXCEEDED")
+                .meta("per_payment_limit", per_payment_limit)
+                .meta("remaining_today", remaining_today),
+            DomainError::IdempotencyKeyReused => {
+                status(Code::InvalidArgument, "IDEMPOTENCY_KEY_REUSED").field("idempotency_key")
+            }
+            DomainError::RequestInProgress => status(Code::Aborted, "REQUEST_IN_PROGRESS"),
+            DomainError::PaymentNotFound => status(Code::NotFound, "PAYMENT_NOT_FOUND"),
+            DomainError::PaymentNotRefundable => {
+                status(Code::FailedPrecondition, "PAYMENT_NOT_REFUNDABLE")
+            }
+            DomainError::RefundExceedsPayment { refundable } => {
+                status(Code::FailedPrecondition, "REFUND_EXCEEDS_PAYMENT")
+                    .meta("refundable", refundable)
+            }
+            DomainError::AcquirerUnavailable => status(Code::Unavailable, "ACQUIRER_UNAVAILABLE"),
+            DomainError::SmsUnavailable => status(Code::Unavailable, "SMS_UNAVAILABLE"),
+            DomainError::Store(e) => {
+                tracing::error!(error = %e, "store error");
+                ErrorStatus::new(Code::Internal, "INTERNAL", "internal error")
+            }
+            DomainError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                ErrorStatus::new(Code::Internal, "INTERNAL", "internal error")
+            }
+        }
+        .build()
+    }
+}

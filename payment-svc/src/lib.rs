@@ -1,0 +1,9 @@
+//! payment-svc: the payment institution. It serves `BindingService` to
+//! merchants over mutual TLS, keeps the card vault, the bindings and their
+//! tokens, and charges cards through the acquirer.
+pub mod config;
+pub mod dev;
+pub mod domain;
+pub mod grpc;
+pub mod startup;
+pub mod store;

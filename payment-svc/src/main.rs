@@ -1,0 +1,168 @@
+//! The payment-svc binary: serve, the development stack, and merchant admin.
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use payment_svc::{
+    config::Settings,
+    dev,
+    domain::merchants::{self, Merchant},
+    startup::App,
+    store,
+};
+use paybind_shared::money::Currency;
+use secrecy::ExposeSecret;
+
+#[derive(Parser)]
+#[command(name = "payment-svc", about = "paybind's payment institution service")]
+struct Cli {
+    /// Configuration file (TOML); PAYMENT__* environment variables override it.
+    #[arg(long, global = true, env = "PAYMENT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC with the given configuration.
+    Serve,
+    /// Development: create certificates, keys and the demo merchant under
+    /// DIR (kept across restarts), then serve on SQLite.
+    Dev {
+        #[arg(long, default_value = "dev-data")]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+    },
+    /// Register and list merchants.
+    #[command(subcommand)]
+    Merchant(MerchantCommand),
+    /// Development: issue a client certificate for another merchant, signed
+    /// by the development CA in DIR.
+    DevCert {
+        #[arg(long, default_value = "dev-data/certs")]
+        dir: PathBuf,
+        /// The certificate identity (subject CN) to register the merchant with.
+        identity: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MerchantCommand {
+    /// Register a merchant.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Subject CN of the merchant's client certificate.
+        #[arg(long)]
+        cert_identity: String,
+        /// Origin allowed to embed the binding page (repeatable).
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        /// Return URL prefix (repeatable, at least one).
+        #[arg(long = "return-url", required = true)]
+        return_urls: Vec<String>,
+        /// Allow direct entry (the merchant sends card data itself).
+        #[arg(long)]
+        direct_entry: bool,
+        #[arg(long, default_value = "CNY")]
+        currency: String,
+        /// Auth-free limit per payment, minor units.
+        #[arg(long, default_value_t = 50_000)]
+        per_payment: i64,
+        /// Auth-free limit per day, minor units.
+        #[arg(long, default_value_t = 200_000)]
+        per_day: i64,
+    },
+    /// List merchants.
+    List,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    paybind_shared::telemetry::init("info,sqlx=warn");
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            App::build(settings).await?.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Dev { dir, listen } => {
+            let setup = dev::prepare(&dir, listen)?;
+            let settings = Settings::load(Some(&setup.config_file))?;
+            let store = store::connect(settings.database.url.expose_secret(), 2).await?;
+            if merchants::ensure(store.as_ref(), &dev::demo_merchant()?).await? {
+                tracing::info!(merchant = dev::DEMO_MERCHANT, "registered the demo merchant");
+            }
+            drop(store);
+            let app = App::build(settings).await?;
+            println!("{}", dev::banner(&setup, app.grpc_addr()));
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::DevCert { dir, identity } => {
+            let files = paybind_shared::tls::dev::ensure_client(&dir, &identity)?;
+            println!("certificate: {}\nkey:         {}", files.cert.display(), files.key.display());
+            Ok(())
+        }
+        Command::Merchant(cmd) => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            let store = store::connect(settings.database.url.expose_secret(), 2).await?;
+            match cmd {
+                MerchantCommand::Add {
+                    id,
+                    name,
+                    cert_identity,
+                    origins,
+                    return_urls,
+                    direct_entry,
+                    currency,
+                    per_payment,
+                    per_day,
+                } => {
+                    let merchant = Merchant {
+                        id,
+                        display_name: name,
+                        cert_identity,
+                        allowed_origins: origins,
+                        return_urls,
+                        direct_entry,
+                        currency: Currency::parse(&currency).context("--currency")?,
+                        per_payment_limit: per_payment,
+                        daily_limit: per_day,
+                    };
+                    merchants::register(store.as_ref(), &merchant).await?;
+                    println!("registered merchant {}", merchant.id);
+                }
+                MerchantCommand::List => {
+                    for m in store.list_merchants().await? {
+                        println!(
+                            "{}\t{}\tcert={}\tdirect_entry={}\t{} per payment {} per day {}",
+                            m.id, m.display_name, m.cert_identity, m.direct_entry, m.currency,
+                            m.per_payment_limit, m.daily_limit
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,129 @@
+//! Building and running payment-svc: binds the listener first (port 0 works,
+//! for tests), then serves until the shutdown future resolves.
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use paybind_proto::payment::v1::binding_service_server::BindingServiceServer;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::{
+    config::Settings,
+    domain::{
+        acquirer::Simulator,
+        merchants::MerchantDirectory,
+        sms::{DevOutbox, NoGateway, SmsSender},
+        token::TokenCodec,
+        vault::{KeyedHasher, Vault},
+        Policy, Services,
+    },
+    grpc::BindingApi,
+    store,
+};
+
+/// Largest request payment-svc decodes; binding requests are small.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+pub struct App {
+    listener: TcpListener,
+    grpc_addr: SocketAddr,
+    settings: Settings,
+    services: Arc<Services>,
+    outbox: Option<Arc<DevOutbox>>,
+    simulator: Arc<Simulator>,
+}
+
+impl App {
+    /// Connects the database (migrating it), loads the keys and binds the
+    /// gRPC listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let secrets = &settings.secrets;
+        let store = store::connect(
+            settings.database.url.expose_secret(),
+            settings.database.max_connections,
+        )
+        .await?;
+        let outbox = match settings.sms.provider.as_str() {
+            "dev-outbox" => Some(Arc::new(DevOutbox::new(settings.sms.outbox_file.clone()))),
+            _ => None,
+        };
+        let sms: Arc<dyn SmsSender> = match &outbox {
+            Some(outbox) => outbox.clone(),
+            None => Arc::new(NoGateway),
+        };
+        let simulator = Arc::new(Simulator::new());
+        let services = Arc::new(Services {
+            merchants: MerchantDirectory::new(store.clone(), Duration::from_secs(30)),
+            store,
+            vault: Vault::new(&secrets.vault_keys, &secrets.active_vault_key)?,
+            fingerprints: KeyedHasher::new("secrets.fingerprint_key", &secrets.fingerprint_key)?,
+            otp_hasher: KeyedHasher::new("secrets.otp_key", &secrets.otp_key)?,
+            tokens: TokenCodec::new(KeyedHasher::new("secrets.token_key", &secrets.token_key)?),
+            acquirer: simulator.clone(),
+            sms,
+            policy: Policy {
+                utc_offset_minutes: settings.limits.utc_offset_minutes,
+                session_ttl_ms: settings.sessions.ttl_secs * 1000,
+                max_card_attempts: settings.sessions.max_card_attempts,
+                public_base_url: settings.public_base_url.clone(),
+            },
+        });
+        let listener = TcpListener::bind(settings.grpc.listen).await?;
+        let grpc_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            grpc_addr,
+            settings,
+            services,
+            outbox,
+            simulator,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn services(&self) -> Arc<Services> {
+        self.services.clone()
+    }
+
+    /// The development SMS outbox, when configured.
+    pub fn sms_outbox(&self) -> Option<Arc<DevOutbox>> {
+        self.outbox.clone()
+    }
+
+    /// The simulated acquirer and its ledger.
+    pub fn acquirer(&self) -> Arc<Simulator> {
+        self.simulator.clone()
+    }
+
+    /// Serves gRPC (mTLS, health, reflection) until `shutdown` resolves.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let tls = self.settings.tls.server_config()?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<BindingServiceServer<BindingApi>>()
+            .await;
+        let (reflection_v1, reflection_v1alpha) = paybind_shared::grpc::reflection_services()?;
+        let api = BindingServiceServer::new(BindingApi::new(self.services.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        tracing::info!(
+            addr = %self.grpc_addr,
+            backend = self.services.store.backend(),
+            "payment-svc serving gRPC over mTLS"
+        );
+        Server::builder()
+            .tls_config(tls)?
+            .timeout(Duration::from_secs(30))
+            .concurrency_limit_per_connection(256)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(api)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await?;
+        Ok(())
+    }
+}

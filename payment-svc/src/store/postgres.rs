@@ -1,0 +1,93 @@
+//! PostgreSQL, the production backend. The hot path is the `reserve_payment`
+//! function (migration 0002): one round trip per payment.
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool, Postgres,
+};
+
+super::common::impl_store!(PgStore, Postgres);
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+#[derive(sqlx::FromRow)]
+struct Reserved {
+    o_outcome: String,
+    o_per_payment_limit: i64,
+    o_remaining_today: i64,
+    o_pan_ct: Option<Vec<u8>>,
+    o_pan_key_id: Option<String>,
+    o_exp_month: i64,
+    o_exp_year: i64,
+}
+
+impl PgStore {
+    const BACKEND: &'static str = "postgres";
+
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn reserve_payment_impl(&self, r: &ReservePayment) -> StoreResult<ReserveOutcome> {
+        let row: Reserved = sqlx::query_as(
+            "SELECT * FROM reserve_payment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&r.payment_id)
+        .bind(&r.merchant_id)
+        .bind(&r.binding_id)
+        .bind(&r.merchant_user_id)
+        .bind(&r.order_id)
+        .bind(r.amount_minor)
+        .bind(&r.currency)
+        .bind(&r.description)
+        .bind(&r.idempotency_key)
+        .bind(&r.request_hash)
+        .bind(r.day)
+        .bind(r.now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(match row.o_outcome.as_str() {
+            "RESERVED" => ReserveOutcome::Reserved(VaultedCard {
+                pan_ct: row.o_pan_ct.ok_or_else(|| StoreError::Corrupt("no card".into()))?,
+                pan_key_id: row.o_pan_key_id.unwrap_or_default(),
+                exp_month: row.o_exp_month,
+                exp_year: row.o_exp_year,
+            }),
+            "EXISTING" => {
+                let existing: PaymentRow = sqlx::query_as(SELECT_PAYMENT_BY_KEY)
+                    .bind(&r.merchant_id)
+                    .bind(&r.idempotency_key)
+                    .fetch_one(&self.pool)
+                    .await?;
+                ReserveOutcome::Existing(existing)
+            }
+            "NOT_FOUND" => ReserveOutcome::NotFound,
+            "REVOKED" => ReserveOutcome::Revoked,
+            "CURRENCY_MISMATCH" => ReserveOutcome::CurrencyMismatch,
+            "LIMIT_EXCEEDED" => ReserveOutcome::LimitExceeded {
+                per_payment_limit: row.o_per_payment_limit,
+                remaining_today: row.o_remaining_today,
+            },
+            other => return Err(StoreError::Corrupt(format!("unknown outcome {other}"))),
+        })
+    }
+}

@@ -1,0 +1,117 @@
+//! SQLite, the embedded default: WAL, `synchronous = FULL` (money), the file
+//! created on first run. All writes go through one connection, so SQLite's
+//! single writer never meets a busy lock; reads use a pool of their own.
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    Sqlite, SqlitePool,
+};
+
+super::common::impl_store!(SqliteStore, Sqlite);
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    const BACKEND: &'static str = "sqlite";
+
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// The hot path as one transaction on the single writer connection:
+    /// in-process statements, serialised by construction.
+    async fn reserve_payment_impl(&self, r: &ReservePayment) -> StoreResult<ReserveOutcome> {
+        let mut tx = self.writer.begin().await?;
+        let existing: Option<PaymentRow> = sqlx::query_as(SELECT_PAYMENT_BY_KEY)
+            .bind(&r.merchant_id)
+            .bind(&r.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(existing) = existing {
+            return Ok(ReserveOutcome::Existing(existing));
+        }
+        let binding: Option<BindingRow> =
+            sqlx::query_as("SELECT * FROM bindings WHERE id = $1 AND merchant_id = $2")
+                .bind(&r.binding_id)
+                .bind(&r.merchant_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(b) = binding.filter(|b| b.merchant_user_id == r.merchant_user_id) else {
+            return Ok(ReserveOutcome::NotFound);
+        };
+        if b.status != "ACTIVE" {
+            return Ok(ReserveOutcome::Revoked);
+        }
+        if b.currency != r.currency {
+            return Ok(ReserveOutcome::CurrencyMismatch);
+        }
+        let used = if b.usage_day == r.day { b.usage_amount } else { 0 };
+        if r.amount_minor > b.per_payment_limit || used + r.amount_minor > b.daily_limit {
+            return Ok(ReserveOutcome::LimitExceeded {
+                per_payment_limit: b.per_payment_limit,
+                remaining_today: b.daily_limit - used,
+            });
+        }
+        sqlx::query(
+            "INSERT INTO payments (id, merchant_id, merchant_user_id, binding_id, order_id, \
+             amount_minor, currency, description, status, counted_day, refunded_minor, \
+             shopper_authenticated, idempotency_key, request_hash, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', $9, 0, FALSE, $10, $11, $12, $12)",
+        )
+        .bind(&r.payment_id)
+        .bind(&r.merchant_id)
+        .bind(&r.merchant_user_id)
+        .bind(&r.binding_id)
+        .bind(&r.order_id)
+        .bind(r.amount_minor)
+        .bind(&r.currency)
+        .bind(&r.description)
+        .bind(r.day)
+        .bind(&r.idempotency_key)
+        .bind(&r.request_hash)
+        .bind(r.now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query("UPDATE bindings SET usage_day = $2, usage_amount = $3 WHERE id = $1")
+            .bind(&r.binding_id)
+            .bind(r.day)
+            .bind(used + r.amount_minor)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ReserveOutcome::Reserved(VaultedCard {
+            pan_ct: b.pan_ct,
+            pan_key_id: b.pan_key_id,
+            exp_month: b.exp_month,
+            exp_year: b.exp_year,
+        }))
+    }
+}

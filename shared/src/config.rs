@@ -1,0 +1,86 @@
+//! Layered configuration: embedded defaults, then an optional file, then
+//! environment variables such as `PAYMENT__DATABASE__URL` (double underscores
+//! separate the levels).
+use std::path::Path;
+
+use figment::{
+    providers::{Env, Format, Toml},
+    Figment,
+};
+use serde::de::DeserializeOwned;
+
+/// Loads `T` from `defaults` (TOML), `file` if given (it must exist), then the
+/// environment variables starting with `env_prefix` (e.g. `"PAYMENT__"`).
+///
+/// The error names the failing key, e.g. `database.url`.
+pub fn load<T: DeserializeOwned>(
+    defaults: &str,
+    file: Option<&Path>,
+    env_prefix: &str,
+) -> anyhow::Result<T> {
+    let mut figment = Figment::from(Toml::string(defaults));
+    if let Some(file) = file {
+        if !file.is_file() {
+            anyhow::bail!("config file {} does not exist", file.display());
+        }
+        figment = figment.merge(Toml::file(file));
+    }
+    figment = figment.merge(Env::prefixed(env_prefix).split("__"));
+    figment
+        .extract()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Sample {
+        name: String,
+        db: Db,
+    }
+    #[derive(serde::Deserialize)]
+    struct Db {
+        url: String,
+        pool: u32,
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "name = \"from-file\"\n[db]\nurl = \"file-url\"\n").expect("write");
+        // A prefix no other test uses, so setting it cannot race with them.
+        std::env::set_var("SAMPLETEST__DB__URL", "env-url");
+        let s: Sample = load(
+            "name = \"default\"\n[db]\nurl = \"d\"\npool = 4\n",
+            Some(&file),
+            "SAMPLETEST__",
+        )
+        .expect("loads");
+        assert_eq!(s.name, "from-file");
+        assert_eq!(s.db.url, "env-url");
+        assert_eq!(s.db.pool, 4);
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let err = load::<Sample>(
+            "name = \"x\"\n[db]\nurl = \"d\"\npool = \"many\"\n",
+            None,
+            "NOPE_UNUSED__",
+        )
+        .err()
+        .expect("must fail");
+        assert!(err.to_string().contains("pool"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = load::<Sample>("", Some(Path::new("/nonexistent/x.toml")), "X__")
+            .err()
+            .expect("must fail");
+        assert!(err.to_string().contains("does not exist"));
+    }
+}

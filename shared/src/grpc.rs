@@ -1,0 +1,129 @@
+//! gRPC plumbing shared by both servers: error statuses with a machine-readable
+//! reason, and the health and reflection services.
+use std::{collections::HashMap, time::Duration};
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `google.rpc.ErrorInfo.domain` of every paybind error.
+pub const ERROR_DOMAIN: &str = "paybind.dev";
+
+/// Builds a `Status` whose details carry `ErrorInfo { reason, domain }` and,
+/// where given, the offending field (`BadRequest`) and a retry delay.
+#[derive(Debug)]
+pub struct ErrorStatus {
+    code: Code,
+    reason: &'static str,
+    message: String,
+    metadata: HashMap<String, String>,
+    field: Option<(String, String)>,
+    retry_after: Option<Duration>,
+}
+
+impl ErrorStatus {
+    pub fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            metadata: HashMap::new(),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    /// Adds an `ErrorInfo.metadata` entry. Never put a secret here.
+    pub fn meta(mut self, key: &str, value: impl ToString) -> Self {
+        self.metadata.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    /// Names the request field at fault (also added as metadata `field`).
+    pub fn field(mut self, path: &str) -> Self {
+        self.metadata.insert("field".to_owned(), path.to_owned());
+        self.field = Some((path.to_owned(), self.message.clone()));
+        self
+    }
+
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    pub fn build(self) -> Status {
+        let mut details = ErrorDetails::new();
+        details.set_error_info(self.reason, ERROR_DOMAIN, self.metadata);
+        if let Some((field, description)) = self.field {
+            details.add_bad_request_violation(field, description);
+        }
+        if let Some(delay) = self.retry_after {
+            details.set_retry_info(Some(delay));
+        }
+        Status::with_error_details(self.code, self.message, details)
+    }
+}
+
+impl From<ErrorStatus> for Status {
+    fn from(value: ErrorStatus) -> Self {
+        value.build()
+    }
+}
+
+/// The `ErrorInfo.reason` of a status, if it has one (for clients and tests).
+pub fn reason_of(status: &Status) -> Option<String> {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+}
+
+/// The `ErrorInfo.metadata` of a status (empty if it has none).
+pub fn metadata_of(status: &Status) -> HashMap<String, String> {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.metadata.clone())
+        .unwrap_or_default()
+}
+
+/// gRPC reflection (v1 and v1alpha, so that both new and older grpcurl
+/// releases can list and describe the services) over the paybind descriptors.
+pub fn reflection_services() -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+)> {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(paybind_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(paybind_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    Ok((v1, v1alpha))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_carries_reason_metadata_and_field() {
+        let status = ErrorStatus::new(Code::InvalidArgument, "INVALID_CVV", "cvv must be 3 digits")
+            .field("card.cvv")
+            .build();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(reason_of(&status).as_deref(), Some("INVALID_CVV"));
+        assert_eq!(
+            metadata_of(&status).get("field").map(String::as_str),
+            Some("card.cvv")
+        );
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("bad request detail");
+        assert_eq!(bad.field_violations[0].field, "card.cvv");
+    }
+}

@@ -35,7 +35,7 @@ impl Invalid {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
-    #[error("{field}: {message}")]
+    #[error("{message}")]
     Invalid {
         field: &'static str,
         reason: &'static str,

@@ -21,7 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let all: Vec<&str> = CONTRACT.iter().chain(REFLECTION_ONLY).copied().collect();
     let described = protox::compile(&all, ["."])?;
-    fs::write(out_dir.join("paybind_descriptor.bin"), described.encode_to_vec())?;
+    fs::write(
+        out_dir.join("paybind_descriptor.bin"),
+        described.encode_to_vec(),
+    )?;
 
     let contract = protox::compile(CONTRACT, ["."])?;
     tonic_prost_build::configure()

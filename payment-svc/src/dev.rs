@@ -21,7 +21,11 @@ pub struct DevSetup {
 /// keep their data and keys.
 pub fn prepare(dir: &Path, listen: SocketAddr) -> anyhow::Result<DevSetup> {
     let certs = dir.join("certs");
-    pki::ensure_server(&certs, "payment-svc", &["localhost", "127.0.0.1", "payment-svc"])?;
+    pki::ensure_server(
+        &certs,
+        "payment-svc",
+        &["localhost", "127.0.0.1", "payment-svc"],
+    )?;
     pki::ensure_client(&certs, DEMO_MERCHANT)?;
     let config_file = dir.join("payment.toml");
     if !config_file.is_file() {

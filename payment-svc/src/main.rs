@@ -3,6 +3,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use paybind_shared::money::Currency;
 use payment_svc::{
     config::Settings,
     dev,
@@ -10,7 +11,6 @@ use payment_svc::{
     startup::App,
     store,
 };
-use paybind_shared::money::Currency;
 use secrecy::ExposeSecret;
 
 #[derive(Parser)]
@@ -88,14 +88,20 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let settings = Settings::load(cli.config.as_deref())?;
-            App::build(settings).await?.run_until_stopped(shutdown_signal()).await
+            App::build(settings)
+                .await?
+                .run_until_stopped(shutdown_signal())
+                .await
         }
         Command::Dev { dir, listen } => {
             let setup = dev::prepare(&dir, listen)?;
             let settings = Settings::load(Some(&setup.config_file))?;
             let store = store::connect(settings.database.url.expose_secret(), 2).await?;
             if merchants::ensure(store.as_ref(), &dev::demo_merchant()?).await? {
-                tracing::info!(merchant = dev::DEMO_MERCHANT, "registered the demo merchant");
+                tracing::info!(
+                    merchant = dev::DEMO_MERCHANT,
+                    "registered the demo merchant"
+                );
             }
             drop(store);
             let app = App::build(settings).await?;
@@ -104,7 +110,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::DevCert { dir, identity } => {
             let files = paybind_shared::tls::dev::ensure_client(&dir, &identity)?;
-            println!("certificate: {}\nkey:         {}", files.cert.display(), files.key.display());
+            println!(
+                "certificate: {}\nkey:         {}",
+                files.cert.display(),
+                files.key.display()
+            );
             Ok(())
         }
         Command::Merchant(cmd) => {
@@ -140,8 +150,13 @@ async fn main() -> anyhow::Result<()> {
                     for m in store.list_merchants().await? {
                         println!(
                             "{}\t{}\tcert={}\tdirect_entry={}\t{} per payment {} per day {}",
-                            m.id, m.display_name, m.cert_identity, m.direct_entry, m.currency,
-                            m.per_payment_limit, m.daily_limit
+                            m.id,
+                            m.display_name,
+                            m.cert_identity,
+                            m.direct_entry,
+                            m.currency,
+                            m.per_payment_limit,
+                            m.daily_limit
                         );
                     }
                 }
@@ -157,7 +172,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -24,10 +24,7 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     fn identity(&self) -> anyhow::Result<Identity> {
-        Ok(Identity::from_pem(
-            read(&self.cert)?,
-            read(&self.key)?,
-        ))
+        Ok(Identity::from_pem(read(&self.cert)?, read(&self.key)?))
     }
 
     fn ca(&self) -> anyhow::Result<Certificate> {
@@ -182,7 +179,10 @@ mod tests {
             .expect("server cert");
         let client = dev::ensure_client(dir.path(), "demo-shop").expect("client cert");
         let pem = fs::read(&client.cert).expect("read");
-        let der = x509_parser::pem::parse_x509_pem(&pem).expect("pem").1.contents;
+        let der = x509_parser::pem::parse_x509_pem(&pem)
+            .expect("pem")
+            .1
+            .contents;
         assert_eq!(common_name(&der).as_deref(), Some("demo-shop"));
         // Reusing keeps the same files.
         let again = dev::ensure_client(dir.path(), "demo-shop").expect("again");

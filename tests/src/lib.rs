@@ -124,7 +124,9 @@ async fn fresh_postgres_database() -> anyhow::Result<Option<(String, String)>> {
         Err(e) => return Err(e).context("PostgreSQL is required (PAYBIND_REQUIRE_POSTGRES=1)"),
     };
     let name = format!("paybind_test_{}", hex_id());
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
     admin.close().await?;
     let base = admin_url
         .rsplit_once('/')
@@ -160,8 +162,11 @@ impl Stack {
         let app = App::build(settings).await?;
         let services = app.services();
         for (identity, direct_entry) in [(SHOP_A, true), (SHOP_B, true), (SHOP_NO_DIRECT, false)] {
-            payment_svc::domain::merchants::register(services.store.as_ref(), &merchant(identity, direct_entry)?)
-                .await?;
+            payment_svc::domain::merchants::register(
+                services.store.as_ref(),
+                &merchant(identity, direct_entry)?,
+            )
+            .await?;
         }
         let addr = app.grpc_addr();
         let outbox = app.sms_outbox().context("tests configure the dev outbox")?;

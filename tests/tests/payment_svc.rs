@@ -1,10 +1,12 @@
 //! payment-svc driven as a merchant would drive it: over gRPC with mTLS, each
 //! scenario on SQLite and on PostgreSQL.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::HashSet;
 
 use paybind_tests::{
-    metadata_of, pb, reason_of, Backend, Stack, DAILY_LIMIT, PER_PAYMENT_LIMIT, RETURN_URL,
-    SHOP_A, SHOP_B, SHOP_NO_DIRECT, UNREGISTERED,
+    metadata_of, pb, reason_of, Backend, Stack, DAILY_LIMIT, PER_PAYMENT_LIMIT, RETURN_URL, SHOP_A,
+    SHOP_B, SHOP_NO_DIRECT, UNREGISTERED,
 };
 use tonic::{transport::Channel, Code, Status};
 
@@ -40,9 +42,8 @@ macro_rules! on_both_backends {
     };
 }
 
-type Scenario = for<'a> fn(
-    &'a Stack,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = R> + 'a>>;
+type Scenario =
+    for<'a> fn(&'a Stack) -> std::pin::Pin<Box<dyn std::future::Future<Output = R> + 'a>>;
 
 async fn run(backend: Backend, scenario: Scenario) -> R {
     let Some(stack) = Stack::start(backend).await? else {
@@ -118,7 +119,9 @@ fn session_of<T>(r: tonic::Response<T>) -> anyhow::Result<pb::BindSession>
 where
     T: HasSession,
 {
-    r.into_inner().session().ok_or_else(|| anyhow::anyhow!("no session"))
+    r.into_inner()
+        .session()
+        .ok_or_else(|| anyhow::anyhow!("no session"))
 }
 
 trait HasSession {
@@ -136,7 +139,11 @@ has_session!(
     pb::VerifyBindResponse
 );
 
-async fn verify(stack: &Stack, c: &mut Client, session_id: &str) -> anyhow::Result<pb::BindSession> {
+async fn verify(
+    stack: &Stack,
+    c: &mut Client,
+    session_id: &str,
+) -> anyhow::Result<pb::BindSession> {
     let code = stack.last_code(PHONE)?;
     session_of(
         c.verify_bind(pb::VerifyBindRequest {
@@ -148,13 +155,23 @@ async fn verify(stack: &Stack, c: &mut Client, session_id: &str) -> anyhow::Resu
 }
 
 /// Binds `card_number` for `user` by direct entry; returns the binding.
-async fn bind_card(stack: &Stack, c: &mut Client, user: &str, card_number: &str) -> anyhow::Result<pb::Binding> {
+async fn bind_card(
+    stack: &Stack,
+    c: &mut Client,
+    user: &str,
+    card_number: &str,
+) -> anyhow::Result<pb::Binding> {
     let key = format!("bind-{user}-{}", paybind_shared::ids::new_id("k"));
     let session = session_of(c.bind(bind_request(user, &key)).await?)?;
-    c.submit_bind_info(submission(&session.session_id, card_number)).await?;
+    c.submit_bind_info(submission(&session.session_id, card_number))
+        .await?;
     let done = verify(stack, c, &session.session_id).await?;
-    anyhow::ensure!(done.status == pb::BindSessionStatus::Completed as i32, "not completed");
-    done.binding.ok_or_else(|| anyhow::anyhow!("completed session without binding"))
+    anyhow::ensure!(
+        done.status == pb::BindSessionStatus::Completed as i32,
+        "not completed"
+    );
+    done.binding
+        .ok_or_else(|| anyhow::anyhow!("completed session without binding"))
 }
 
 fn pay_request(token: &str, user: &str, order: &str, amount: i64, key: &str) -> pb::PayRequest {
@@ -168,7 +185,13 @@ fn pay_request(token: &str, user: &str, order: &str, amount: i64, key: &str) -> 
     }
 }
 
-async fn pay(c: &mut Client, token: &str, user: &str, amount: i64, key: &str) -> Result<pb::Payment, Status> {
+async fn pay(
+    c: &mut Client,
+    token: &str,
+    user: &str,
+    amount: i64,
+    key: &str,
+) -> Result<pb::Payment, Status> {
     let order = format!("order-{key}");
     let r = c.pay(pay_request(token, user, &order, amount, key)).await?;
     r.into_inner()
@@ -209,11 +232,19 @@ async fn bind_by_direct_entry_then_pay_without_a_code(stack: &Stack) -> R {
     assert_eq!(opened.status, pb::BindSessionStatus::Open as i32);
     assert_eq!(opened.kind, pb::BindSessionKind::Bind as i32);
     assert_eq!(opened.attempts_left, 3);
-    assert!(opened.binding_page_url.ends_with(&format!("/bind/{}", opened.session_id)));
+    assert!(opened
+        .binding_page_url
+        .ends_with(&format!("/bind/{}", opened.session_id)));
     assert!(opened.expire_time.is_some());
 
-    let awaiting = session_of(c.submit_bind_info(submission(&opened.session_id, VISA)).await?)?;
-    assert_eq!(awaiting.status, pb::BindSessionStatus::AwaitingVerification as i32);
+    let awaiting = session_of(
+        c.submit_bind_info(submission(&opened.session_id, VISA))
+            .await?,
+    )?;
+    assert_eq!(
+        awaiting.status,
+        pb::BindSessionStatus::AwaitingVerification as i32
+    );
     assert_eq!(awaiting.code_sent_to, "+86 138****8000");
     assert!(awaiting.binding.is_none(), "no binding before the code");
 
@@ -224,7 +255,10 @@ async fn bind_by_direct_entry_then_pay_without_a_code(stack: &Stack) -> R {
     assert_eq!(binding.merchant_user_id, "alice");
     assert_eq!(binding.status, pb::BindingStatus::Active as i32);
     let card = binding.card.clone().expect("card summary");
-    assert_eq!((card.brand, card.last4.as_str()), (pb::CardBrand::Visa as i32, "4242"));
+    assert_eq!(
+        (card.brand, card.last4.as_str()),
+        (pb::CardBrand::Visa as i32, "4242")
+    );
     assert_eq!((card.expiry_month, card.expiry_year), (12, 2031));
     let limits = binding.limits.clone().expect("limits");
     assert_eq!(amount(&limits.per_payment), PER_PAYMENT_LIMIT);
@@ -239,9 +273,15 @@ async fn bind_by_direct_entry_then_pay_without_a_code(stack: &Stack) -> R {
         })
         .await?,
     )?;
-    assert_eq!(fetched.binding.as_ref().map(|b| &b.binding_token), Some(&binding.binding_token));
+    assert_eq!(
+        fetched.binding.as_ref().map(|b| &b.binding_token),
+        Some(&binding.binding_token)
+    );
     let again = verify(stack, &mut c, &opened.session_id).await?;
-    assert_eq!(again.binding.map(|b| b.binding_id), Some(binding.binding_id.clone()));
+    assert_eq!(
+        again.binding.map(|b| b.binding_id),
+        Some(binding.binding_id.clone())
+    );
 
     // Paying needs no code: nothing more is sent to the shopper.
     let codes_sent = stack.outbox.messages().len();
@@ -263,7 +303,10 @@ async fn bind_by_direct_entry_then_pay_without_a_code(stack: &Stack) -> R {
         .expect("payment");
     assert_eq!(got.payment_id, paid.payment_id);
     assert_eq!(got.status, pb::PaymentStatus::Succeeded as i32);
-    assert_eq!(remaining_today(&mut c, "alice", &binding.binding_id).await?, DAILY_LIMIT - 1_999);
+    assert_eq!(
+        remaining_today(&mut c, "alice", &binding.binding_id).await?,
+        DAILY_LIMIT - 1_999
+    );
     Ok(())
 }
 
@@ -285,7 +328,10 @@ async fn bind_requests_are_idempotent(stack: &Stack) -> R {
     let mut c = stack.client(SHOP_A).await?;
     let a = session_of(c.bind(bind_request("dave", "bind-dave")).await?)?;
     let b = session_of(c.bind(bind_request("dave", "bind-dave")).await?)?;
-    assert_eq!(a.session_id, b.session_id, "a retry returns the same session");
+    assert_eq!(
+        a.session_id, b.session_id,
+        "a retry returns the same session"
+    );
     let err = c
         .bind(bind_request("erin", "bind-dave"))
         .await
@@ -304,16 +350,55 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing(stack: &Stack) -
     let session = session_of(c.bind(bind_request("frank", "bind-frank")).await?)?;
     let id = session.session_id.clone();
 
-    let cases: Vec<(Box<dyn Fn(&mut pb::SubmitBindInfoRequest)>, &str, &str)> = vec![
-        (Box::new(|r| r.card.as_mut().expect("card").number = "4242424242424241".into()), "INVALID_CARD_NUMBER", "card.number"),
-        (Box::new(|r| r.card.as_mut().expect("card").number = "4242".into()), "INVALID_CARD_NUMBER", "card.number"),
-        (Box::new(|r| r.card.as_mut().expect("card").expiry_year = 2020), "INVALID_EXPIRY", "card.expiry_month"),
-        (Box::new(|r| r.card.as_mut().expect("card").expiry_month = 13), "INVALID_EXPIRY", "card.expiry_month"),
-        (Box::new(|r| r.card.as_mut().expect("card").cvv = "12".into()), "INVALID_CVV", "card.cvv"),
-        (Box::new(|r| r.shopper.as_mut().expect("shopper").id_number = "110105194912310021".into()), "INVALID_ID_NUMBER", "shopper.id_number"),
-        (Box::new(|r| r.shopper.as_mut().expect("shopper").phone = "12345".into()), "INVALID_PHONE", "shopper.phone"),
-        (Box::new(|r| r.shopper.as_mut().expect("shopper").full_name = " ".into()), "INVALID_ARGUMENT", "shopper.full_name"),
-        (Box::new(|r| r.shopper = None), "INVALID_ARGUMENT", "shopper.full_name"),
+    type Mutation = Box<dyn Fn(&mut pb::SubmitBindInfoRequest)>;
+    let cases: Vec<(Mutation, &str, &str)> = vec![
+        (
+            Box::new(|r| r.card.as_mut().expect("card").number = "4242424242424241".into()),
+            "INVALID_CARD_NUMBER",
+            "card.number",
+        ),
+        (
+            Box::new(|r| r.card.as_mut().expect("card").number = "4242".into()),
+            "INVALID_CARD_NUMBER",
+            "card.number",
+        ),
+        (
+            Box::new(|r| r.card.as_mut().expect("card").expiry_year = 2020),
+            "INVALID_EXPIRY",
+            "card.expiry_month",
+        ),
+        (
+            Box::new(|r| r.card.as_mut().expect("card").expiry_month = 13),
+            "INVALID_EXPIRY",
+            "card.expiry_month",
+        ),
+        (
+            Box::new(|r| r.card.as_mut().expect("card").cvv = "12".into()),
+            "INVALID_CVV",
+            "card.cvv",
+        ),
+        (
+            Box::new(|r| {
+                r.shopper.as_mut().expect("shopper").id_number = "110105194912310021".into()
+            }),
+            "INVALID_ID_NUMBER",
+            "shopper.id_number",
+        ),
+        (
+            Box::new(|r| r.shopper.as_mut().expect("shopper").phone = "12345".into()),
+            "INVALID_PHONE",
+            "shopper.phone",
+        ),
+        (
+            Box::new(|r| r.shopper.as_mut().expect("shopper").full_name = " ".into()),
+            "INVALID_ARGUMENT",
+            "shopper.full_name",
+        ),
+        (
+            Box::new(|r| r.shopper = None),
+            "INVALID_ARGUMENT",
+            "shopper.full_name",
+        ),
     ];
     for (mutate, want_reason, want_field) in cases {
         let mut request = submission(&id, VISA);
@@ -321,28 +406,58 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing(stack: &Stack) -
         let err = c.submit_bind_info(request).await.expect_err(want_reason);
         assert_eq!(err.code(), Code::InvalidArgument, "{want_reason}");
         assert_eq!(reason(&err), want_reason);
-        assert_eq!(metadata_of(&err).get("field").map(String::as_str), Some(want_field));
-        assert!(!err.message().contains("4242424242"), "no card number in errors");
-        assert!(!err.message().contains("11010519491231"), "no ID number in errors");
+        assert_eq!(
+            metadata_of(&err).get("field").map(String::as_str),
+            Some(want_field)
+        );
+        assert!(
+            !err.message().contains("4242424242"),
+            "no card number in errors"
+        );
+        assert!(
+            !err.message().contains("11010519491231"),
+            "no ID number in errors"
+        );
     }
-    let after = session_of(c.get_bind_session(pb::GetBindSessionRequest { session_id: id.clone() }).await?)?;
-    assert_eq!(after.status, pb::BindSessionStatus::Open as i32, "nothing changed");
+    let after = session_of(
+        c.get_bind_session(pb::GetBindSessionRequest {
+            session_id: id.clone(),
+        })
+        .await?,
+    )?;
+    assert_eq!(
+        after.status,
+        pb::BindSessionStatus::Open as i32,
+        "nothing changed"
+    );
     assert_eq!(after.attempts_left, 3, "no attempt used");
     assert!(stack.outbox.messages().is_empty(), "no code sent");
 
     // Binding requests.
     let mut bad_url = bind_request("frank", "k-url");
     bad_url.return_url = "https://shop.example.evil.com/bind/return".into();
-    assert_eq!(reason(&c.bind(bad_url).await.expect_err("url")), "RETURN_URL_NOT_ALLOWED");
+    assert_eq!(
+        reason(&c.bind(bad_url).await.expect_err("url")),
+        "RETURN_URL_NOT_ALLOWED"
+    );
     let mut no_presentation = bind_request("frank", "k-pres");
     no_presentation.presentation = 0;
-    assert_eq!(reason(&c.bind(no_presentation).await.expect_err("pres")), "INVALID_ARGUMENT");
+    assert_eq!(
+        reason(&c.bind(no_presentation).await.expect_err("pres")),
+        "INVALID_ARGUMENT"
+    );
     let mut bad_user = bind_request("frank smith", "k-user");
     bad_user.merchant_user_id = "frank smith".into();
-    assert_eq!(reason(&c.bind(bad_user).await.expect_err("user")), "INVALID_ARGUMENT");
+    assert_eq!(
+        reason(&c.bind(bad_user).await.expect_err("user")),
+        "INVALID_ARGUMENT"
+    );
     let mut no_key = bind_request("frank", "");
     no_key.idempotency_key.clear();
-    assert_eq!(reason(&c.bind(no_key).await.expect_err("key")), "INVALID_ARGUMENT");
+    assert_eq!(
+        reason(&c.bind(no_key).await.expect_err("key")),
+        "INVALID_ARGUMENT"
+    );
 
     // Money.
     let binding = bind_card(stack, &mut c, "frank", VISA).await?;
@@ -361,13 +476,22 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing(stack: &Stack) -
             currency: currency.into(),
         });
         let err = c.pay(request).await.expect_err(want);
-        assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, want));
+        assert_eq!(
+            (err.code(), reason(&err).as_str()),
+            (Code::InvalidArgument, want)
+        );
     }
     let mut no_amount = pay_request(&token, "frank", "o", 1, "k-none");
     no_amount.amount = None;
-    assert_eq!(reason(&c.pay(no_amount).await.expect_err("none")), "INVALID_AMOUNT");
+    assert_eq!(
+        reason(&c.pay(no_amount).await.expect_err("none")),
+        "INVALID_AMOUNT"
+    );
     assert_eq!(stack.acquirer.approved_charges(), 0, "nothing charged");
-    assert_eq!(remaining_today(&mut c, "frank", &binding.binding_id).await?, DAILY_LIMIT);
+    assert_eq!(
+        remaining_today(&mut c, "frank", &binding.binding_id).await?,
+        DAILY_LIMIT
+    );
     // The key of a refused request is still free.
     let ok = pay(&mut c, &token, "frank", 100, "k-bad-money").await?;
     assert_eq!(ok.status, pb::PaymentStatus::Succeeded as i32);
@@ -379,33 +503,57 @@ async fn wrong_codes_count_down_then_fail_the_session(stack: &Stack) -> R {
     let s = session_of(c.bind(bind_request("gina", "bind-gina")).await?)?;
     c.submit_bind_info(submission(&s.session_id, VISA)).await?;
     let right = stack.last_code(PHONE)?;
-    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
     for tries_left in (1..=4).rev() {
         let err = c
-            .verify_bind(pb::VerifyBindRequest { session_id: s.session_id.clone(), code: wrong.into() })
+            .verify_bind(pb::VerifyBindRequest {
+                session_id: s.session_id.clone(),
+                code: wrong.into(),
+            })
             .await
             .expect_err("wrong code");
         assert_eq!(reason(&err), "WRONG_CODE");
-        assert_eq!(metadata_of(&err).get("tries_left"), Some(&tries_left.to_string()));
+        assert_eq!(
+            metadata_of(&err).get("tries_left"),
+            Some(&tries_left.to_string())
+        );
     }
     let err = c
-        .verify_bind(pb::VerifyBindRequest { session_id: s.session_id.clone(), code: wrong.into() })
+        .verify_bind(pb::VerifyBindRequest {
+            session_id: s.session_id.clone(),
+            code: wrong.into(),
+        })
         .await
         .expect_err("fifth wrong code");
     assert_eq!(reason(&err), "SESSION_FAILED");
     // Even the right code no longer works.
     let err = c
-        .verify_bind(pb::VerifyBindRequest { session_id: s.session_id.clone(), code: right })
+        .verify_bind(pb::VerifyBindRequest {
+            session_id: s.session_id.clone(),
+            code: right,
+        })
         .await
         .expect_err("failed session");
     assert_eq!(reason(&err), "SESSION_FAILED");
-    let after = session_of(c.get_bind_session(pb::GetBindSessionRequest { session_id: s.session_id.clone() }).await?)?;
+    let after = session_of(
+        c.get_bind_session(pb::GetBindSessionRequest {
+            session_id: s.session_id.clone(),
+        })
+        .await?,
+    )?;
     assert_eq!(after.status, pb::BindSessionStatus::Failed as i32);
     assert!(after.binding.is_none());
     // A code before any submission is refused as out of order.
     let fresh = session_of(c.bind(bind_request("gina", "bind-gina-2")).await?)?;
     let err = c
-        .verify_bind(pb::VerifyBindRequest { session_id: fresh.session_id, code: "123456".into() })
+        .verify_bind(pb::VerifyBindRequest {
+            session_id: fresh.session_id,
+            code: "123456".into(),
+        })
         .await
         .expect_err("no code yet");
     assert_eq!(reason(&err), "SESSION_STATE");
@@ -417,7 +565,9 @@ async fn resending_a_code_is_throttled(stack: &Stack) -> R {
     let s = session_of(c.bind(bind_request("hal", "bind-hal")).await?)?;
     c.submit_bind_info(submission(&s.session_id, VISA)).await?;
     let err = c
-        .resend_bind_code(pb::ResendBindCodeRequest { session_id: s.session_id.clone() })
+        .resend_bind_code(pb::ResendBindCodeRequest {
+            session_id: s.session_id.clone(),
+        })
         .await
         .expect_err("too soon");
     assert_eq!(err.code(), Code::ResourceExhausted);
@@ -441,15 +591,27 @@ async fn declined_cards_bind_nothing_and_declined_payments_are_recorded(stack: &
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(reason(&err), "CARD_DECLINED");
     let meta = metadata_of(&err);
-    assert_eq!(meta.get("decline_reason").map(String::as_str), Some("DO_NOT_HONOR"));
+    assert_eq!(
+        meta.get("decline_reason").map(String::as_str),
+        Some("DO_NOT_HONOR")
+    );
     assert_eq!(meta.get("attempts_left").map(String::as_str), Some("2"));
-    let after = session_of(c.get_bind_session(pb::GetBindSessionRequest { session_id: s.session_id.clone() }).await?)?;
+    let after = session_of(
+        c.get_bind_session(pb::GetBindSessionRequest {
+            session_id: s.session_id.clone(),
+        })
+        .await?,
+    )?;
     assert_eq!(after.status, pb::BindSessionStatus::Open as i32);
     assert_eq!(after.last_error_reason, "CARD_DECLINED");
-    assert!(stack.outbox.messages().is_empty(), "no code for a declined card");
+    assert!(
+        stack.outbox.messages().is_empty(),
+        "no code for a declined card"
+    );
 
     // Another card in the same session works.
-    c.submit_bind_info(submission(&s.session_id, INSUFFICIENT_FUNDS)).await?;
+    c.submit_bind_info(submission(&s.session_id, INSUFFICIENT_FUNDS))
+        .await?;
     let done = verify(stack, &mut c, &s.session_id).await?;
     let binding = done.binding.expect("binding");
 
@@ -458,13 +620,19 @@ async fn declined_cards_bind_nothing_and_declined_payments_are_recorded(stack: &
     assert_eq!(declined.status, pb::PaymentStatus::Declined as i32);
     assert_eq!(declined.decline_reason, "INSUFFICIENT_FUNDS");
     let fetched = c
-        .get_payment(pb::GetPaymentRequest { payment_id: declined.payment_id.clone() })
+        .get_payment(pb::GetPaymentRequest {
+            payment_id: declined.payment_id.clone(),
+        })
         .await?
         .into_inner()
         .payment
         .expect("payment");
     assert_eq!(fetched.status, pb::PaymentStatus::Declined as i32);
-    assert_eq!(remaining_today(&mut c, "ivy", &binding.binding_id).await?, DAILY_LIMIT, "a decline uses no limit");
+    assert_eq!(
+        remaining_today(&mut c, "ivy", &binding.binding_id).await?,
+        DAILY_LIMIT,
+        "a decline uses no limit"
+    );
     let err = c
         .refund(pb::RefundRequest {
             payment_id: declined.payment_id,
@@ -483,10 +651,15 @@ async fn auth_free_limits_hold_per_payment_per_day_and_under_concurrency(stack: 
     let mut c = stack.client(SHOP_A).await?;
     let b = bind_card(stack, &mut c, "jack", VISA).await?;
     let token = b.binding_token.clone();
-    let err = pay(&mut c, &token, "jack", PER_PAYMENT_LIMIT + 1, "big").await.expect_err("over per-payment");
+    let err = pay(&mut c, &token, "jack", PER_PAYMENT_LIMIT + 1, "big")
+        .await
+        .expect_err("over per-payment");
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(reason(&err), "LIMIT_EXCEEDED");
-    assert_eq!(metadata_of(&err).get("per_payment_limit"), Some(&PER_PAYMENT_LIMIT.to_string()));
+    assert_eq!(
+        metadata_of(&err).get("per_payment_limit"),
+        Some(&PER_PAYMENT_LIMIT.to_string())
+    );
 
     // 10 concurrent payments of 30,000 against a 200,000 day: exactly 6 fit.
     let mut tasks = Vec::new();
@@ -507,9 +680,17 @@ async fn auth_free_limits_hold_per_payment_per_day_and_under_concurrency(stack: 
         }
     }
     assert_eq!((succeeded, limited), (6, 4));
-    assert_eq!(remaining_today(&mut c, "jack", &b.binding_id).await?, 20_000);
-    let err = pay(&mut c, &token, "jack", 20_001, "over-day").await.expect_err("over the day");
-    assert_eq!(metadata_of(&err).get("remaining_today").map(String::as_str), Some("20000"));
+    assert_eq!(
+        remaining_today(&mut c, "jack", &b.binding_id).await?,
+        20_000
+    );
+    let err = pay(&mut c, &token, "jack", 20_001, "over-day")
+        .await
+        .expect_err("over the day");
+    assert_eq!(
+        metadata_of(&err).get("remaining_today").map(String::as_str),
+        Some("20000")
+    );
     pay(&mut c, &token, "jack", 20_000, "exactly-the-rest").await?;
     assert_eq!(remaining_today(&mut c, "jack", &b.binding_id).await?, 0);
     assert_eq!(stack.acquirer.net_charged(), DAILY_LIMIT);
@@ -531,13 +712,27 @@ async fn refunds_never_exceed_the_payment(stack: &Stack) -> R {
     assert_eq!(r1.status, pb::RefundStatus::Succeeded as i32);
     assert_eq!(amount(&first.payment.expect("payment").refunded), 4_000);
     let replay = c.refund(refund(4_000, "rf-1")).await?.into_inner();
-    assert_eq!(replay.refund.expect("refund").refund_id, r1.refund_id, "idempotent");
-    assert_eq!(amount(&replay.payment.expect("payment").refunded), 4_000, "not refunded twice");
-    let err = c.refund(refund(5_000, "rf-1")).await.expect_err("key reused");
+    assert_eq!(
+        replay.refund.expect("refund").refund_id,
+        r1.refund_id,
+        "idempotent"
+    );
+    assert_eq!(
+        amount(&replay.payment.expect("payment").refunded),
+        4_000,
+        "not refunded twice"
+    );
+    let err = c
+        .refund(refund(5_000, "rf-1"))
+        .await
+        .expect_err("key reused");
     assert_eq!(reason(&err), "IDEMPOTENCY_KEY_REUSED");
     let err = c.refund(refund(7_000, "rf-2")).await.expect_err("too much");
     assert_eq!(reason(&err), "REFUND_EXCEEDS_PAYMENT");
-    assert_eq!(metadata_of(&err).get("refundable").map(String::as_str), Some("6000"));
+    assert_eq!(
+        metadata_of(&err).get("refundable").map(String::as_str),
+        Some("6000")
+    );
 
     // Concurrent refunds of 1,000 against the 6,000 left: exactly 6 succeed.
     let mut tasks = Vec::new();
@@ -555,14 +750,19 @@ async fn refunds_never_exceed_the_payment(stack: &Stack) -> R {
     }
     assert_eq!(ok, 6);
     let after = c
-        .get_payment(pb::GetPaymentRequest { payment_id: paid.payment_id.clone() })
+        .get_payment(pb::GetPaymentRequest {
+            payment_id: paid.payment_id.clone(),
+        })
         .await?
         .into_inner()
         .payment
         .expect("payment");
     assert_eq!(amount(&after.refunded), 10_000);
     assert_eq!(stack.acquirer.net_charged(), 0, "the acquirer agrees");
-    let err = c.refund(refund(1, "rf-last")).await.expect_err("nothing left");
+    let err = c
+        .refund(refund(1, "rf-last"))
+        .await
+        .expect_err("nothing left");
     assert_eq!(reason(&err), "REFUND_EXCEEDS_PAYMENT");
     Ok(())
 }
@@ -583,8 +783,13 @@ async fn unbind_then_pay_is_refused(stack: &Stack) -> R {
     assert_eq!(unbound.status, pb::BindingStatus::Revoked as i32);
     assert_eq!(unbound.revoke_reason, "user removed the card");
     assert!(unbound.revoke_time.is_some());
-    let err = pay(&mut c, &b.binding_token, "lee", 100, "after-unbind").await.expect_err("revoked");
-    assert_eq!((err.code(), reason(&err).as_str()), (Code::FailedPrecondition, "BINDING_REVOKED"));
+    let err = pay(&mut c, &b.binding_token, "lee", 100, "after-unbind")
+        .await
+        .expect_err("revoked");
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::FailedPrecondition, "BINDING_REVOKED")
+    );
     let again = c
         .unbind(pb::UnbindRequest {
             binding_token: b.binding_token.clone(),
@@ -598,7 +803,10 @@ async fn unbind_then_pay_is_refused(stack: &Stack) -> R {
     assert_eq!(again.revoke_reason, "user removed the card", "unchanged");
     // Listing hides revoked bindings unless asked.
     let active = c
-        .list_bindings(pb::ListBindingsRequest { merchant_user_id: "lee".into(), ..Default::default() })
+        .list_bindings(pb::ListBindingsRequest {
+            merchant_user_id: "lee".into(),
+            ..Default::default()
+        })
         .await?
         .into_inner();
     assert!(active.bindings.is_empty());
@@ -615,14 +823,31 @@ async fn another_merchant_or_user_cannot_use_a_token(stack: &Stack) -> R {
     let binding = bind_card(stack, &mut a, "mia", VISA).await?;
     let paid = pay(&mut a, &binding.binding_token, "mia", 100, "mia-1").await?;
 
-    let err = pay(&mut b, &binding.binding_token, "mia", 100, "steal").await.expect_err("other merchant");
-    assert_eq!((err.code(), reason(&err).as_str()), (Code::NotFound, "TOKEN_NOT_FOUND"));
-    let err = pay(&mut a, &binding.binding_token, "someone-else", 100, "other-user").await.expect_err("other user");
+    let err = pay(&mut b, &binding.binding_token, "mia", 100, "steal")
+        .await
+        .expect_err("other merchant");
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::NotFound, "TOKEN_NOT_FOUND")
+    );
+    let err = pay(
+        &mut a,
+        &binding.binding_token,
+        "someone-else",
+        100,
+        "other-user",
+    )
+    .await
+    .expect_err("other user");
     assert_eq!(reason(&err), "TOKEN_NOT_FOUND");
-    let err = pay(&mut a, "pbt_not-a-token", "mia", 100, "garbage").await.expect_err("garbage");
+    let err = pay(&mut a, "pbt_not-a-token", "mia", 100, "garbage")
+        .await
+        .expect_err("garbage");
     assert_eq!(reason(&err), "TOKEN_NOT_FOUND");
     let err = b
-        .get_payment(pb::GetPaymentRequest { payment_id: paid.payment_id.clone() })
+        .get_payment(pb::GetPaymentRequest {
+            payment_id: paid.payment_id.clone(),
+        })
         .await
         .expect_err("other merchant's payment");
     assert_eq!(reason(&err), "PAYMENT_NOT_FOUND");
@@ -637,25 +862,42 @@ async fn another_merchant_or_user_cannot_use_a_token(stack: &Stack) -> R {
     assert_eq!(reason(&err), "TOKEN_NOT_FOUND");
     let session = session_of(a.bind(bind_request("mia", "bind-mia-2")).await?)?;
     let err = b
-        .get_bind_session(pb::GetBindSessionRequest { session_id: session.session_id.clone() })
+        .get_bind_session(pb::GetBindSessionRequest {
+            session_id: session.session_id.clone(),
+        })
         .await
         .expect_err("other merchant's session");
     assert_eq!(reason(&err), "SESSION_NOT_FOUND");
     let listed = b
-        .list_bindings(pb::ListBindingsRequest { merchant_user_id: "mia".into(), ..Default::default() })
+        .list_bindings(pb::ListBindingsRequest {
+            merchant_user_id: "mia".into(),
+            ..Default::default()
+        })
         .await?
         .into_inner();
     assert!(listed.bindings.is_empty());
 
     // A certificate from the right CA but of no registered merchant.
     let mut stranger = stack.client(UNREGISTERED).await?;
-    let err = stranger.bind(bind_request("x", "k")).await.expect_err("unregistered");
-    assert_eq!((err.code(), reason(&err).as_str()), (Code::Unauthenticated, "UNKNOWN_MERCHANT"));
+    let err = stranger
+        .bind(bind_request("x", "k"))
+        .await
+        .expect_err("unregistered");
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::Unauthenticated, "UNKNOWN_MERCHANT")
+    );
     // A registered merchant without direct entry cannot send card data.
     let mut limited = stack.client(SHOP_NO_DIRECT).await?;
     let s = session_of(limited.bind(bind_request("x", "k")).await?)?;
-    let err = limited.submit_bind_info(submission(&s.session_id, VISA)).await.expect_err("no direct entry");
-    assert_eq!((err.code(), reason(&err).as_str()), (Code::PermissionDenied, "DIRECT_ENTRY_NOT_ALLOWED"));
+    let err = limited
+        .submit_bind_info(submission(&s.session_id, VISA))
+        .await
+        .expect_err("no direct entry");
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::PermissionDenied, "DIRECT_ENTRY_NOT_ALLOWED")
+    );
     assert_eq!(stack.acquirer.approved_charges(), 1);
     Ok(())
 }
@@ -667,15 +909,22 @@ async fn pay_is_idempotent_and_concurrent_duplicates_charge_once(stack: &Stack) 
     let replay = pay(&mut c, &b.binding_token, "ned", 1_000, "ned-1").await?;
     assert_eq!(first.payment_id, replay.payment_id);
     assert_eq!(stack.acquirer.approved_charges(), 1);
-    let err = pay(&mut c, &b.binding_token, "ned", 2_000, "ned-1").await.expect_err("reused");
-    assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, "IDEMPOTENCY_KEY_REUSED"));
+    let err = pay(&mut c, &b.binding_token, "ned", 2_000, "ned-1")
+        .await
+        .expect_err("reused");
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::InvalidArgument, "IDEMPOTENCY_KEY_REUSED")
+    );
 
     // 50 concurrent copies of one request: one payment, one charge.
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let mut client = c.clone();
         let token = b.binding_token.clone();
-        tasks.push(tokio::spawn(async move { pay(&mut client, &token, "ned", 3_000, "ned-dup").await }));
+        tasks.push(tokio::spawn(async move {
+            pay(&mut client, &token, "ned", 3_000, "ned-dup").await
+        }));
     }
     let mut ids = HashSet::new();
     for t in tasks {
@@ -686,7 +935,10 @@ async fn pay_is_idempotent_and_concurrent_duplicates_charge_once(stack: &Stack) 
     assert_eq!(ids.len(), 1, "every duplicate got the same payment");
     assert_eq!(stack.acquirer.approved_charges(), 2);
     assert_eq!(stack.acquirer.net_charged(), 4_000);
-    assert_eq!(remaining_today(&mut c, "ned", &b.binding_id).await?, DAILY_LIMIT - 4_000);
+    assert_eq!(
+        remaining_today(&mut c, "ned", &b.binding_id).await?,
+        DAILY_LIMIT - 4_000
+    );
     Ok(())
 }
 
@@ -710,13 +962,20 @@ async fn bind_and_pay_charges_then_binds(stack: &Stack) -> R {
     let mut c = stack.client(SHOP_A).await?;
     // Above the per-payment limit: the shopper authenticates this one.
     let big = PER_PAYMENT_LIMIT + 30_000;
-    let s = session_of(c.bind_and_pay(bind_and_pay_request("olga", big, "bp-olga")).await?)?;
+    let s = session_of(
+        c.bind_and_pay(bind_and_pay_request("olga", big, "bp-olga"))
+            .await?,
+    )?;
     assert_eq!(s.kind, pb::BindSessionKind::BindAndPay as i32);
     let details = s.payment_details.clone().expect("payment details");
     assert_eq!(amount(&details.amount), big);
     c.submit_bind_info(submission(&s.session_id, VISA)).await?;
     let sms = stack.outbox.messages().pop().expect("sms");
-    assert!(sms.text.contains("pay 800.00 CNY"), "the code says what is paid: {}", sms.text);
+    assert!(
+        sms.text.contains("pay 800.00 CNY"),
+        "the code says what is paid: {}",
+        sms.text
+    );
     let done = verify(stack, &mut c, &s.session_id).await?;
     assert_eq!(done.status, pb::BindSessionStatus::Completed as i32);
     let payment = done.payment.expect("payment");
@@ -725,7 +984,11 @@ async fn bind_and_pay_charges_then_binds(stack: &Stack) -> R {
     assert!(payment.shopper_authenticated);
     assert_eq!(amount(&payment.amount), big);
     assert_eq!(payment.binding_id, binding.binding_id);
-    assert_eq!(remaining_today(&mut c, "olga", &binding.binding_id).await?, DAILY_LIMIT, "outside the limits");
+    assert_eq!(
+        remaining_today(&mut c, "olga", &binding.binding_id).await?,
+        DAILY_LIMIT,
+        "outside the limits"
+    );
     assert_eq!(stack.acquirer.approved_charges(), 1);
     // Retrying the verify does not charge again.
     verify(stack, &mut c, &s.session_id).await?;
@@ -749,15 +1012,25 @@ async fn bind_and_pay_charges_then_binds(stack: &Stack) -> R {
 
 async fn declined_bind_and_pay_creates_no_binding(stack: &Stack) -> R {
     let mut c = stack.client(SHOP_A).await?;
-    let s = session_of(c.bind_and_pay(bind_and_pay_request("paul", 2_000, "bp-paul")).await?)?;
-    c.submit_bind_info(submission(&s.session_id, INSUFFICIENT_FUNDS)).await?;
+    let s = session_of(
+        c.bind_and_pay(bind_and_pay_request("paul", 2_000, "bp-paul"))
+            .await?,
+    )?;
+    c.submit_bind_info(submission(&s.session_id, INSUFFICIENT_FUNDS))
+        .await?;
     let code = stack.last_code(PHONE)?;
     let err = c
-        .verify_bind(pb::VerifyBindRequest { session_id: s.session_id.clone(), code })
+        .verify_bind(pb::VerifyBindRequest {
+            session_id: s.session_id.clone(),
+            code,
+        })
         .await
         .expect_err("declined charge");
     assert_eq!(reason(&err), "CARD_DECLINED");
-    assert_eq!(metadata_of(&err).get("decline_reason").map(String::as_str), Some("INSUFFICIENT_FUNDS"));
+    assert_eq!(
+        metadata_of(&err).get("decline_reason").map(String::as_str),
+        Some("INSUFFICIENT_FUNDS")
+    );
     let listed = c
         .list_bindings(pb::ListBindingsRequest {
             merchant_user_id: "paul".into(),
@@ -766,18 +1039,36 @@ async fn declined_bind_and_pay_creates_no_binding(stack: &Stack) -> R {
         })
         .await?
         .into_inner();
-    assert!(listed.bindings.is_empty(), "no binding after a declined charge");
-    let after = session_of(c.get_bind_session(pb::GetBindSessionRequest { session_id: s.session_id.clone() }).await?)?;
+    assert!(
+        listed.bindings.is_empty(),
+        "no binding after a declined charge"
+    );
+    let after = session_of(
+        c.get_bind_session(pb::GetBindSessionRequest {
+            session_id: s.session_id.clone(),
+        })
+        .await?,
+    )?;
     assert_eq!(after.status, pb::BindSessionStatus::Open as i32);
     assert_eq!(after.attempts_left, 2);
     assert!(after.payment.is_none() && after.binding.is_none());
 
     // Another card within the attempt limit.
-    c.submit_bind_info(submission(&s.session_id, MASTERCARD)).await?;
+    c.submit_bind_info(submission(&s.session_id, MASTERCARD))
+        .await?;
     let done = verify(stack, &mut c, &s.session_id).await?;
     assert_eq!(done.status, pb::BindSessionStatus::Completed as i32);
-    assert_eq!(done.binding.and_then(|b| b.card).map(|c| c.last4).as_deref(), Some("4444"));
-    assert_eq!(done.payment.map(|p| p.status), Some(pb::PaymentStatus::Succeeded as i32));
+    assert_eq!(
+        done.binding
+            .and_then(|b| b.card)
+            .map(|c| c.last4)
+            .as_deref(),
+        Some("4444")
+    );
+    assert_eq!(
+        done.payment.map(|p| p.status),
+        Some(pb::PaymentStatus::Succeeded as i32)
+    );
     assert_eq!(stack.acquirer.approved_charges(), 1);
     Ok(())
 }

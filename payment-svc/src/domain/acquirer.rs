@@ -111,7 +111,10 @@ impl Simulator {
     /// How many distinct charges were approved: what the shoppers were
     /// actually charged. Tests use it to prove nothing is charged twice.
     pub fn approved_charges(&self) -> usize {
-        self.lock_charges().values().filter(|c| c.result.is_ok()).count()
+        self.lock_charges()
+            .values()
+            .filter(|c| c.result.is_ok())
+            .count()
     }
 
     /// Total approved amount, minus refunds, in minor units.
@@ -203,8 +206,15 @@ mod tests {
     #[tokio::test]
     async fn test_cards_behave_as_documented() {
         let sim = Simulator::new();
-        let exp = Expiry { month: 12, year: 2030 };
-        let r = |n: &'static CardNumber| CardRef { number: n, expiry: exp, cvv: None };
+        let exp = Expiry {
+            month: 12,
+            year: 2030,
+        };
+        let r = |n: &'static CardNumber| CardRef {
+            number: n,
+            expiry: exp,
+            cvv: None,
+        };
         let ok = Box::leak(Box::new(card("4242424242424242")));
         let poor = Box::leak(Box::new(card("4000000000009995")));
         let bad = Box::leak(Box::new(card("4000000000000002")));
@@ -224,8 +234,13 @@ mod tests {
         assert_eq!(sim.approved_charges(), 1);
 
         sim.refund("r1", &first, cny(60)).await.expect("refund");
-        sim.refund("r1", &first, cny(60)).await.expect("replayed refund");
-        assert!(sim.refund("r2", &first, cny(41)).await.is_err(), "over the charge");
+        sim.refund("r1", &first, cny(60))
+            .await
+            .expect("replayed refund");
+        assert!(
+            sim.refund("r2", &first, cny(41)).await.is_err(),
+            "over the charge"
+        );
         assert_eq!(sim.net_charged(), 40);
     }
 }

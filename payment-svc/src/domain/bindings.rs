@@ -92,16 +92,20 @@ impl Services {
             0 => 20,
             1..=100 => i64::from(page_size),
             _ => {
-                return Err(Invalid::new("INVALID_ARGUMENT", "page_size must be 0 to 100")
-                    .at("page_size"))
+                return Err(
+                    Invalid::new("INVALID_ARGUMENT", "page_size must be 0 to 100").at("page_size"),
+                )
             }
         };
         let after = if page_token.is_empty() {
             None
         } else {
             Some(decode_page_token(page_token).ok_or_else(|| {
-                Invalid::new("INVALID_ARGUMENT", "page_token is not one this service issued")
-                    .at("page_token")
+                Invalid::new(
+                    "INVALID_ARGUMENT",
+                    "page_token is not one this service issued",
+                )
+                .at("page_token")
             })?)
         };
         let rows = self

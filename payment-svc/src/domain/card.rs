@@ -20,7 +20,12 @@ pub enum CardBrand {
 
 impl CardBrand {
     fn of(digits: &str) -> Self {
-        let prefix = |n: usize| digits.get(..n).and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+        let prefix = |n: usize| {
+            digits
+                .get(..n)
+                .and_then(|p| p.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
         match (prefix(1), prefix(2), prefix(4)) {
             (4, _, _) => Self::Visa,
             (_, 34 | 37, _) => Self::Amex,
@@ -132,7 +137,10 @@ impl Expiry {
     /// `today` is (year, month) now; a card expiring this month is still good.
     pub fn parse(month: i32, year: i32, today: (i32, u8)) -> Result<Self, Invalid> {
         if !(1..=12).contains(&month) {
-            return Err(Invalid::new("INVALID_EXPIRY", "expiry month must be 1 to 12"));
+            return Err(Invalid::new(
+                "INVALID_EXPIRY",
+                "expiry month must be 1 to 12",
+            ));
         }
         if !(2000..=2099).contains(&year) {
             return Err(Invalid::new(
@@ -214,7 +222,13 @@ mod tests {
 
     #[test]
     fn refuses_bad_numbers_with_a_reason() {
-        for bad in ["", "4242", "4242424242424241", "42424242424242a2", "12345678901234567890"] {
+        for bad in [
+            "",
+            "4242",
+            "4242424242424241",
+            "42424242424242a2",
+            "12345678901234567890",
+        ] {
             let err = CardNumber::parse(bad).expect_err(bad);
             assert_eq!(err.reason, "INVALID_CARD_NUMBER");
             assert!(!err.message.contains("4242424242"), "no digits in messages");
@@ -225,7 +239,10 @@ mod tests {
     fn expiry_rules() {
         let today = (2026, 11);
         assert!(Expiry::parse(11, 2026, today).is_ok(), "this month is fine");
-        assert!(Expiry::parse(10, 2026, today).is_err(), "last month has expired");
+        assert!(
+            Expiry::parse(10, 2026, today).is_err(),
+            "last month has expired"
+        );
         assert!(Expiry::parse(13, 2027, today).is_err());
         assert!(Expiry::parse(1, 27, today).is_err(), "two-digit year");
         assert_eq!(
@@ -240,7 +257,10 @@ mod tests {
         assert!(Cvv::parse("1234", CardBrand::Visa).is_err());
         assert!(Cvv::parse("1234", CardBrand::Amex).is_ok());
         assert!(Cvv::parse("12a", CardBrand::Visa).is_err());
-        assert_eq!(format!("{:?}", Cvv::parse("123", CardBrand::Visa).expect("ok")), "Cvv(***)");
+        assert_eq!(
+            format!("{:?}", Cvv::parse("123", CardBrand::Visa).expect("ok")),
+            "Cvv(***)"
+        );
     }
 
     /// Appends the digit that makes `body` pass the Luhn check.

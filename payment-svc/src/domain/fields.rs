@@ -39,7 +39,9 @@ pub fn free_text(raw: &str, max: usize, what: &str) -> Result<String, Invalid> {
         return Err(invalid(format!("{what} must be at most {max} characters")));
     }
     if text.chars().any(char::is_control) {
-        return Err(invalid(format!("{what} must not contain control characters")));
+        return Err(invalid(format!(
+            "{what} must not contain control characters"
+        )));
     }
     Ok(text.to_owned())
 }

@@ -49,7 +49,8 @@ impl Merchant {
             anyhow::bail!("at least one return URL is required");
         }
         for prefix in &self.return_urls {
-            let url = Url::parse(prefix).map_err(|e| anyhow::anyhow!("return URL {prefix:?}: {e}"))?;
+            let url =
+                Url::parse(prefix).map_err(|e| anyhow::anyhow!("return URL {prefix:?}: {e}"))?;
             if !matches!(url.scheme(), "https" | "http") {
                 anyhow::bail!("return URL {prefix:?} must be http(s)");
             }
@@ -110,7 +111,8 @@ impl TryFrom<MerchantRow> for Merchant {
         Ok(Self {
             allowed_origins: serde_json::from_str(&row.allowed_origins)
                 .map_err(|_| corrupt("allowed_origins"))?,
-            return_urls: serde_json::from_str(&row.return_urls).map_err(|_| corrupt("return_urls"))?,
+            return_urls: serde_json::from_str(&row.return_urls)
+                .map_err(|_| corrupt("return_urls"))?,
             currency: Currency::parse(&row.currency).map_err(|_| corrupt("currency"))?,
             id: row.id,
             display_name: row.display_name,

@@ -39,7 +39,8 @@ mod tests {
 
     #[test]
     fn codes_are_six_digits_and_hash_per_session() {
-        let h = KeyedHasher::new("o", &SecretString::from(STANDARD.encode([5u8; 32]))).expect("key");
+        let h =
+            KeyedHasher::new("o", &SecretString::from(STANDARD.encode([5u8; 32]))).expect("key");
         let code = generate();
         assert_eq!(code.len(), 6);
         assert!(code.bytes().all(|b| b.is_ascii_digit()));
@@ -47,7 +48,11 @@ mod tests {
         assert!(!stored.contains(code.as_str()));
         assert!(matches(&h, "bs_1", &code, &stored));
         assert!(!matches(&h, "bs_2", &code, &stored), "bound to the session");
-        let wrong = if code.as_str() == "000000" { "000001" } else { "000000" };
+        let wrong = if code.as_str() == "000000" {
+            "000001"
+        } else {
+            "000000"
+        };
         assert!(!matches(&h, "bs_1", wrong, &stored));
     }
 }

@@ -21,7 +21,7 @@ use super::{
     Services,
 };
 use crate::store::{
-    PaymentOutcome, PaymentRow, RefundReserveOutcome, RefundRow, ReservePayment, ReserveOutcome,
+    PaymentOutcome, PaymentRow, RefundReserveOutcome, RefundRow, ReserveOutcome, ReservePayment,
     ReserveRefund, VaultedCard,
 };
 
@@ -114,7 +114,12 @@ impl Services {
     }
 
     /// Asks the acquirer and records the outcome of a reserved payment.
-    async fn charge(&self, payment_id: &str, card: &VaultedCard, amount: Money) -> DomainResult<PaymentRow> {
+    async fn charge(
+        &self,
+        payment_id: &str,
+        card: &VaultedCard,
+        amount: Money,
+    ) -> DomainResult<PaymentRow> {
         let digits = self.vault.open_string(
             Purpose::CardNumber,
             &Sealed {
@@ -122,7 +127,8 @@ impl Services {
                 blob: card.pan_ct.clone(),
             },
         )?;
-        let number = CardNumber::parse(&digits).map_err(|_| anyhow::anyhow!("vaulted card is not valid"))?;
+        let number =
+            CardNumber::parse(&digits).map_err(|_| anyhow::anyhow!("vaulted card is not valid"))?;
         let card = CardRef {
             number: &number,
             expiry: Expiry {
@@ -134,7 +140,9 @@ impl Services {
         let (status, decline_reason, acquirer_ref) =
             match self.acquirer.charge(payment_id, &card, amount).await {
                 Ok(reference) => ("SUCCEEDED", None, Some(reference)),
-                Err(AcquirerError::Declined(reason)) => ("DECLINED", Some(reason.as_str().to_owned()), None),
+                Err(AcquirerError::Declined(reason)) => {
+                    ("DECLINED", Some(reason.as_str().to_owned()), None)
+                }
                 Err(AcquirerError::Unavailable(why)) => {
                     // Left PENDING: a retry with the same key finishes it.
                     tracing::warn!(payment_id, %why, "acquirer unavailable; payment left pending");
@@ -160,7 +168,11 @@ impl Services {
     /// A payment found by its idempotency key: returned once it is settled.
     /// A duplicate arriving while the first request is in flight waits for
     /// it; one whose first request was abandoned finishes it.
-    async fn settled(&self, merchant: &Merchant, mut payment: PaymentRow) -> DomainResult<PaymentRow> {
+    async fn settled(
+        &self,
+        merchant: &Merchant,
+        mut payment: PaymentRow,
+    ) -> DomainResult<PaymentRow> {
         let started = tokio::time::Instant::now();
         while payment.status == "PENDING" {
             if now_ms() - payment.created_ms > ABANDONED_AFTER_MS {
@@ -179,7 +191,11 @@ impl Services {
         Ok(payment)
     }
 
-    async fn finish_abandoned(&self, merchant: &Merchant, payment: PaymentRow) -> DomainResult<PaymentRow> {
+    async fn finish_abandoned(
+        &self,
+        merchant: &Merchant,
+        payment: PaymentRow,
+    ) -> DomainResult<PaymentRow> {
         let binding_id = payment
             .binding_id
             .clone()
@@ -209,7 +225,11 @@ impl Services {
         }
     }
 
-    pub async fn get_payment(&self, merchant: &Merchant, payment_id: &str) -> DomainResult<PaymentRow> {
+    pub async fn get_payment(
+        &self,
+        merchant: &Merchant,
+        payment_id: &str,
+    ) -> DomainResult<PaymentRow> {
         if payment_id.is_empty() || payment_id.len() > 64 {
             return Err(DomainError::PaymentNotFound);
         }
@@ -220,7 +240,11 @@ impl Services {
     }
 
     /// Refunds all or part of a succeeded payment; never more than is left.
-    pub async fn refund(&self, merchant: &Merchant, input: RefundInput) -> DomainResult<(RefundRow, PaymentRow)> {
+    pub async fn refund(
+        &self,
+        merchant: &Merchant,
+        input: RefundInput,
+    ) -> DomainResult<(RefundRow, PaymentRow)> {
         let amount_text = input.amount.amount_minor().to_string();
         let request_hash = fields::request_hash(&[
             &input.payment_id,
@@ -271,7 +295,11 @@ impl Services {
             .ok_or_else(|| anyhow::anyhow!("succeeded payment without acquirer reference"))?;
         let amount = Money::parse(refund.amount_minor, &refund.currency)
             .map_err(|e| anyhow::anyhow!("stored refund amount: {e}"))?;
-        let succeeded = match self.acquirer.refund(&refund.id, &acquirer_ref, amount).await {
+        let succeeded = match self
+            .acquirer
+            .refund(&refund.id, &acquirer_ref, amount)
+            .await
+        {
             Ok(()) => true,
             Err(AcquirerError::Declined(reason)) => {
                 tracing::warn!(refund_id = %refund.id, %reason, "refund refused by the acquirer");
@@ -282,7 +310,10 @@ impl Services {
                 return Err(DomainError::AcquirerUnavailable);
             }
         };
-        let (refund, payment) = self.store.finalize_refund(&refund.id, succeeded, now_ms()).await?;
+        let (refund, payment) = self
+            .store
+            .finalize_refund(&refund.id, succeeded, now_ms())
+            .await?;
         tracing::info!(refund_id = %refund.id, payment_id = %payment.id, status = %refund.status, "refund settled");
         Ok((refund, payment))
     }

@@ -145,7 +145,8 @@ impl Services {
         let card = CardNumber::parse(raw.card_number).map_err(|e| e.at("card.number"))?;
         Ok(Submission {
             name: FullName::parse(raw.full_name).map_err(|e| e.at("shopper.full_name"))?,
-            id_number: IdNumber::parse(raw.id_number, today).map_err(|e| e.at("shopper.id_number"))?,
+            id_number: IdNumber::parse(raw.id_number, today)
+                .map_err(|e| e.at("shopper.id_number"))?,
             phone: Phone::parse(raw.phone).map_err(|e| e.at("shopper.phone"))?,
             expiry: Expiry::parse(raw.expiry_month, raw.expiry_year, (today.0, today.1))
                 .map_err(|e| e.at("card.expiry_month"))?,
@@ -156,7 +157,11 @@ impl Services {
 
     /// Bind or BindAndPay: opens a session, or returns the one this
     /// idempotency key already opened.
-    pub async fn open_session(&self, merchant: &Merchant, new: NewSession) -> DomainResult<SessionView> {
+    pub async fn open_session(
+        &self,
+        merchant: &Merchant,
+        new: NewSession,
+    ) -> DomainResult<SessionView> {
         if !merchant.allows_return_url(&new.return_url) {
             return Err(Invalid::new(
                 "RETURN_URL_NOT_ALLOWED",
@@ -168,12 +173,17 @@ impl Services {
             accept_currency(merchant, p.amount.currency(), "payment.amount.currency")?;
         }
         let payment = new.payment.as_ref();
-        let amount = payment.map(|p| p.amount.amount_minor().to_string()).unwrap_or_default();
+        let amount = payment
+            .map(|p| p.amount.amount_minor().to_string())
+            .unwrap_or_default();
         let request_hash = fields::request_hash(&[
             new.merchant_user_id.as_str(),
             new.presentation.as_str(),
             new.return_url.as_str(),
-            new.prefill_name.as_ref().map(FullName::as_str).unwrap_or(""),
+            new.prefill_name
+                .as_ref()
+                .map(FullName::as_str)
+                .unwrap_or(""),
             new.prefill_phone.as_ref().map(Phone::e164).unwrap_or(""),
             payment.map(|p| p.order_id.as_str()).unwrap_or(""),
             &amount,
@@ -185,7 +195,12 @@ impl Services {
             id: new_id("bs"),
             merchant_id: merchant.id.clone(),
             merchant_user_id: new.merchant_user_id,
-            kind: if payment.is_some() { KIND_BIND_AND_PAY } else { KIND_BIND }.to_owned(),
+            kind: if payment.is_some() {
+                KIND_BIND_AND_PAY
+            } else {
+                KIND_BIND
+            }
+            .to_owned(),
             presentation: new.presentation.as_str().to_owned(),
             return_url: new.return_url,
             prefill_name: new.prefill_name.map(|n| n.as_str().to_owned()),
@@ -232,12 +247,20 @@ impl Services {
         self.session_view(row).await
     }
 
-    pub async fn get_session(&self, merchant: &Merchant, session_id: &str) -> DomainResult<SessionView> {
+    pub async fn get_session(
+        &self,
+        merchant: &Merchant,
+        session_id: &str,
+    ) -> DomainResult<SessionView> {
         let row = self.load_session(merchant, session_id).await?;
         self.session_view(row).await
     }
 
-    async fn load_session(&self, merchant: &Merchant, session_id: &str) -> DomainResult<SessionRow> {
+    async fn load_session(
+        &self,
+        merchant: &Merchant,
+        session_id: &str,
+    ) -> DomainResult<SessionRow> {
         if session_id.is_empty() || session_id.len() > 64 {
             return Err(DomainError::SessionNotFound);
         }
@@ -301,17 +324,22 @@ impl Services {
             }
         }
 
-        let pan = self.vault.seal(Purpose::CardNumber, submission.card.expose_digits().as_bytes())?;
-        let id = self.vault.seal(Purpose::IdNumber, submission.id_number.expose().as_bytes())?;
+        let pan = self.vault.seal(
+            Purpose::CardNumber,
+            submission.card.expose_digits().as_bytes(),
+        )?;
+        let id = self
+            .vault
+            .seal(Purpose::IdNumber, submission.id_number.expose().as_bytes())?;
         let code = otp::generate();
         row.shopper_name = Some(submission.name.as_str().to_owned());
         row.id_number_ct = Some(id.blob);
         row.id_key_id = Some(id.key_id);
         row.phone = Some(submission.phone.e164().to_owned());
-        row.card_fingerprint = Some(
-            self.fingerprints
-                .mac_hex(&[b"paybind/card/v1", submission.card.expose_digits().as_bytes()]),
-        );
+        row.card_fingerprint = Some(self.fingerprints.mac_hex(&[
+            b"paybind/card/v1",
+            submission.card.expose_digits().as_bytes(),
+        ]));
         row.pan_ct = Some(pan.blob);
         row.pan_key_id = Some(pan.key_id);
         row.card_brand = Some(submission.card.brand().as_str().to_owned());
@@ -332,7 +360,11 @@ impl Services {
     }
 
     /// A new code for a session awaiting verification, throttled.
-    pub async fn resend_code(&self, merchant: &Merchant, session_id: &str) -> DomainResult<SessionView> {
+    pub async fn resend_code(
+        &self,
+        merchant: &Merchant,
+        session_id: &str,
+    ) -> DomainResult<SessionView> {
         let mut row = self.load_session(merchant, session_id).await?;
         let now = now_ms();
         require_status(&row, now, AWAITING)?;
@@ -344,7 +376,9 @@ impl Services {
         let since = now - row.otp_sent_ms.unwrap_or(0);
         if since < otp::RESEND_INTERVAL_MS {
             return Err(DomainError::ResendThrottled {
-                retry_after: std::time::Duration::from_millis((otp::RESEND_INTERVAL_MS - since) as u64),
+                retry_after: std::time::Duration::from_millis(
+                    (otp::RESEND_INTERVAL_MS - since) as u64,
+                ),
             });
         }
         let code = otp::generate();
@@ -361,7 +395,12 @@ impl Services {
     /// The shopper's code. Completes the binding; for BindAndPay, charges
     /// first and binds only if the charge succeeds. A retry on a completed
     /// session returns it unchanged.
-    pub async fn verify_code(&self, merchant: &Merchant, session_id: &str, code: &str) -> DomainResult<SessionView> {
+    pub async fn verify_code(
+        &self,
+        merchant: &Merchant,
+        session_id: &str,
+        code: &str,
+    ) -> DomainResult<SessionView> {
         let mut row = self.load_session(merchant, session_id).await?;
         let now = now_ms();
         if row.status == COMPLETED {
@@ -443,20 +482,31 @@ impl Services {
     }
 
     /// Charges a CHARGING session's payment and records the outcome.
-    async fn finish_charge(&self, merchant: &Merchant, mut row: SessionRow) -> DomainResult<SessionView> {
+    async fn finish_charge(
+        &self,
+        merchant: &Merchant,
+        mut row: SessionRow,
+    ) -> DomainResult<SessionView> {
         let session_id = row.id.clone();
         let payment_id = row
             .payment_id
             .clone()
             .ok_or_else(|| anyhow::anyhow!("charging session without payment"))?;
-        let amount = Money::parse(row.amount_minor.unwrap_or(0), row.currency.as_deref().unwrap_or(""))
-            .map_err(|e| anyhow::anyhow!("session amount: {e}"))?;
+        let amount = Money::parse(
+            row.amount_minor.unwrap_or(0),
+            row.currency.as_deref().unwrap_or(""),
+        )
+        .map_err(|e| anyhow::anyhow!("session amount: {e}"))?;
         let pan = self.open_session_card(&row)?;
         let expiry = Expiry {
             month: row.exp_month.unwrap_or(0) as u8,
             year: row.exp_year.unwrap_or(0) as u16,
         };
-        let card = CardRef { number: &pan, expiry, cvv: None };
+        let card = CardRef {
+            number: &pan,
+            expiry,
+            cvv: None,
+        };
         let now = now_ms();
         match self.acquirer.charge(&payment_id, &card, amount).await {
             Ok(acquirer_ref) => {
@@ -491,7 +541,9 @@ impl Services {
                 tracing::info!(session_id = %row.id, binding_id = ?row.binding_id, "bound and paid");
                 self.session_view(row).await
             }
-            Err(AcquirerError::Declined(reason)) => Err(self.record_decline(row, reason, Some(payment_id)).await),
+            Err(AcquirerError::Declined(reason)) => {
+                Err(self.record_decline(row, reason, Some(payment_id)).await)
+            }
             Err(AcquirerError::Unavailable(why)) => {
                 tracing::warn!(session_id = %row.id, %why, "acquirer unavailable; the charge will be finished on retry");
                 Err(DomainError::AcquirerUnavailable)
@@ -529,7 +581,10 @@ impl Services {
         match self.store.apply_session_change(change).await {
             Ok(row) => {
                 tracing::info!(session_id = %row.id, %reason, attempts_left, "card declined");
-                DomainError::CardDeclined { reason, attempts_left }
+                DomainError::CardDeclined {
+                    reason,
+                    attempts_left,
+                }
             }
             Err(e) => concurrent(e),
         }
@@ -546,7 +601,12 @@ impl Services {
 
     /// Joins the session's merchant information with the shopper's: the
     /// binding information.
-    fn binding_from_submission(&self, merchant: &Merchant, row: &SessionRow, now: i64) -> DomainResult<BindingRow> {
+    fn binding_from_submission(
+        &self,
+        merchant: &Merchant,
+        row: &SessionRow,
+        now: i64,
+    ) -> DomainResult<BindingRow> {
         let missing = || anyhow::anyhow!("session {} has no submission", row.id);
         Ok(BindingRow {
             id: binding_id_from_raw(&rand::random()),
@@ -556,7 +616,10 @@ impl Services {
             card_fingerprint: row.card_fingerprint.clone().ok_or_else(missing)?,
             pan_ct: row.pan_ct.clone().ok_or_else(missing)?,
             pan_key_id: row.pan_key_id.clone().ok_or_else(missing)?,
-            card_brand: row.card_brand.clone().unwrap_or_else(|| CardBrand::Other.as_str().into()),
+            card_brand: row
+                .card_brand
+                .clone()
+                .unwrap_or_else(|| CardBrand::Other.as_str().into()),
             card_last4: row.card_last4.clone().ok_or_else(missing)?,
             exp_month: row.exp_month.ok_or_else(missing)?,
             exp_year: row.exp_year.ok_or_else(missing)?,
@@ -575,7 +638,11 @@ impl Services {
         })
     }
 
-    async fn write(&self, row: SessionRow, new_binding: Option<BindingRow>) -> DomainResult<SessionRow> {
+    async fn write(
+        &self,
+        row: SessionRow,
+        new_binding: Option<BindingRow>,
+    ) -> DomainResult<SessionRow> {
         self.store
             .apply_session_change(SessionChange {
                 session: row,
@@ -587,9 +654,19 @@ impl Services {
             .map_err(concurrent)
     }
 
-    async fn send_code(&self, merchant: &Merchant, row: &SessionRow, code: &str) -> DomainResult<()> {
+    async fn send_code(
+        &self,
+        merchant: &Merchant,
+        row: &SessionRow,
+        code: &str,
+    ) -> DomainResult<()> {
         let phone = Phone::from_stored(row.phone.clone().unwrap_or_default());
-        let what = match (row.amount_minor, row.currency.as_deref().and_then(|c| Currency::parse(c).ok())) {
+        let what = match (
+            row.amount_minor,
+            row.currency
+                .as_deref()
+                .and_then(|c| Currency::parse(c).ok()),
+        ) {
             (Some(amount), Some(currency)) if row.kind == KIND_BIND_AND_PAY => {
                 format!("bind your card and pay {}", format_minor(amount, currency))
             }
@@ -606,7 +683,11 @@ impl Services {
     }
 }
 
-fn accept_currency(merchant: &Merchant, currency: Currency, field: &'static str) -> DomainResult<()> {
+fn accept_currency(
+    merchant: &Merchant,
+    currency: Currency,
+    field: &'static str,
+) -> DomainResult<()> {
     if currency != merchant.currency {
         return Err(Invalid::new(
             "CURRENCY_NOT_ACCEPTED",
@@ -655,4 +736,3 @@ fn require_status(row: &SessionRow, now: i64, wanted: &str) -> DomainResult<()> 
         }),
     }
 }
-

@@ -70,11 +70,12 @@ impl IdNumber {
                 "ID number must be 17 digits followed by a digit or X",
             ));
         }
-        let num = |r: std::ops::Range<usize>| -> i32 {
-            id[r].parse().unwrap_or(0)
-        };
+        let num = |r: std::ops::Range<usize>| -> i32 { id[r].parse().unwrap_or(0) };
         let (year, month, day) = (num(6..10), num(10..12), num(12..14));
-        if !valid_date(year, month, day) || year < 1900 || (year, month, day) > (today.0, i32::from(today.1), i32::from(today.2)) {
+        if !valid_date(year, month, day)
+            || year < 1900
+            || (year, month, day) > (today.0, i32::from(today.1), i32::from(today.2))
+        {
             return Err(invalid("ID number contains an invalid birth date"));
         }
         if id_check_char(&bytes[..17]) != bytes[17] {
@@ -122,7 +123,11 @@ impl Phone {
             .or_else(|| compact.strip_prefix("0086"))
             .unwrap_or(&compact);
         let b = national.as_bytes();
-        if b.len() != 11 || !b.iter().all(u8::is_ascii_digit) || b[0] != b'1' || !(b'3'..=b'9').contains(&b[1]) {
+        if b.len() != 11
+            || !b.iter().all(u8::is_ascii_digit)
+            || b[0] != b'1'
+            || !(b'3'..=b'9').contains(&b[1])
+        {
             return Err(Invalid::new(
                 "INVALID_PHONE",
                 "phone must be a mainland China mobile number, e.g. +8613800138000",
@@ -158,21 +163,28 @@ mod tests {
     #[test]
     fn accepts_valid_id_numbers() {
         // Check characters computed by hand from GB 11643's weights.
-        for id in ["11010519491231002X", "110101199003074477", "440524198001010013"] {
+        for id in [
+            "11010519491231002X",
+            "110101199003074477",
+            "440524198001010013",
+        ] {
             assert!(IdNumber::parse(id, TODAY).is_ok(), "{id}");
         }
-        assert!(IdNumber::parse("11010519491231002x", TODAY).is_ok(), "lower-case x");
+        assert!(
+            IdNumber::parse("11010519491231002x", TODAY).is_ok(),
+            "lower-case x"
+        );
     }
 
     #[test]
     fn refuses_bad_id_numbers() {
         for bad in [
             "",
-            "11010519491231002",   // 17 characters
-            "110105194912310021",  // wrong check character
-            "11010519491331002X",  // month 13
-            "110105203001010011",  // born in the future
-            "1101051949123100AX",  // letters
+            "11010519491231002",  // 17 characters
+            "110105194912310021", // wrong check character
+            "11010519491331002X", // month 13
+            "110105203001010011", // born in the future
+            "1101051949123100AX", // letters
         ] {
             let err = IdNumber::parse(bad, TODAY).expect_err(bad);
             assert_eq!(err.reason, "INVALID_ID_NUMBER", "{bad}");
@@ -192,7 +204,13 @@ mod tests {
             assert_eq!(p.e164(), "+8613800138000");
             assert_eq!(p.masked(), "+86 138****8000");
         }
-        for bad in ["", "12800138000", "1380013800", "+1 415 555 0100", "138001380001"] {
+        for bad in [
+            "",
+            "12800138000",
+            "1380013800",
+            "+1 415 555 0100",
+            "138001380001",
+        ] {
             assert_eq!(Phone::parse(bad).expect_err(bad).reason, "INVALID_PHONE");
         }
     }

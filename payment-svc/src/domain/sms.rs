@@ -4,11 +4,7 @@
 //! [`DevOutbox`]: messages are kept in memory and appended as JSON lines to a
 //! file (`dev-data/sms-outbox.jsonl` in the dev stack), so a developer can
 //! read the code with `tail -1`. A production config refuses the dev outbox.
-use std::{
-    io::Write,
-    path::PathBuf,
-    sync::Mutex,
-};
+use std::{io::Write, path::PathBuf, sync::Mutex};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -43,7 +39,10 @@ impl DevOutbox {
     }
 
     pub fn messages(&self) -> Vec<OutboxMessage> {
-        self.messages.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The code in the newest message to `phone` (E.164, e.g. "+8613800138000").
@@ -109,9 +108,18 @@ mod tests {
         let file = dir.path().join("outbox.jsonl");
         let outbox = DevOutbox::new(Some(file.clone()));
         let phone = Phone::parse("13800138000").expect("phone");
-        outbox.send(&phone, "paybind code 123456, valid 5 minutes").await.expect("send");
-        outbox.send(&phone, "paybind code 654321, valid 5 minutes").await.expect("send");
-        assert_eq!(outbox.last_code_to("+8613800138000").as_deref(), Some("654321"));
+        outbox
+            .send(&phone, "paybind code 123456, valid 5 minutes")
+            .await
+            .expect("send");
+        outbox
+            .send(&phone, "paybind code 654321, valid 5 minutes")
+            .await
+            .expect("send");
+        assert_eq!(
+            outbox.last_code_to("+8613800138000").as_deref(),
+            Some("654321")
+        );
         assert_eq!(outbox.last_code_to("+8613900139000"), None);
         let text = std::fs::read_to_string(file).expect("file");
         assert_eq!(text.lines().count(), 2);

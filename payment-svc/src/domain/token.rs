@@ -54,7 +54,12 @@ impl TokenCodec {
     }
 
     /// The token of a binding; `None` only for a malformed binding id.
-    pub fn token_for(&self, merchant_id: &str, merchant_user_id: &str, binding_id: &str) -> Option<String> {
+    pub fn token_for(
+        &self,
+        merchant_id: &str,
+        merchant_user_id: &str,
+        binding_id: &str,
+    ) -> Option<String> {
         let raw = raw_from_binding_id(binding_id)?;
         let mut bytes = Vec::with_capacity(1 + ID_LEN + MAC_LEN);
         bytes.push(KEY_ID);
@@ -65,7 +70,12 @@ impl TokenCodec {
 
     /// The binding id a token names, if the token is well formed and was
     /// issued to this merchant for this user. Constant-time MAC comparison.
-    pub fn binding_id_of(&self, token: &str, merchant_id: &str, merchant_user_id: &str) -> Option<String> {
+    pub fn binding_id_of(
+        &self,
+        token: &str,
+        merchant_id: &str,
+        merchant_user_id: &str,
+    ) -> Option<String> {
         let body = token.strip_prefix(PREFIX)?;
         if body.len() > 64 {
             return None;
@@ -103,23 +113,48 @@ mod tests {
         let token = c.token_for("m1", "u1", &id).expect("token");
         assert!(token.starts_with("pbt_"));
         assert!(!token.contains(&id[4..]), "the id is not visible as hex");
-        assert_eq!(c.binding_id_of(&token, "m1", "u1").as_deref(), Some(id.as_str()));
-        assert_eq!(c.binding_id_of(&token, "m2", "u1"), None, "another merchant");
+        assert_eq!(
+            c.binding_id_of(&token, "m1", "u1").as_deref(),
+            Some(id.as_str())
+        );
+        assert_eq!(
+            c.binding_id_of(&token, "m2", "u1"),
+            None,
+            "another merchant"
+        );
         assert_eq!(c.binding_id_of(&token, "m1", "u2"), None, "another user");
-        assert_eq!(codec(2).binding_id_of(&token, "m1", "u1"), None, "another key");
-        assert_eq!(c.token_for("m1", "u1", &id).as_deref(), Some(token.as_str()), "stable");
+        assert_eq!(
+            codec(2).binding_id_of(&token, "m1", "u1"),
+            None,
+            "another key"
+        );
+        assert_eq!(
+            c.token_for("m1", "u1", &id).as_deref(),
+            Some(token.as_str()),
+            "stable"
+        );
     }
 
     #[test]
     fn garbage_tokens_are_refused() {
         let c = codec(1);
-        for bad in ["", "pbt_", "pbt_!!!", "abc", &format!("pbt_{}", "A".repeat(500))] {
+        for bad in [
+            "",
+            "pbt_",
+            "pbt_!!!",
+            "abc",
+            &format!("pbt_{}", "A".repeat(500)),
+        ] {
             assert_eq!(c.binding_id_of(bad, "m1", "u1"), None);
         }
         let id = binding_id_from_raw(&[9; 16]);
         let mut token = c.token_for("m1", "u1", &id).expect("token");
         let last = token.pop().expect("char");
         token.push(if last == 'A' { 'B' } else { 'A' });
-        assert_eq!(c.binding_id_of(&token, "m1", "u1"), None, "one character changed");
+        assert_eq!(
+            c.binding_id_of(&token, "m1", "u1"),
+            None,
+            "one character changed"
+        );
     }
 }

@@ -58,7 +58,10 @@ pub fn decode_key(name: &str, secret: &SecretString) -> anyhow::Result<Zeroizing
             .with_context(|| format!("{name} is not valid base64"))?,
     );
     if bytes.len() != 32 {
-        bail!("{name} must be 32 bytes (base64 of 32 random bytes), got {}", bytes.len());
+        bail!(
+            "{name} must be 32 bytes (base64 of 32 random bytes), got {}",
+            bytes.len()
+        );
     }
     Ok(bytes)
 }
@@ -133,7 +136,11 @@ impl Vault {
     }
 
     /// Opens a sealed UTF-8 string.
-    pub fn open_string(&self, purpose: Purpose, sealed: &Sealed) -> anyhow::Result<Zeroizing<String>> {
+    pub fn open_string(
+        &self,
+        purpose: Purpose,
+        sealed: &Sealed,
+    ) -> anyhow::Result<Zeroizing<String>> {
         let bytes = self.open(purpose, sealed)?;
         let text = std::str::from_utf8(&bytes).context("sealed value is not UTF-8")?;
         Ok(Zeroizing::new(text.to_owned()))
@@ -204,7 +211,13 @@ mod tests {
                         76fc6ece0f4e1768cddf8853bb2d551b";
         let cipher = Aes256Gcm::new_from_slice(&key).expect("key");
         let ct = cipher
-            .encrypt(Nonce::from_slice(&iv), Payload { msg: &pt, aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&iv),
+                Payload {
+                    msg: &pt,
+                    aad: &aad,
+                },
+            )
             .expect("encrypt");
         assert_eq!(hex::encode(ct), expected);
     }
@@ -212,41 +225,76 @@ mod tests {
     #[test]
     fn seals_and_opens_and_rotates_keys() {
         let old = vault_with(&[("k1", &[1; 32])], "k1");
-        let sealed_old = old.seal(Purpose::CardNumber, b"4242424242424242").expect("seal");
+        let sealed_old = old
+            .seal(Purpose::CardNumber, b"4242424242424242")
+            .expect("seal");
         assert_eq!(sealed_old.key_id, "k1");
-        assert!(!sealed_old.blob.windows(4).any(|w| w == b"4242"), "no plaintext in the blob");
+        assert!(
+            !sealed_old.blob.windows(4).any(|w| w == b"4242"),
+            "no plaintext in the blob"
+        );
 
         let rotated = vault_with(&[("k1", &[1; 32]), ("k2", &[2; 32])], "k2");
-        let sealed_new = rotated.seal(Purpose::CardNumber, b"5555555555554444").expect("seal");
+        let sealed_new = rotated
+            .seal(Purpose::CardNumber, b"5555555555554444")
+            .expect("seal");
         assert_eq!(sealed_new.key_id, "k2");
-        assert_eq!(&*rotated.open(Purpose::CardNumber, &sealed_old).expect("old opens"), b"4242424242424242");
-        assert_eq!(&*rotated.open(Purpose::CardNumber, &sealed_new).expect("new opens"), b"5555555555554444");
+        assert_eq!(
+            &*rotated
+                .open(Purpose::CardNumber, &sealed_old)
+                .expect("old opens"),
+            b"4242424242424242"
+        );
+        assert_eq!(
+            &*rotated
+                .open(Purpose::CardNumber, &sealed_new)
+                .expect("new opens"),
+            b"5555555555554444"
+        );
     }
 
     #[test]
     fn refuses_tampering_and_wrong_purpose() {
         let vault = vault_with(&[("k1", &[7; 32])], "k1");
-        let mut sealed = vault.seal(Purpose::IdNumber, b"11010519491231002X").expect("seal");
-        assert!(vault.open(Purpose::CardNumber, &sealed).is_err(), "purpose is bound");
+        let mut sealed = vault
+            .seal(Purpose::IdNumber, b"11010519491231002X")
+            .expect("seal");
+        assert!(
+            vault.open(Purpose::CardNumber, &sealed).is_err(),
+            "purpose is bound"
+        );
         let last = sealed.blob.len() - 1;
         sealed.blob[last] ^= 1;
-        assert!(vault.open(Purpose::IdNumber, &sealed).is_err(), "tag is checked");
+        assert!(
+            vault.open(Purpose::IdNumber, &sealed).is_err(),
+            "tag is checked"
+        );
     }
 
     #[test]
     fn refuses_short_or_unknown_keys() {
-        let short = [("k1".to_string(), SecretString::from(STANDARD.encode([1u8; 16])))].into();
+        let short = [(
+            "k1".to_string(),
+            SecretString::from(STANDARD.encode([1u8; 16])),
+        )]
+        .into();
         assert!(Vault::new(&short, "k1").is_err());
-        let ok = [("k1".to_string(), SecretString::from(STANDARD.encode([1u8; 32])))].into();
+        let ok = [(
+            "k1".to_string(),
+            SecretString::from(STANDARD.encode([1u8; 32])),
+        )]
+        .into();
         assert!(Vault::new(&ok, "k9").is_err());
     }
 
     #[test]
     fn keyed_hash_separates_parts() {
-        let h = KeyedHasher::new("k", &SecretString::from(STANDARD.encode([3u8; 32]))).expect("key");
+        let h =
+            KeyedHasher::new("k", &SecretString::from(STANDARD.encode([3u8; 32]))).expect("key");
         assert_ne!(h.mac(&[b"ab", b"c"]), h.mac(&[b"a", b"bc"]));
         assert_eq!(h.mac(&[b"x"]), h.mac(&[b"x"]));
-        let other = KeyedHasher::new("k", &SecretString::from(STANDARD.encode([4u8; 32]))).expect("key");
+        let other =
+            KeyedHasher::new("k", &SecretString::from(STANDARD.encode([4u8; 32]))).expect("key");
         assert_ne!(h.mac(&[b"x"]), other.mac(&[b"x"]));
     }
 }

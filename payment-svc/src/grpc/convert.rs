@@ -102,7 +102,8 @@ impl TryFrom<pb::BindAndPayRequest> for NewSession {
             merchant_order_id,
             amount,
             description,
-        } = payment.ok_or_else(|| Invalid::new("INVALID_ARGUMENT", "payment is required").at("payment"))?;
+        } = payment
+            .ok_or_else(|| Invalid::new("INVALID_ARGUMENT", "payment is required").at("payment"))?;
         let (prefill_name, prefill_phone) = prefill(pre)?;
         Ok(Self {
             merchant_user_id: user_id(&merchant_user_id)?,
@@ -135,7 +136,9 @@ impl TryFrom<pb::PayRequest> for PayInput {
             idempotency_key,
         } = r;
         if binding_token.is_empty() {
-            return Err(Invalid::new("INVALID_ARGUMENT", "binding_token is required").at("binding_token"));
+            return Err(
+                Invalid::new("INVALID_ARGUMENT", "binding_token is required").at("binding_token"),
+            );
         }
         Ok(Self {
             token: binding_token,
@@ -293,7 +296,11 @@ pub fn session(v: SessionView) -> pb::BindSession {
         expire_time: Some(timestamp(s.expires_ms)),
         attempts_left: s.attempts_left.max(0) as i32,
         code_sent_to,
-        code_expire_time: if awaiting { s.otp_expires_ms.map(timestamp) } else { None },
+        code_expire_time: if awaiting {
+            s.otp_expires_ms.map(timestamp)
+        } else {
+            None
+        },
         last_error_reason: s.last_error.unwrap_or_default(),
         payment_details,
         binding: v.binding.map(binding),

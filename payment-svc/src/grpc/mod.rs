@@ -6,9 +6,7 @@ use std::sync::Arc;
 use paybind_proto::payment::v1::{self as pb, binding_service_server::BindingService};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{
-    error::DomainError, merchants::Merchant, sessions::RawSubmission, Services,
-};
+use crate::domain::{error::DomainError, merchants::Merchant, sessions::RawSubmission, Services};
 
 mod convert;
 mod errors;
@@ -42,7 +40,10 @@ impl BindingApi {
 
 #[tonic::async_trait]
 impl BindingService for BindingApi {
-    async fn bind(&self, request: Request<pb::BindRequest>) -> Result<Response<pb::BindResponse>, Status> {
+    async fn bind(
+        &self,
+        request: Request<pb::BindRequest>,
+    ) -> Result<Response<pb::BindResponse>, Status> {
         let merchant = self.merchant(&request).await?;
         let new = request.into_inner().try_into()?;
         let view = self.services.open_session(&merchant, new).await?;
@@ -106,7 +107,10 @@ impl BindingService for BindingApi {
             expiry_year,
             cvv: &cvv,
         })?;
-        let view = self.services.submit(&merchant, &session_id, submission).await?;
+        let view = self
+            .services
+            .submit(&merchant, &session_id, submission)
+            .await?;
         Ok(Response::new(pb::SubmitBindInfoResponse {
             session: Some(convert::session(view)),
         }))
@@ -132,13 +136,19 @@ impl BindingService for BindingApi {
         let merchant = self.merchant(&request).await?;
         Self::require_direct_entry(&merchant)?;
         let pb::VerifyBindRequest { session_id, code } = request.into_inner();
-        let view = self.services.verify_code(&merchant, &session_id, &code).await?;
+        let view = self
+            .services
+            .verify_code(&merchant, &session_id, &code)
+            .await?;
         Ok(Response::new(pb::VerifyBindResponse {
             session: Some(convert::session(view)),
         }))
     }
 
-    async fn pay(&self, request: Request<pb::PayRequest>) -> Result<Response<pb::PayResponse>, Status> {
+    async fn pay(
+        &self,
+        request: Request<pb::PayRequest>,
+    ) -> Result<Response<pb::PayResponse>, Status> {
         let merchant = self.merchant(&request).await?;
         let input = request.into_inner().try_into()?;
         let payment = self.services.pay(&merchant, input).await?;
@@ -159,7 +169,10 @@ impl BindingService for BindingApi {
         }))
     }
 
-    async fn refund(&self, request: Request<pb::RefundRequest>) -> Result<Response<pb::RefundResponse>, Status> {
+    async fn refund(
+        &self,
+        request: Request<pb::RefundRequest>,
+    ) -> Result<Response<pb::RefundResponse>, Status> {
         let merchant = self.merchant(&request).await?;
         let input = request.into_inner().try_into()?;
         let (refund, payment) = self.services.refund(&merchant, input).await?;
@@ -169,7 +182,10 @@ impl BindingService for BindingApi {
         }))
     }
 
-    async fn unbind(&self, request: Request<pb::UnbindRequest>) -> Result<Response<pb::UnbindResponse>, Status> {
+    async fn unbind(
+        &self,
+        request: Request<pb::UnbindRequest>,
+    ) -> Result<Response<pb::UnbindResponse>, Status> {
         let merchant = self.merchant(&request).await?;
         let pb::UnbindRequest {
             binding_token,
@@ -198,7 +214,13 @@ impl BindingService for BindingApi {
         } = request.into_inner();
         let page = self
             .services
-            .list_bindings(&merchant, &merchant_user_id, page_size, &page_token, include_revoked)
+            .list_bindings(
+                &merchant,
+                &merchant_user_id,
+                page_size,
+                &page_token,
+                include_revoked,
+            )
             .await?;
         Ok(Response::new(pb::ListBindingsResponse {
             bindings: page.bindings.into_iter().map(convert::binding).collect(),

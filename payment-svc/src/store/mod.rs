@@ -58,7 +58,11 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a session, or returns the one already created with the same
     /// (merchant, idempotency key).
     async fn insert_session(&self, session: &SessionRow) -> StoreResult<Inserted<SessionRow>>;
-    async fn get_session(&self, merchant_id: &str, session_id: &str) -> StoreResult<Option<SessionRow>>;
+    async fn get_session(
+        &self,
+        merchant_id: &str,
+        session_id: &str,
+    ) -> StoreResult<Option<SessionRow>>;
     /// Applies a session transition atomically with what comes with it: a new
     /// binding (or the existing active one for the same card), a new payment,
     /// a payment's final state. Fails with `VersionConflict` (changing
@@ -67,7 +71,11 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_session_change(&self, change: SessionChange) -> StoreResult<SessionRow>;
 
     // Bindings.
-    async fn get_binding(&self, merchant_id: &str, binding_id: &str) -> StoreResult<Option<BindingRow>>;
+    async fn get_binding(
+        &self,
+        merchant_id: &str,
+        binding_id: &str,
+    ) -> StoreResult<Option<BindingRow>>;
     async fn list_bindings(&self, query: &BindingQuery) -> StoreResult<Vec<BindingRow>>;
     /// Marks a binding revoked (if active) and returns it.
     async fn revoke_binding(
@@ -86,7 +94,11 @@ pub trait Store: Send + Sync + 'static {
     /// Records a PENDING payment's outcome; a decline gives its amount back to
     /// today's limit. `None` if the payment was not PENDING any more.
     async fn finalize_payment(&self, outcome: &PaymentOutcome) -> StoreResult<Option<PaymentRow>>;
-    async fn get_payment(&self, merchant_id: &str, payment_id: &str) -> StoreResult<Option<PaymentRow>>;
+    async fn get_payment(
+        &self,
+        merchant_id: &str,
+        payment_id: &str,
+    ) -> StoreResult<Option<PaymentRow>>;
 
     // Refunds.
     /// Checks and reserves a refund: the payment must be SUCCEEDED and the
@@ -94,16 +106,25 @@ pub trait Store: Send + Sync + 'static {
     async fn reserve_refund(&self, request: &ReserveRefund) -> StoreResult<RefundReserveOutcome>;
     /// Records a PENDING refund's outcome; a failure makes the amount
     /// refundable again.
-    async fn finalize_refund(&self, refund_id: &str, succeeded: bool, now_ms: i64) -> StoreResult<(RefundRow, PaymentRow)>;
+    async fn finalize_refund(
+        &self,
+        refund_id: &str,
+        succeeded: bool,
+        now_ms: i64,
+    ) -> StoreResult<(RefundRow, PaymentRow)>;
 }
 
 /// Connects to the database the URL names (`sqlite:…` or `postgres://…`),
 /// creating a SQLite file if missing, and brings the schema up to date.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::connect(url, max_connections).await?,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            postgres::PgStore::connect(url, max_connections).await?,
+        ))
     } else {
         anyhow::bail!("database.url must start with sqlite: or postgres:// (got another scheme)")
     }

@@ -204,6 +204,9 @@ pub struct VaultedCard {
     pub exp_year: i64,
 }
 
+/// Returned once per call and matched at once, so the size of its
+/// variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ReserveOutcome {
     /// Recorded as PENDING and counted against today's limit.
@@ -233,15 +236,21 @@ pub struct ReserveRefund {
     pub now_ms: i64,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum RefundReserveOutcome {
     /// Recorded as PENDING; the payment's `refunded_minor` already includes it.
-    Reserved { refund: RefundRow, payment: PaymentRow },
+    Reserved {
+        refund: RefundRow,
+        payment: PaymentRow,
+    },
     Existing(RefundRow),
     PaymentNotFound,
     NotRefundable,
     CurrencyMismatch,
-    Exceeds { refundable: i64 },
+    Exceeds {
+        refundable: i64,
+    },
 }
 
 /// One page of a user's bindings, newest first; `after` is the last

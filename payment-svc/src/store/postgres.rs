@@ -67,7 +67,9 @@ impl PgStore {
         .map_err(classify)?;
         Ok(match row.o_outcome.as_str() {
             "RESERVED" => ReserveOutcome::Reserved(VaultedCard {
-                pan_ct: row.o_pan_ct.ok_or_else(|| StoreError::Corrupt("no card".into()))?,
+                pan_ct: row
+                    .o_pan_ct
+                    .ok_or_else(|| StoreError::Corrupt("no card".into()))?,
                 pan_key_id: row.o_pan_key_id.unwrap_or_default(),
                 exp_month: row.o_exp_month,
                 exp_year: row.o_exp_year,

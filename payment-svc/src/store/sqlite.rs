@@ -72,7 +72,11 @@ impl SqliteStore {
         if b.currency != r.currency {
             return Ok(ReserveOutcome::CurrencyMismatch);
         }
-        let used = if b.usage_day == r.day { b.usage_amount } else { 0 };
+        let used = if b.usage_day == r.day {
+            b.usage_amount
+        } else {
+            0
+        };
         if r.amount_minor > b.per_payment_limit || used + r.amount_minor > b.daily_limit {
             return Ok(ReserveOutcome::LimitExceeded {
                 per_payment_limit: b.per_payment_limit,

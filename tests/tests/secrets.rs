@@ -1,0 +1,179 @@
+//! Secrets stay secret: after a full bind-and-pay story with its errors, no
+//! card number, ID number, code or token is in the logs (captured at debug
+//! level, every crate), in any error message, or in clear in the database
+//! files.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use paybind_tests::{pb, Backend, Stack, RETURN_URL, SHOP_A};
+
+const PAN: &str = "5555555555554444";
+const ID_NUMBER: &str = "11010519491231002X";
+const PHONE: &str = "+8613800138000";
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Result<()> {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .without_time()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let stack = Stack::start(Backend::Sqlite)
+        .await?
+        .expect("sqlite always runs");
+    let mut c = stack.client(SHOP_A).await?;
+    let mut errors = Vec::new();
+    let session = c
+        .bind_and_pay(pb::BindAndPayRequest {
+            merchant_user_id: "sam".into(),
+            presentation: pb::Presentation::Embedded as i32,
+            return_url: RETURN_URL.into(),
+            prefill: None,
+            payment: Some(pb::PaymentDetails {
+                merchant_order_id: "o-1".into(),
+                amount: Some(pb::Money {
+                    amount_minor: 1234,
+                    currency: "CNY".into(),
+                }),
+                description: "socks".into(),
+            }),
+            idempotency_key: "secrets-1".into(),
+        })
+        .await?
+        .into_inner()
+        .session
+        .expect("session");
+    let submit = |number: &str, id: &str| pb::SubmitBindInfoRequest {
+        session_id: session.session_id.clone(),
+        shopper: Some(pb::ShopperInfo {
+            full_name: "Sam".into(),
+            id_number: id.into(),
+            phone: PHONE.into(),
+        }),
+        card: Some(pb::CardInfo {
+            number: number.into(),
+            expiry_month: 1,
+            expiry_year: 2032,
+            cvv: "987".into(),
+        }),
+    };
+    // Errors that are about the secrets themselves.
+    errors.push(
+        c.submit_bind_info(submit("5555555555554445", ID_NUMBER))
+            .await
+            .expect_err("luhn"),
+    );
+    errors.push(
+        c.submit_bind_info(submit(PAN, "110105194912310021"))
+            .await
+            .expect_err("id"),
+    );
+    c.submit_bind_info(submit(PAN, ID_NUMBER)).await?;
+    let code = stack.last_code(PHONE)?;
+    errors.push(
+        c.verify_bind(pb::VerifyBindRequest {
+            session_id: session.session_id.clone(),
+            code: "000001".into(),
+        })
+        .await
+        .expect_err("wrong code"),
+    );
+    let done = c
+        .verify_bind(pb::VerifyBindRequest {
+            session_id: session.session_id.clone(),
+            code: code.clone(),
+        })
+        .await?
+        .into_inner()
+        .session
+        .expect("session");
+    let token = done.binding.expect("binding").binding_token;
+    c.pay(pb::PayRequest {
+        binding_token: token.clone(),
+        merchant_user_id: "sam".into(),
+        merchant_order_id: "o-2".into(),
+        amount: Some(pb::Money {
+            amount_minor: 100,
+            currency: "CNY".into(),
+        }),
+        description: String::new(),
+        idempotency_key: "secrets-2".into(),
+    })
+    .await?;
+    errors.push(
+        c.pay(pb::PayRequest {
+            binding_token: token.clone(),
+            merchant_user_id: "someone-else".into(),
+            merchant_order_id: "o-3".into(),
+            amount: Some(pb::Money {
+                amount_minor: 100,
+                currency: "CNY".into(),
+            }),
+            description: String::new(),
+            idempotency_key: "secrets-3".into(),
+        })
+        .await
+        .expect_err("wrong user"),
+    );
+    // Read the database (and its write-ahead log) as it is on disk.
+    let db_file = stack.db_file.clone().expect("sqlite file");
+    let mut stored = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db_file.display());
+        if let Ok(bytes) = std::fs::read(&path) {
+            stored.extend(bytes);
+        }
+    }
+    stack.stop().await?;
+
+    let secrets = [PAN, "5555 5555", ID_NUMBER, &code, &token];
+    let log_text = String::from_utf8(logs.0.lock().unwrap_or_else(|p| p.into_inner()).clone())?;
+    assert!(
+        log_text.contains("binding created") || log_text.contains("bound and paid"),
+        "logs were captured"
+    );
+    for secret in secrets {
+        assert!(!log_text.contains(secret), "a secret reached the logs");
+        for e in &errors {
+            assert!(
+                !e.message().contains(secret),
+                "a secret reached an error: {}",
+                e.message()
+            );
+            assert!(!format!("{:?}", e.metadata()).contains(secret));
+        }
+    }
+
+    assert!(stored.len() > 4096, "the database was read");
+    for secret in [PAN, ID_NUMBER, &token] {
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a secret is stored in clear"
+        );
+    }
+    Ok(())
+}

@@ -180,3 +180,58 @@ k1 = "{}"
         key()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+        let file = dir.join("c.toml");
+        std::fs::write(&file, text).expect("write");
+        file
+    }
+
+    #[test]
+    fn the_dev_config_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = dev_config_toml(dir.path(), "127.0.0.1:0".parse().expect("addr"));
+        let settings = Settings::load(Some(&write(dir.path(), &text))).expect("loads");
+        assert_eq!(settings.sms.provider, "dev-outbox");
+        assert!(
+            !format!("{settings:?}")
+                .contains(&text[text.find("token_key = \"").expect("key") + 13..][..20]),
+            "Debug shows no key"
+        );
+    }
+
+    #[test]
+    fn production_refuses_the_dev_outbox() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = dev_config_toml(dir.path(), "127.0.0.1:0".parse().expect("addr")).replace(
+            "environment = \"development\"",
+            "environment = \"production\"",
+        );
+        let err = Settings::load(Some(&write(dir.path(), &text))).expect_err("refused");
+        assert!(err.to_string().contains("development only"), "{err}");
+    }
+
+    #[test]
+    fn the_production_example_needs_its_secrets() {
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/payment-svc.production.toml"
+        );
+        let err = Settings::load(Some(std::path::Path::new(example))).expect_err("no secrets");
+        assert!(
+            err.to_string().contains("token_key"),
+            "names the missing key: {err}"
+        );
+        // With the secrets appended (as the environment would give them) it is valid.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = std::fs::read_to_string(example).expect("example");
+        text.push_str("token_key = \"a\"\nfingerprint_key = \"b\"\notp_key = \"c\"\n[secrets.vault_keys]\nk1 = \"d\"\n");
+        let settings = Settings::load(Some(&write(dir.path(), &text))).expect("valid");
+        assert_eq!(settings.environment, "production");
+        assert_eq!(settings.sms.provider, "none");
+    }
+}

@@ -20,7 +20,9 @@ impl Drop for Running {
 fn walkthrough_script(port: u16) -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .expect("README.md");
-    let start = readme.find("## Calling payment-svc with grpcurl").expect("walkthrough section");
+    let start = readme
+        .find("## Calling payment-svc with grpcurl")
+        .expect("walkthrough section");
     let end = readme[start..].find("## Test cards").expect("next section") + start;
     let mut script = String::from("set -u\n");
     for block in readme[start..end].split("```sh\n").skip(1) {
@@ -81,7 +83,14 @@ fn readme_walkthrough_works_as_written() {
         "BINDING_STATUS_REVOKED",
         "SERVING",
     ] {
-        assert!(text.contains(expected), "walkthrough output lacks {expected}:\n{text}");
+        assert!(
+            text.contains(expected),
+            "walkthrough output lacks {expected}:\n{text}"
+        );
     }
-    assert_eq!(text.matches("ERROR:").count(), 1, "only the limit example fails:\n{text}");
+    assert_eq!(
+        text.matches("ERROR:").count(),
+        1,
+        "only the limit example fails:\n{text}"
+    );
 }

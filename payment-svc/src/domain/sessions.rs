@@ -432,8 +432,8 @@ impl Services {
             });
         }
 
-        let binding = self.binding_from_submission(merchant, &row, now)?;
         if row.kind == KIND_BIND {
+            let binding = self.binding_from_submission(merchant, &row, now)?;
             row.status = COMPLETED.to_owned();
             row.last_error = None;
             row.clear_submission();

@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::load(cli.config.as_deref())?;
             App::build(settings)
                 .await?
-                .run_until_stopped(shutdown_signal())
+                .run_until_stopped(paybind_shared::shutdown_signal())
                 .await
         }
         Command::Dev { dir, listen } => {
@@ -106,7 +106,8 @@ async fn main() -> anyhow::Result<()> {
             drop(store);
             let app = App::build(settings).await?;
             println!("{}", dev::banner(&setup, app.grpc_addr()));
-            app.run_until_stopped(shutdown_signal()).await
+            app.run_until_stopped(paybind_shared::shutdown_signal())
+                .await
         }
         Command::DevCert { dir, identity } => {
             let files = paybind_shared::tls::dev::ensure_client(&dir, &identity)?;
@@ -164,21 +165,4 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
 }

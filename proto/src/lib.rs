@@ -8,6 +8,14 @@ pub mod payment {
     }
 }
 
+/// `paybind.merchant.v1`: the merchant's own API (merchant-svc).
+pub mod merchant {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("paybind.merchant.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every paybind service and of the
 /// `google.rpc` error details, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -36,10 +36,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Turns unique-key violations into [`StoreError::Conflict`] in one place.
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            return StoreError::Conflict(db.message().to_owned());
-        }
+    if paybind_shared::db::is_unique_violation(&err) {
+        return StoreError::Conflict(err.to_string());
     }
     StoreError::Database(err)
 }

@@ -1,11 +1,6 @@
 //! PostgreSQL, the production backend. The hot path is the `reserve_payment`
 //! function (migration 0002): one round trip per payment.
-use std::{str::FromStr, time::Duration};
-
-use sqlx::{
-    postgres::{PgConnectOptions, PgPoolOptions},
-    PgPool, Postgres,
-};
+use sqlx::{PgPool, Postgres};
 
 super::common::impl_store!(PgStore, Postgres);
 
@@ -28,12 +23,7 @@ impl PgStore {
     const BACKEND: &'static str = "postgres";
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
+        let pool = paybind_shared::db::pg_pool(url, max_connections).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
     }

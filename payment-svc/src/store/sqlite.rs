@@ -1,12 +1,7 @@
 //! SQLite, the embedded default: WAL, `synchronous = FULL` (money), the file
 //! created on first run. All writes go through one connection, so SQLite's
 //! single writer never meets a busy lock; reads use a pool of their own.
-use std::{str::FromStr, time::Duration};
-
-use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    Sqlite, SqlitePool,
-};
+use sqlx::{Sqlite, SqlitePool};
 
 super::common::impl_store!(SqliteStore, Sqlite);
 
@@ -19,21 +14,8 @@ impl SqliteStore {
     const BACKEND: &'static str = "sqlite";
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let (writer, reader) = paybind_shared::db::sqlite_pools(url, max_connections).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .connect_with(options.read_only(true))
-            .await?;
         Ok(Self { writer, reader })
     }
 

@@ -1,0 +1,164 @@
+//! `cargo run -p paybind-local`: the whole system in one process, on its
+//! embedded default. Creates (once, under `dev-data/`) a development CA and
+//! certificates, configs with fresh keys and SQLite databases; registers the
+//! demo merchant at payment-svc and demo users at merchant-svc; prints every
+//! endpoint and grpcurl lines that work as written.
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context;
+use clap::Parser;
+use merchant_svc::domain::ShopError;
+use paybind_shared::tls::dev as pki;
+
+#[derive(Parser)]
+#[command(
+    name = "paybind-local",
+    about = "Runs payment-svc and merchant-svc locally on SQLite"
+)]
+struct Cli {
+    /// Where certificates, configs, databases and the SMS outbox live.
+    #[arg(long, default_value = "dev-data")]
+    dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    payment_listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    merchant_listen: SocketAddr,
+}
+
+/// The operator certificate the banner's grpcurl lines use for merchant-svc.
+const OPERATOR: &str = "operator";
+const DEMO_USERS: &[(&str, &str, &str)] = &[
+    ("alice", "Zhang San", "+8613800138000"),
+    ("bob", "Li Si", "+8613900139000"),
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    paybind_shared::telemetry::init("info,sqlx=warn");
+    let cli = Cli::parse();
+    let setup = payment_svc::dev::prepare(&cli.dir, cli.payment_listen)?;
+    let payment_settings = payment_svc::config::Settings::load(Some(&setup.config_file))?;
+    let payment = payment_svc::startup::App::build(payment_settings).await?;
+    let services = payment.services();
+    payment_svc::domain::merchants::ensure(
+        services.store.as_ref(),
+        &payment_svc::dev::demo_merchant()?,
+    )
+    .await?;
+
+    let merchant_config = merchant_config(
+        &cli.dir,
+        &setup.certs,
+        cli.merchant_listen,
+        payment.grpc_addr(),
+    )?;
+    let merchant_settings = merchant_svc::config::Settings::load(Some(&merchant_config))?;
+    let merchant = merchant_svc::startup::App::build(merchant_settings).await?;
+    let shop = merchant.shop();
+    for (id, name, phone) in DEMO_USERS {
+        match shop.create_user(id, name, phone).await {
+            Ok(_) | Err(ShopError::UserExists) => {}
+            Err(e) => return Err(e).context("creating demo users"),
+        }
+    }
+
+    println!(
+        "{}",
+        banner(
+            &cli.dir,
+            &setup.certs,
+            payment.grpc_addr(),
+            merchant.grpc_addr()
+        )
+    );
+    let shutdown = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = shutdown;
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
+    };
+    let payment_task = payment.run_until_stopped(wait(stop_rx.clone()));
+    let merchant_task = merchant.run_until_stopped(wait(stop_rx));
+    let signal = async move {
+        paybind_shared::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        Ok::<(), anyhow::Error>(())
+    };
+    tokio::try_join!(payment_task, merchant_task, signal)?;
+    Ok(())
+}
+
+/// merchant-svc's development config: its server certificate, the demo
+/// merchant's client certificate at payment-svc, and its SQLite database.
+fn merchant_config(
+    dir: &Path,
+    certs: &Path,
+    listen: SocketAddr,
+    payment: SocketAddr,
+) -> anyhow::Result<PathBuf> {
+    pki::ensure_server(
+        certs,
+        "merchant-svc",
+        &["localhost", "127.0.0.1", "merchant-svc"],
+    )?;
+    pki::ensure_client(certs, OPERATOR)?;
+    let file = dir.join("merchant.toml");
+    let c = certs.display();
+    let d = dir.display();
+    std::fs::write(
+        &file,
+        format!(
+            r#"# merchant-svc development configuration, written by paybind-local.
+environment = "development"
+allowed_clients = ["{OPERATOR}"]
+
+[grpc]
+listen = "{listen}"
+
+[database]
+url = "sqlite:{d}/merchant.db"
+
+[tls]
+ca_cert = "{c}/ca.pem"
+cert = "{c}/merchant-svc.pem"
+key = "{c}/merchant-svc-key.pem"
+
+[payment]
+endpoint = "https://localhost:{port}"
+server_name = "localhost"
+
+[payment.tls]
+ca_cert = "{c}/ca.pem"
+cert = "{c}/{merchant}.pem"
+key = "{c}/{merchant}-key.pem"
+"#,
+            port = payment.port(),
+            merchant = payment_svc::dev::DEMO_MERCHANT,
+        ),
+    )?;
+    Ok(file)
+}
+
+fn banner(dir: &Path, certs: &Path, payment: SocketAddr, merchant: SocketAddr) -> String {
+    let c = certs.display();
+    let d = dir.display();
+    format!(
+        r#"
+paybind is running (development, SQLite, mTLS everywhere):
+  payment-svc   {payment}   paybind.payment.v1.BindingService  (as the demo merchant: {c}/demo-shop.pem)
+  merchant-svc  {merchant}   paybind.merchant.v1.MerchantService (as an operator: {c}/{OPERATOR}.pem)
+  data:         {d}/  (databases, configs, certificates; SMS codes in {d}/sms-outbox.jsonl)
+  demo users:   alice, bob (no card on file yet)
+
+Try it:
+  MS="grpcurl -cacert {c}/ca.pem -cert {c}/{OPERATOR}.pem -key {c}/{OPERATOR}-key.pem"
+  $MS localhost:{mport} list
+  $MS -d '{{"user_id":"alice"}}' localhost:{mport} paybind.merchant.v1.MerchantService/GetUser
+  $MS -d '{{"user_id":"alice","amount":{{"amount_minor":"1999","currency":"CNY"}},"description":"Green tea","idempotency_key":"checkout-1"}}' localhost:{mport} paybind.merchant.v1.MerchantService/Checkout
+(README.md walks through bind -> pay -> BindAndPay -> refund -> remove card.)
+"#,
+        mport = merchant.port(),
+    )
+}

@@ -1,0 +1,121 @@
+//! merchant-svc's configuration: embedded defaults, a TOML file, then
+//! `MERCHANT__…` environment variables (e.g. `MERCHANT__DATABASE__URL`).
+use std::net::SocketAddr;
+
+use paybind_shared::tls::TlsFiles;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+const DEFAULTS: &str = r#"
+environment = "development"
+allowed_clients = []
+
+[grpc]
+listen = "127.0.0.1:50052"
+
+[database]
+url = "sqlite:dev-data/merchant.db"
+max_connections = 8
+
+[payment]
+endpoint = "https://localhost:50051"
+server_name = "localhost"
+timeout_ms = 5000
+attempts = 3
+
+[shop]
+currency = "CNY"
+default_return_url = "http://localhost:8080/"
+settle_interval_ms = 2000
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub environment: String,
+    pub grpc: GrpcSettings,
+    pub database: DatabaseSettings,
+    /// This service's own API: its certificate, and the CA of its operators'
+    /// client certificates.
+    pub tls: TlsFiles,
+    /// Subject CNs allowed to call the API; empty allows any certificate the
+    /// CA signed.
+    pub allowed_clients: Vec<String>,
+    pub payment: PaymentSettings,
+    pub shop: ShopSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GrpcSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &"[REDACTED]")
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// How to reach payment-svc: as this merchant, over mTLS.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentSettings {
+    /// e.g. `https://localhost:50051`.
+    pub endpoint: String,
+    /// The name payment-svc's certificate must carry.
+    pub server_name: String,
+    /// The merchant's client certificate at payment-svc, and the CA of
+    /// payment-svc's certificate.
+    pub tls: TlsFiles,
+    /// Deadline of each call.
+    pub timeout_ms: u64,
+    /// Tries of a call that failed with UNAVAILABLE or a deadline.
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShopSettings {
+    /// The shop's currency (ISO 4217).
+    pub currency: String,
+    /// Where binding pages return to when a request names none.
+    pub default_return_url: String,
+    /// How often orders left PENDING_PAYMENT (payment-svc unreachable) are
+    /// sent again.
+    pub settle_interval_ms: u64,
+}
+
+impl Settings {
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let settings: Self = paybind_shared::config::load(DEFAULTS, file, "MERCHANT__")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        paybind_shared::money::Currency::parse(&self.shop.currency)
+            .map_err(|e| anyhow::anyhow!("shop.currency: {e}"))?;
+        if !self.payment.endpoint.starts_with("https://") {
+            anyhow::bail!("payment.endpoint must be https:// (payment-svc only speaks mTLS)");
+        }
+        if !(100..=60_000).contains(&self.payment.timeout_ms) {
+            anyhow::bail!("payment.timeout_ms must be between 100 and 60000");
+        }
+        if !(1..=10).contains(&self.payment.attempts) {
+            anyhow::bail!("payment.attempts must be between 1 and 10");
+        }
+        if self.shop.settle_interval_ms < 50 {
+            anyhow::bail!("shop.settle_interval_ms must be at least 50");
+        }
+        if self.environment == "production" && self.allowed_clients.is_empty() {
+            anyhow::bail!("allowed_clients must name the operators' certificates in production");
+        }
+        Ok(())
+    }
+}

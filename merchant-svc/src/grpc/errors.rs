@@ -1,0 +1,46 @@
+//! Shop errors on the wire. payment-svc's refusals pass through unchanged,
+//! with their reasons, so a caller sees e.g. CARD_DECLINED or WRONG_CODE.
+use paybind_shared::grpc::ErrorStatus;
+use tonic::{Code, Status};
+
+use crate::domain::ShopError;
+
+impl From<ShopError> for Status {
+    fn from(err: ShopError) -> Self {
+        let message = err.to_string();
+        let status = |code, reason| ErrorStatus::new(code, reason, message.clone());
+        match err {
+            ShopError::Invalid { field, reason, .. } => {
+                status(Code::InvalidArgument, reason).field(field)
+            }
+            ShopError::UserNotFound => status(Code::NotFound, "USER_NOT_FOUND"),
+            ShopError::UserExists => status(Code::AlreadyExists, "USER_EXISTS"),
+            ShopError::OrderNotFound => status(Code::NotFound, "ORDER_NOT_FOUND"),
+            ShopError::SessionNotFound => status(Code::NotFound, "SESSION_NOT_FOUND"),
+            ShopError::NoCardOnFile => status(Code::FailedPrecondition, "NO_CARD_ON_FILE"),
+            ShopError::OrderNotRefundable => {
+                status(Code::FailedPrecondition, "ORDER_NOT_REFUNDABLE")
+            }
+            ShopError::IdempotencyKeyReused => {
+                status(Code::InvalidArgument, "IDEMPOTENCY_KEY_REUSED").field("idempotency_key")
+            }
+            ShopError::PaymentUnavailable { order_id } => {
+                let s = status(Code::Unavailable, "PAYMENT_SERVICE_UNAVAILABLE");
+                match order_id {
+                    Some(id) => s.meta("order_id", id),
+                    None => s,
+                }
+            }
+            ShopError::Upstream(status) => return status,
+            ShopError::Store(e) => {
+                tracing::error!(error = %e, "store error");
+                ErrorStatus::new(Code::Internal, "INTERNAL", "internal error")
+            }
+            ShopError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                ErrorStatus::new(Code::Internal, "INTERNAL", "internal error")
+            }
+        }
+        .build()
+    }
+}

@@ -1,0 +1,99 @@
+//! Building and running merchant-svc: its database, its payment-svc client,
+//! the settler of pending orders, and the gRPC server (mTLS, health,
+//! reflection).
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use paybind_proto::merchant::v1::merchant_service_server::MerchantServiceServer;
+use paybind_shared::money::Currency;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::{
+    config::Settings, domain::Shop, grpc::MerchantApi, payment_client::PaymentClient, store,
+};
+
+pub struct App {
+    listener: TcpListener,
+    grpc_addr: SocketAddr,
+    settings: Settings,
+    shop: Arc<Shop>,
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = store::connect(
+            settings.database.url.expose_secret(),
+            settings.database.max_connections,
+        )
+        .await?;
+        let shop = Arc::new(Shop {
+            store,
+            payments: PaymentClient::new(&settings.payment)?,
+            currency: Currency::parse(&settings.shop.currency)?,
+            default_return_url: settings.shop.default_return_url.clone(),
+        });
+        let listener = TcpListener::bind(settings.grpc.listen).await?;
+        let grpc_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            grpc_addr,
+            settings,
+            shop,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn shop(&self) -> Arc<Shop> {
+        self.shop.clone()
+    }
+
+    /// Serves until `shutdown` resolves; the settler runs alongside.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let tls = self.settings.tls.server_config()?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<MerchantServiceServer<MerchantApi>>()
+            .await;
+        let (reflection_v1, reflection_v1alpha) = paybind_shared::grpc::reflection_services()?;
+        let api = MerchantServiceServer::new(MerchantApi::new(
+            self.shop.clone(),
+            self.settings.allowed_clients.clone(),
+        ))
+        .max_decoding_message_size(64 * 1024);
+
+        let interval = Duration::from_millis(self.settings.shop.settle_interval_ms);
+        let settler_shop = self.shop.clone();
+        let settler = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = settler_shop
+                    .settle_pending(interval.as_millis() as i64)
+                    .await
+                {
+                    tracing::warn!(error = %e, "settler pass failed");
+                }
+            }
+        });
+        tracing::info!(addr = %self.grpc_addr, backend = self.shop.store.backend(), "merchant-svc serving gRPC over mTLS");
+        let served = Server::builder()
+            .tls_config(tls)?
+            .timeout(Duration::from_secs(30))
+            .concurrency_limit_per_connection(256)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(api)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        settler.abort();
+        served?;
+        Ok(())
+    }
+}

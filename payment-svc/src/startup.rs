@@ -38,6 +38,15 @@ impl App {
     /// Connects the database (migrating it), loads the keys and binds the
     /// gRPC listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_acquirer(settings, Arc::new(Simulator::new())).await
+    }
+
+    /// As `build`, with a given simulated acquirer (tests keep its ledger
+    /// across a restart of the service).
+    pub async fn build_with_acquirer(
+        settings: Settings,
+        simulator: Arc<Simulator>,
+    ) -> anyhow::Result<Self> {
         let secrets = &settings.secrets;
         let store = store::connect(
             settings.database.url.expose_secret(),
@@ -52,7 +61,6 @@ impl App {
             Some(outbox) => outbox.clone(),
             None => Arc::new(NoGateway),
         };
-        let simulator = Arc::new(Simulator::new());
         let services = Arc::new(Services {
             merchants: MerchantDirectory::new(store.clone(), Duration::from_secs(30)),
             store,

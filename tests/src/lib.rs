@@ -14,7 +14,10 @@ use std::{
 };
 
 use anyhow::Context;
-use paybind_proto::payment::v1::binding_service_client::BindingServiceClient;
+use paybind_proto::{
+    merchant::v1::merchant_service_client::MerchantServiceClient,
+    payment::v1::binding_service_client::BindingServiceClient,
+};
 use paybind_shared::{money::Currency, tls::TlsFiles};
 use payment_svc::{
     config::Settings,
@@ -25,7 +28,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::{Channel, Endpoint};
 
-pub use paybind_proto::payment::v1 as pb;
+pub use paybind_proto::{merchant::v1 as mpb, payment::v1 as pb};
 pub use paybind_shared::grpc::{metadata_of, reason_of};
 
 /// Which database a stack runs on.
@@ -42,6 +45,8 @@ pub const SHOP_B: &str = "shop-b";
 pub const SHOP_NO_DIRECT: &str = "shop-no-direct";
 /// Has a certificate from the CA but is not registered.
 pub const UNREGISTERED: &str = "unregistered";
+/// The operator certificate allowed to call merchant-svc in tests.
+pub const OPERATOR: &str = "operator";
 /// Return URLs registered for every test merchant.
 pub const RETURN_URL: &str = "https://shop.example/bind/return";
 /// Every test merchant's auth-free limits, CNY minor units.
@@ -64,7 +69,9 @@ pub fn pki() -> &'static Pki {
         let dev = paybind_shared::tls::dev::ensure_server;
         #[allow(clippy::expect_used)]
         let server = dev(&dir, "payment-svc", &["localhost", "127.0.0.1"]).expect("server cert");
-        for identity in [SHOP_A, SHOP_B, SHOP_NO_DIRECT, UNREGISTERED] {
+        #[allow(clippy::expect_used)]
+        dev(&dir, "merchant-svc", &["localhost", "127.0.0.1"]).expect("merchant-svc cert");
+        for identity in [SHOP_A, SHOP_B, SHOP_NO_DIRECT, UNREGISTERED, OPERATOR] {
             #[allow(clippy::expect_used)]
             paybind_shared::tls::dev::ensure_client(&dir, identity).expect("client cert");
         }
@@ -90,13 +97,40 @@ impl Pki {
 pub struct Stack {
     pub backend: Backend,
     pub addr: std::net::SocketAddr,
-    pub outbox: Arc<DevOutbox>,
     pub acquirer: Arc<Simulator>,
     pub db_file: Option<PathBuf>,
+    config: PathBuf,
+    /// payment-svc's server and SMS outbox; replaced when it restarts.
+    payment: std::sync::Mutex<PaymentServer>,
+    pg_databases: Vec<String>,
+    merchant: Option<MerchantPart>,
+    _dir: tempfile::TempDir,
+}
+
+/// merchant-svc, when the stack runs it too.
+struct MerchantPart {
+    addr: std::net::SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+struct PaymentServer {
+    outbox: Arc<DevOutbox>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    pg_database: Option<String>,
-    _dir: tempfile::TempDir,
+}
+
+fn spawn_payment(app: App) -> anyhow::Result<PaymentServer> {
+    let outbox = app.sms_outbox().context("tests configure the dev outbox")?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    Ok(PaymentServer {
+        outbox,
+        shutdown: Some(tx),
+        server: Some(server),
+    })
 }
 
 fn postgres_admin_url() -> String {
@@ -156,6 +190,7 @@ impl Stack {
                 None => return Ok(None),
             },
         };
+        let pg_databases = pg_database.into_iter().collect();
         let config = dir.path().join("payment.toml");
         std::fs::write(&config, test_config(&db_url, &pki.server, dir.path()))?;
         let settings = Settings::load(Some(&config))?;
@@ -169,23 +204,140 @@ impl Stack {
             .await?;
         }
         let addr = app.grpc_addr();
-        let outbox = app.sms_outbox().context("tests configure the dev outbox")?;
         let acquirer = app.acquirer();
+        let payment = std::sync::Mutex::new(spawn_payment(app)?);
+        Ok(Some(Self {
+            backend,
+            addr,
+            acquirer,
+            db_file,
+            config,
+            payment,
+            pg_databases,
+            merchant: None,
+            _dir: dir,
+        }))
+    }
+
+    /// Starts payment-svc and merchant-svc (its own database on the same
+    /// backend), merchant-svc calling payment-svc as `SHOP_A`.
+    pub async fn start_with_merchant(backend: Backend) -> anyhow::Result<Option<Self>> {
+        let Some(mut stack) = Self::start(backend).await? else {
+            return Ok(None);
+        };
+        let db_url = match backend {
+            Backend::Sqlite => {
+                format!("sqlite:{}", stack._dir.path().join("merchant.db").display())
+            }
+            Backend::Postgres => match fresh_postgres_database().await? {
+                Some((url, name)) => {
+                    stack.pg_databases.push(name);
+                    url
+                }
+                None => return Ok(None),
+            },
+        };
+        let pki = pki();
+        let c = pki.dir.display();
+        let config = stack._dir.path().join("merchant.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"environment = "development"
+allowed_clients = ["{OPERATOR}"]
+[grpc]
+listen = "127.0.0.1:0"
+[database]
+url = "{db_url}"
+max_connections = 8
+[tls]
+ca_cert = "{c}/ca.pem"
+cert = "{c}/merchant-svc.pem"
+key = "{c}/merchant-svc-key.pem"
+[payment]
+endpoint = "https://localhost:{port}"
+server_name = "localhost"
+timeout_ms = 2000
+attempts = 3
+[payment.tls]
+ca_cert = "{c}/ca.pem"
+cert = "{c}/{SHOP_A}.pem"
+key = "{c}/{SHOP_A}-key.pem"
+[shop]
+currency = "CNY"
+default_return_url = "{RETURN_URL}"
+settle_interval_ms = 200
+"#,
+                port = stack.addr.port(),
+            ),
+        )?;
+        let settings = merchant_svc::config::Settings::load(Some(&config))?;
+        let app = merchant_svc::startup::App::build(settings).await?;
+        let addr = app.grpc_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
-        Ok(Some(Self {
-            backend,
+        stack.merchant = Some(MerchantPart {
             addr,
-            outbox,
-            acquirer,
-            db_file,
-            shutdown: Some(tx),
-            server: Some(server),
-            pg_database,
-            _dir: dir,
-        }))
+            shutdown: tx,
+            server,
+        });
+        Ok(Some(stack))
+    }
+
+    /// A client of merchant-svc presenting `identity`'s certificate.
+    pub async fn merchant_client(
+        &self,
+        identity: &str,
+    ) -> anyhow::Result<MerchantServiceClient<Channel>> {
+        let addr = self
+            .merchant
+            .as_ref()
+            .context("merchant-svc is not running")?
+            .addr;
+        let tls = pki().client_files(identity).client_config("localhost")?;
+        let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))?
+            .tls_config(tls)?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .connect()
+            .await?;
+        Ok(MerchantServiceClient::new(channel))
+    }
+
+    /// payment-svc's development SMS outbox.
+    pub fn outbox(&self) -> Arc<DevOutbox> {
+        self.lock_payment().outbox.clone()
+    }
+
+    fn lock_payment(&self) -> std::sync::MutexGuard<'_, PaymentServer> {
+        self.payment.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops payment-svc (its database stays), as an outage.
+    pub async fn stop_payment(&self) -> anyhow::Result<()> {
+        let (shutdown, server) = {
+            let mut payment = self.lock_payment();
+            (payment.shutdown.take(), payment.server.take())
+        };
+        if let Some(tx) = shutdown {
+            let _ = tx.send(());
+        }
+        if let Some(server) = server {
+            server.await??;
+        }
+        Ok(())
+    }
+
+    /// Starts payment-svc again on the same port and database, with the same
+    /// acquirer ledger.
+    pub async fn restart_payment(&self) -> anyhow::Result<()> {
+        let mut settings = Settings::load(Some(&self.config))?;
+        settings.grpc.listen = self.addr;
+        let app = App::build_with_acquirer(settings, self.acquirer.clone()).await?;
+        *self.lock_payment() = spawn_payment(app)?;
+        Ok(())
     }
 
     /// A client presenting `identity`'s certificate.
@@ -202,18 +354,19 @@ impl Stack {
 
     /// The one-time code most recently sent to `phone` (E.164).
     pub fn last_code(&self, phone: &str) -> anyhow::Result<String> {
-        self.outbox.last_code_to(phone).context("no code was sent")
+        self.outbox()
+            .last_code_to(phone)
+            .context("no code was sent")
     }
 
     /// Stops the server and drops a PostgreSQL test database.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        if let Some(merchant) = self.merchant.take() {
+            let _ = merchant.shutdown.send(());
+            merchant.server.await??;
         }
-        if let Some(server) = self.server.take() {
-            server.await??;
-        }
-        if let Some(name) = self.pg_database.take() {
+        self.stop_payment().await?;
+        for name in self.pg_databases.drain(..) {
             let mut admin = PgConnection::connect(&postgres_admin_url()).await?;
             admin
                 .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
@@ -272,4 +425,55 @@ k1 = "{v}"
         o = key(),
         v = key(),
     )
+}
+
+/// A scenario: drives a running stack, returns whether it held.
+pub type Scenario = for<'a> fn(
+    &'a Stack,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>,
+>;
+
+/// Runs `scenario` on a fresh stack (with merchant-svc if asked), then stops
+/// it; a PostgreSQL stack that cannot start (no server, not required) is a
+/// skip, already reported.
+pub async fn run_scenario(
+    backend: Backend,
+    with_merchant: bool,
+    scenario: Scenario,
+) -> anyhow::Result<()> {
+    let stack = if with_merchant {
+        Stack::start_with_merchant(backend).await?
+    } else {
+        Stack::start(backend).await?
+    };
+    let Some(stack) = stack else {
+        return Ok(());
+    };
+    let result = scenario(&stack).await;
+    stack.stop().await?;
+    result
+}
+
+/// Declares each scenario function as a test on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    (with_merchant = $merchant:expr; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    $crate::run_scenario($crate::Backend::Sqlite, $merchant, |s| Box::pin(super::$name(s))).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    $crate::run_scenario($crate::Backend::Postgres, $merchant, |s| Box::pin(super::$name(s))).await
+                }
+            )*
+        }
+    };
 }

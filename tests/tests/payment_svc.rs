@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use paybind_tests::{
-    metadata_of, pb, reason_of, Backend, Stack, DAILY_LIMIT, PER_PAYMENT_LIMIT, RETURN_URL, SHOP_A,
-    SHOP_B, SHOP_NO_DIRECT, UNREGISTERED,
+    metadata_of, pb, reason_of, Stack, DAILY_LIMIT, PER_PAYMENT_LIMIT, RETURN_URL, SHOP_A, SHOP_B,
+    SHOP_NO_DIRECT, UNREGISTERED,
 };
 use tonic::{transport::Channel, Code, Status};
 
@@ -20,41 +20,7 @@ const MASTERCARD: &str = "5555555555554444";
 const DECLINED_AT_BINDING: &str = "4000000000000002";
 const INSUFFICIENT_FUNDS: &str = "4000000000009995";
 
-/// Runs each scenario on a fresh stack per backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() -> anyhow::Result<()> {
-                    super::run(paybind_tests::Backend::Sqlite, |s| Box::pin(super::$name(s))).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() -> anyhow::Result<()> {
-                    super::run(paybind_tests::Backend::Postgres, |s| Box::pin(super::$name(s))).await
-                }
-            )*
-        }
-    };
-}
-
-type Scenario =
-    for<'a> fn(&'a Stack) -> std::pin::Pin<Box<dyn std::future::Future<Output = R> + 'a>>;
-
-async fn run(backend: Backend, scenario: Scenario) -> R {
-    let Some(stack) = Stack::start(backend).await? else {
-        return Ok(());
-    };
-    let result = scenario(&stack).await;
-    stack.stop().await?;
-    result
-}
-
-on_both_backends!(
+paybind_tests::on_both_backends!(with_merchant = false;
     bind_by_direct_entry_then_pay_without_a_code,
     binding_the_same_card_again_returns_the_same_binding,
     bind_requests_are_idempotent,
@@ -284,13 +250,13 @@ async fn bind_by_direct_entry_then_pay_without_a_code(stack: &Stack) -> R {
     );
 
     // Paying needs no code: nothing more is sent to the shopper.
-    let codes_sent = stack.outbox.messages().len();
+    let codes_sent = stack.outbox().messages().len();
     let paid = pay(&mut c, &binding.binding_token, "alice", 1_999, "pay-1").await?;
     assert_eq!(paid.status, pb::PaymentStatus::Succeeded as i32);
     assert_eq!(amount(&paid.amount), 1_999);
     assert_eq!(paid.binding_id, binding.binding_id);
     assert!(!paid.shopper_authenticated);
-    assert_eq!(stack.outbox.messages().len(), codes_sent);
+    assert_eq!(stack.outbox().messages().len(), codes_sent);
     assert_eq!(stack.acquirer.approved_charges(), 1);
 
     let got = c
@@ -431,7 +397,7 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing(stack: &Stack) -
         "nothing changed"
     );
     assert_eq!(after.attempts_left, 3, "no attempt used");
-    assert!(stack.outbox.messages().is_empty(), "no code sent");
+    assert!(stack.outbox().messages().is_empty(), "no code sent");
 
     // Binding requests.
     let mut bad_url = bind_request("frank", "k-url");
@@ -577,7 +543,7 @@ async fn resending_a_code_is_throttled(stack: &Stack) -> R {
         .and_then(|r| r.retry_delay)
         .expect("retry delay");
     assert!(retry.as_secs() <= 30 && retry.as_millis() > 0);
-    assert_eq!(stack.outbox.messages().len(), 1);
+    assert_eq!(stack.outbox().messages().len(), 1);
     Ok(())
 }
 
@@ -605,7 +571,7 @@ async fn declined_cards_bind_nothing_and_declined_payments_are_recorded(stack: &
     assert_eq!(after.status, pb::BindSessionStatus::Open as i32);
     assert_eq!(after.last_error_reason, "CARD_DECLINED");
     assert!(
-        stack.outbox.messages().is_empty(),
+        stack.outbox().messages().is_empty(),
         "no code for a declined card"
     );
 
@@ -970,7 +936,7 @@ async fn bind_and_pay_charges_then_binds(stack: &Stack) -> R {
     let details = s.payment_details.clone().expect("payment details");
     assert_eq!(amount(&details.amount), big);
     c.submit_bind_info(submission(&s.session_id, VISA)).await?;
-    let sms = stack.outbox.messages().pop().expect("sms");
+    let sms = stack.outbox().messages().pop().expect("sms");
     assert!(
         sms.text.contains("pay 800.00 CNY"),
         "the code says what is paid: {}",

@@ -1,0 +1,550 @@
+//! paybind's load generator and benchmark.
+//!
+//! Starts payment-svc and merchant-svc as their own processes (their binaries
+//! beside this one: build them first), on SQLite or PostgreSQL, with fresh
+//! databases and certificates; binds one card per worker; then, each for a
+//! bounded time:
+//! 1. `echo`: a bare RPC over the same mTLS setup (grpc.health.v1 Check on
+//!    payment-svc, no database) — the ceiling of this machine;
+//! 2. `pay`: N concurrent `Pay` calls straight to payment-svc;
+//! 3. `checkout`: N concurrent checkouts of bound users through merchant-svc
+//!    (merchant → payment → acquirer → both databases);
+//! 4. both again at half of the throughput just measured, for latency at
+//!    half of peak load.
+//!
+//! Prints throughput, p50/p90/p99/max latency, errors by code, each figure
+//! also as a ratio to echo, and each service's peak resident memory; as a
+//! table and as JSON (`--json FILE`). A benchmark, not a test.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::{
+    collections::BTreeMap,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use clap::Parser;
+use paybind_proto::{
+    merchant::v1::{self as mpb, merchant_service_client::MerchantServiceClient},
+    payment::v1::{self as pb, binding_service_client::BindingServiceClient},
+};
+use paybind_shared::tls::{dev as pki, TlsFiles};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+#[derive(Parser, Clone)]
+#[command(name = "loadgen", about = "Benchmarks paybind: echo ceiling, Pay, checkout")]
+struct Args {
+    /// sqlite or postgres.
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    /// PostgreSQL server for `--backend postgres` (a fresh database is made).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Concurrent requests in flight (one bound card per worker).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Also write the results here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
+}
+
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("exe dir")?.join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} not found: build it first (cargo build [--release] -p {name})",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Peak resident set size of a process, in MB, sampled while a phase runs.
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[derive(Default, Clone, serde::Serialize)]
+struct PhaseResult {
+    name: String,
+    concurrency: usize,
+    target_rps: Option<f64>,
+    seconds: f64,
+    ok: u64,
+    throughput_rps: f64,
+    ratio_to_echo: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    errors: BTreeMap<String, u64>,
+    payment_rss_mb: f64,
+    merchant_rss_mb: f64,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    machine: String,
+    backend: String,
+    concurrency: usize,
+    phases: Vec<PhaseResult>,
+}
+
+type Call = Arc<dyn Fn(usize, u64) -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// Runs `call` from `workers` tasks for `seconds`; with `target_rps`, paced
+/// (open loop) to that total rate.
+async fn phase(
+    name: &str,
+    workers: usize,
+    seconds: f64,
+    target_rps: Option<f64>,
+    call: Call,
+    pids: (u32, u32),
+) -> PhaseResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let errors = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (stop, latencies, errors, call) = (stop.clone(), latencies.clone(), errors.clone(), call.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local = Vec::new();
+            let mut n = 0u64;
+            let pace = target_rps.map(|r| Duration::from_secs_f64(workers as f64 / r));
+            let mut next = Instant::now() + pace.map(|p| p.mul_f64(w as f64 / workers as f64)).unwrap_or_default();
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if let Some(p) = pace {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += p;
+                }
+                let t = Instant::now();
+                match call(w, n).await {
+                    Ok(()) => local.push(t.elapsed().as_micros() as u32),
+                    Err(code) => *errors.lock().unwrap().entry(code).or_default() += 1,
+                }
+                n += 1;
+            }
+            latencies.lock().unwrap().extend(local);
+        }));
+    }
+    let (mut peak_payment, mut peak_merchant) = (0.0f64, 0.0f64);
+    while Instant::now() < deadline {
+        peak_payment = peak_payment.max(rss_mb(pids.0));
+        peak_merchant = peak_merchant.max(rss_mb(pids.1));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
+    let errors = std::mem::take(&mut *errors.lock().unwrap());
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+        f64::from(lat[i]) / 1000.0
+    };
+    PhaseResult {
+        name: name.to_owned(),
+        concurrency: workers,
+        target_rps,
+        seconds: elapsed,
+        ok: lat.len() as u64,
+        throughput_rps: lat.len() as f64 / elapsed,
+        ratio_to_echo: 0.0,
+        p50_ms: pct(0.50),
+        p90_ms: pct(0.90),
+        p99_ms: pct(0.99),
+        max_ms: lat.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0),
+        errors,
+        payment_rss_mb: peak_payment,
+        merchant_rss_mb: peak_merchant,
+    }
+}
+
+async fn channel(tls: &TlsFiles, port: u16) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(format!("https://localhost:{port}"))?
+        .tls_config(tls.client_config("localhost")?)?
+        .tcp_nodelay(true)
+        .connect()
+        .await?)
+}
+
+fn last_code(outbox: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(outbox)?;
+    let line = text.lines().last().context("no SMS sent")?;
+    code_in(line).context("no code in the SMS")
+}
+
+fn code_in(line: &str) -> Option<String> {
+    let after = line.split("[paybind] ").nth(1)?;
+    Some(after.chars().take_while(char::is_ascii_digit).collect())
+}
+
+fn shopper() -> pb::ShopperInfo {
+    pb::ShopperInfo {
+        full_name: "Load Tester".into(),
+        id_number: "11010519491231002X".into(),
+        phone: "13800138000".into(),
+    }
+}
+
+fn card() -> pb::CardInfo {
+    pb::CardInfo {
+        number: "4242424242424242".into(),
+        expiry_month: 12,
+        expiry_year: 2035,
+        cvv: "123".into(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let certs = d.join("certs");
+    pki::ensure_server(&certs, "payment-svc", &["localhost"])?;
+    pki::ensure_server(&certs, "merchant-svc", &["localhost"])?;
+    let shop_tls = pki::ensure_client(&certs, "load-shop")?;
+    let operator_tls = pki::ensure_client(&certs, "operator")?;
+    let c = certs.display();
+
+    let (payment_db, merchant_db) = match args.backend.as_str() {
+        "sqlite" => (
+            format!("sqlite:{}/payment.db", d.display()),
+            format!("sqlite:{}/merchant.db", d.display()),
+        ),
+        "postgres" => {
+            use sqlx::{Connection, Executor};
+            let mut admin = sqlx::PgConnection::connect(&args.postgres).await?;
+            let suffix = &paybind_shared::ids::new_id("x")[2..14];
+            let base = args.postgres.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_default();
+            let mut urls = Vec::new();
+            for which in ["payment", "merchant"] {
+                let name = format!("paybind_load_{which}_{suffix}");
+                admin.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+                urls.push(format!("{base}/{name}"));
+            }
+            (urls[0].clone(), urls[1].clone())
+        }
+        other => anyhow::bail!("--backend must be sqlite or postgres, not {other}"),
+    };
+    let (payment_port, merchant_port) = (free_port(), free_port());
+    let outbox = d.join("sms.jsonl");
+    let key = || {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+    };
+    let payment_config = d.join("payment.toml");
+    std::fs::write(
+        &payment_config,
+        format!(
+            "public_base_url = \"https://pay.example\"\n[grpc]\nlisten = \"127.0.0.1:{payment_port}\"\n\
+             [database]\nurl = \"{payment_db}\"\nmax_connections = 16\n\
+             [tls]\nca_cert = \"{c}/ca.pem\"\ncert = \"{c}/payment-svc.pem\"\nkey = \"{c}/payment-svc-key.pem\"\n\
+             [sms]\nprovider = \"dev-outbox\"\noutbox_file = \"{}\"\n\
+             [secrets]\nactive_vault_key = \"k1\"\ntoken_key = \"{}\"\nfingerprint_key = \"{}\"\notp_key = \"{}\"\n\
+             [secrets.vault_keys]\nk1 = \"{}\"\n",
+            outbox.display(),
+            key(),
+            key(),
+            key(),
+            key()
+        ),
+    )?;
+    let merchant_config = d.join("merchant.toml");
+    std::fs::write(
+        &merchant_config,
+        format!(
+            "allowed_clients = [\"operator\"]\n[grpc]\nlisten = \"127.0.0.1:{merchant_port}\"\n\
+             [database]\nurl = \"{merchant_db}\"\nmax_connections = 16\n\
+             [tls]\nca_cert = \"{c}/ca.pem\"\ncert = \"{c}/merchant-svc.pem\"\nkey = \"{c}/merchant-svc-key.pem\"\n\
+             [payment]\nendpoint = \"https://localhost:{payment_port}\"\nserver_name = \"localhost\"\n\
+             [payment.tls]\nca_cert = \"{c}/ca.pem\"\ncert = \"{c}/load-shop.pem\"\nkey = \"{c}/load-shop-key.pem\"\n\
+             [shop]\ndefault_return_url = \"https://shop.example/return\"\n"
+        ),
+    )?;
+
+    // Register the shop before payment-svc starts (the same database).
+    {
+        let store = payment_svc::store::connect(&payment_db, 2).await?;
+        payment_svc::domain::merchants::register(
+            store.as_ref(),
+            &payment_svc::domain::merchants::Merchant {
+                id: "load-shop".into(),
+                display_name: "Load Shop".into(),
+                cert_identity: "load-shop".into(),
+                allowed_origins: vec![],
+                return_urls: vec!["https://shop.example/return".into()],
+                direct_entry: true,
+                currency: paybind_shared::money::Currency::parse("CNY")?,
+                per_payment_limit: 50_000,
+                daily_limit: paybind_shared::money::MAX_AMOUNT_MINOR,
+            },
+        )
+        .await?;
+    }
+    let quiet = |cmd: &mut Command| {
+        cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+    };
+    let mut payment_cmd = Command::new(sibling_binary("payment-svc")?);
+    payment_cmd.args(["--config", &payment_config.display().to_string(), "serve"]);
+    quiet(&mut payment_cmd);
+    let payment = Proc(payment_cmd.spawn()?);
+    let mut merchant_cmd = Command::new(sibling_binary("merchant-svc")?);
+    merchant_cmd.args(["--config", &merchant_config.display().to_string(), "serve"]);
+    quiet(&mut merchant_cmd);
+    let merchant = Proc(merchant_cmd.spawn()?);
+    let pids = (payment.0.id(), merchant.0.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for port in [payment_port, merchant_port] {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the services did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let n = args.concurrency.max(1);
+    let channels = n.clamp(1, 8);
+    let mut pay_clients = Vec::new();
+    let mut shop_clients = Vec::new();
+    for _ in 0..channels {
+        pay_clients.push(BindingServiceClient::new(channel(&shop_tls, payment_port).await?));
+        shop_clients.push(MerchantServiceClient::new(channel(&operator_tls, merchant_port).await?));
+    }
+    let health = HealthClient::new(channel(&shop_tls, payment_port).await?);
+
+    // One bound card per worker, directly and through the shop.
+    eprintln!("binding {n} cards at payment-svc and {n} through merchant-svc ...");
+    let mut tokens = Vec::new();
+    for w in 0..n {
+        let mut c = pay_clients[0].clone();
+        let s = c
+            .bind(pb::BindRequest {
+                merchant_user_id: format!("direct-{w}"),
+                presentation: pb::Presentation::Redirect as i32,
+                return_url: "https://shop.example/return".into(),
+                prefill: None,
+                idempotency_key: format!("bind-direct-{w}"),
+            })
+            .await?
+            .into_inner()
+            .session
+            .context("session")?;
+        c.submit_bind_info(pb::SubmitBindInfoRequest {
+            session_id: s.session_id.clone(),
+            shopper: Some(shopper()),
+            card: Some(card()),
+        })
+        .await?;
+        let done = c
+            .verify_bind(pb::VerifyBindRequest {
+                session_id: s.session_id,
+                code: last_code(&outbox)?,
+            })
+            .await?
+            .into_inner()
+            .session
+            .context("session")?;
+        tokens.push(done.binding.context("binding")?.binding_token);
+
+        let mut m = shop_clients[0].clone();
+        let user = format!("shopper-{w}");
+        m.create_user(mpb::CreateUserRequest {
+            user_id: user.clone(),
+            display_name: "Load Tester".into(),
+            phone: "+8613800138000".into(),
+        })
+        .await?;
+        let started = m
+            .start_binding(mpb::StartBindingRequest {
+                user_id: user.clone(),
+                presentation: pb::Presentation::Redirect as i32,
+                return_url: String::new(),
+            })
+            .await?
+            .into_inner();
+        m.submit_shopper_info(mpb::SubmitShopperInfoRequest {
+            session_id: started.session_id.clone(),
+            shopper: Some(shopper()),
+            card: Some(card()),
+        })
+        .await?;
+        m.verify_shopper_code(mpb::VerifyShopperCodeRequest {
+            session_id: started.session_id,
+            code: last_code(&outbox)?,
+        })
+        .await?;
+    }
+    let tokens = Arc::new(tokens);
+    let run_id = paybind_shared::ids::new_id("r")[2..10].to_owned();
+
+    let code_of = |s: tonic::Status| {
+        paybind_shared::grpc::reason_of(&s).unwrap_or_else(|| format!("{:?}", s.code()))
+    };
+    let echo: Call = {
+        let health = health.clone();
+        Arc::new(move |_, _| {
+            let mut h = health.clone();
+            Box::pin(async move {
+                h.check(HealthCheckRequest { service: String::new() })
+                    .await
+                    .map(|_| ())
+                    .map_err(code_of)
+            })
+        })
+    };
+    let pay: Call = {
+        let (clients, tokens, run_id) = (pay_clients.clone(), tokens.clone(), run_id.clone());
+        Arc::new(move |w, i| {
+            let mut c = clients[w % clients.len()].clone();
+            let token = tokens[w].clone();
+            let run_id = run_id.clone();
+            Box::pin(async move {
+                let r = c
+                    .pay(pb::PayRequest {
+                        binding_token: token,
+                        merchant_user_id: format!("direct-{w}"),
+                        merchant_order_id: format!("o-{w}-{i}"),
+                        amount: Some(pb::Money { amount_minor: 1, currency: "CNY".into() }),
+                        description: String::new(),
+                        idempotency_key: format!("{run_id}-{w}-{i}-{}", rand::random::<u32>()),
+                    })
+                    .await
+                    .map_err(code_of)?
+                    .into_inner();
+                match r.payment.map(|p| p.status) {
+                    Some(s) if s == pb::PaymentStatus::Succeeded as i32 => Ok(()),
+                    other => Err(format!("payment status {other:?}")),
+                }
+            })
+        })
+    };
+    let checkout: Call = {
+        let (clients, run_id) = (shop_clients.clone(), run_id.clone());
+        Arc::new(move |w, i| {
+            let mut m = clients[w % clients.len()].clone();
+            let run_id = run_id.clone();
+            Box::pin(async move {
+                let order = m
+                    .checkout(mpb::CheckoutRequest {
+                        user_id: format!("shopper-{w}"),
+                        amount: Some(pb::Money { amount_minor: 1, currency: "CNY".into() }),
+                        description: String::new(),
+                        presentation: 0,
+                        return_url: String::new(),
+                        idempotency_key: format!("{run_id}-{w}-{i}-{}", rand::random::<u32>()),
+                    })
+                    .await
+                    .map_err(code_of)?
+                    .into_inner()
+                    .order
+                    .context("order")
+                    .map_err(|e| e.to_string())?;
+                if order.status == mpb::OrderStatus::Paid as i32 {
+                    Ok(())
+                } else {
+                    Err(format!("order status {}", order.status))
+                }
+            })
+        })
+    };
+
+    let secs = args.seconds;
+    eprintln!("running phases of {secs} s at concurrency {n} ...");
+    let mut phases = Vec::new();
+    let echo_r = phase("echo", n, secs, None, echo, pids).await;
+    let pay_r = phase("pay", n, secs, None, pay.clone(), pids).await;
+    let checkout_r = phase("checkout", n, secs, None, checkout.clone(), pids).await;
+    let pay_half = phase("pay@half", n, secs, Some(pay_r.throughput_rps / 2.0), pay, pids).await;
+    let checkout_half =
+        phase("checkout@half", n, secs, Some(checkout_r.throughput_rps / 2.0), checkout, pids).await;
+    let ceiling = echo_r.throughput_rps.max(1e-9);
+    for mut p in [echo_r, pay_r, checkout_r, pay_half, checkout_half] {
+        p.ratio_to_echo = p.throughput_rps / ceiling;
+        phases.push(p);
+    }
+    let report = Report {
+        machine: format!(
+            "{} cores, {}",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+                .unwrap_or_default()
+        ),
+        backend: args.backend.clone(),
+        concurrency: n,
+        phases,
+    };
+
+    println!("paybind benchmark — backend {}, concurrency {}, {} s per phase", report.backend, n, secs);
+    println!("machine: {}", report.machine);
+    println!(
+        "{:<14} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}  errors",
+        "phase", "req/s", "x echo", "p50 ms", "p90 ms", "p99 ms", "max ms", "pay MB", "shop MB"
+    );
+    for p in &report.phases {
+        println!(
+            "{:<14} {:>10.0} {:>7.1}% {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1}  {:?}",
+            p.name,
+            p.throughput_rps,
+            p.ratio_to_echo * 100.0,
+            p.p50_ms,
+            p.p90_ms,
+            p.p99_ms,
+            p.max_ms,
+            p.payment_rss_mb,
+            p.merchant_rss_mb,
+            p.errors
+        );
+    }
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, &json)?;
+    }
+    println!("{json}");
+    drop(payment);
+    drop(merchant);
+    Ok(())
+}

@@ -12,6 +12,7 @@ use crate::{
     config::Settings,
     domain::{
         acquirer::Simulator,
+        finalizer::Finalizer,
         merchants::MerchantDirectory,
         sms::{DevOutbox, NoGateway, SmsSender},
         token::TokenCodec,
@@ -63,6 +64,7 @@ impl App {
         };
         let services = Arc::new(Services {
             merchants: MerchantDirectory::new(store.clone(), Duration::from_secs(30)),
+            finalizer: Finalizer::spawn(store.clone(), 4),
             store,
             vault: Vault::new(&secrets.vault_keys, &secrets.active_vault_key)?,
             fingerprints: KeyedHasher::new("secrets.fingerprint_key", &secrets.fingerprint_key)?,

@@ -599,6 +599,23 @@ async fn declined_cards_bind_nothing_and_declined_payments_are_recorded(stack: &
         DAILY_LIMIT,
         "a decline uses no limit"
     );
+    // Concurrent declines are recorded in batches; each gives its amount back.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let mut client = c.clone();
+        let token = binding.binding_token.clone();
+        tasks.push(tokio::spawn(async move {
+            pay(&mut client, &token, "ivy", 7_000, &format!("ivy-many-{i}")).await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await??.status, pb::PaymentStatus::Declined as i32);
+    }
+    assert_eq!(
+        remaining_today(&mut c, "ivy", &binding.binding_id).await?,
+        DAILY_LIMIT,
+        "every decline released"
+    );
     let err = c
         .refund(pb::RefundRequest {
             payment_id: declined.payment_id,

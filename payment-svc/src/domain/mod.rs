@@ -9,6 +9,7 @@ pub mod card;
 pub mod clock;
 pub mod error;
 pub mod fields;
+pub mod finalizer;
 pub mod merchants;
 pub mod otp;
 pub mod payments;
@@ -48,6 +49,8 @@ pub struct Services {
     pub otp_hasher: KeyedHasher,
     pub tokens: TokenCodec,
     pub acquirer: Arc<dyn Acquirer>,
+    /// Writes payment outcomes in batches (group commit).
+    pub finalizer: finalizer::Finalizer,
     pub sms: Arc<dyn SmsSender>,
     pub policy: Policy,
 }

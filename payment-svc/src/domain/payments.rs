@@ -156,7 +156,7 @@ impl Services {
             acquirer_ref,
             now_ms: now_ms(),
         };
-        match self.store.finalize_payment(&outcome).await? {
+        match self.finalizer.finalize(outcome).await? {
             Some(payment) => {
                 tracing::info!(payment_id, status, "payment settled");
                 Ok(payment)

@@ -394,38 +394,8 @@ macro_rules! impl_store {
                 self.reserve_payment_impl(request).await
             }
 
-            async fn finalize_payment(&self, o: &PaymentOutcome) -> StoreResult<Option<PaymentRow>> {
-                let update = sqlx::query_as(
-                    "UPDATE payments SET status = $2, decline_reason = $3, acquirer_ref = $4, \
-                     updated_ms = $5 WHERE id = $1 AND status = 'PENDING' RETURNING *",
-                )
-                .bind(&o.payment_id)
-                .bind(&o.status)
-                .bind(&o.decline_reason)
-                .bind(&o.acquirer_ref)
-                .bind(o.now_ms);
-                if o.status != "DECLINED" {
-                    // The common case is one statement.
-                    return Ok(update.fetch_optional(self.writer()).await?);
-                }
-                // A decline gives the amount back to the day it was counted on.
-                let mut tx = self.writer().begin().await?;
-                let payment: Option<PaymentRow> = update.fetch_optional(&mut *tx).await?;
-                if let Some(p) = &payment {
-                    if let (Some(binding_id), Some(day)) = (&p.binding_id, p.counted_day) {
-                        sqlx::query(
-                            "UPDATE bindings SET usage_amount = usage_amount - $2 \
-                             WHERE id = $1 AND usage_day = $3 AND usage_amount >= $2",
-                        )
-                        .bind(binding_id)
-                        .bind(p.amount_minor)
-                        .bind(day)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                tx.commit().await?;
-                Ok(payment)
+            async fn finalize_payments(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>> {
+                self.finalize_payments_impl(outcomes).await
             }
 
             async fn get_payment(&self, merchant_id: &str, payment_id: &str) -> StoreResult<Option<PaymentRow>> {

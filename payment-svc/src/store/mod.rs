@@ -89,9 +89,10 @@ pub trait Store: Send + Sync + 'static {
     /// status, currency, limits), claims the idempotency key, records the
     /// payment as PENDING and counts it against today's limit.
     async fn reserve_payment(&self, request: &ReservePayment) -> StoreResult<ReserveOutcome>;
-    /// Records a PENDING payment's outcome; a decline gives its amount back to
-    /// today's limit. `None` if the payment was not PENDING any more.
-    async fn finalize_payment(&self, outcome: &PaymentOutcome) -> StoreResult<Option<PaymentRow>>;
+    /// Records the outcomes of PENDING payments, many at once (one commit);
+    /// a decline gives its amount back to today's limit. Returns the payments
+    /// that were updated; one that was not PENDING any more is left out.
+    async fn finalize_payments(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>>;
     async fn get_payment(
         &self,
         merchant_id: &str,

@@ -82,4 +82,40 @@ impl PgStore {
             other => return Err(StoreError::Corrupt(format!("unknown outcome {other}"))),
         })
     }
+
+    /// All outcomes in one statement: the payments updated, and declined
+    /// amounts given back to the day they were counted on.
+    async fn finalize_payments_impl(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>> {
+        let ids: Vec<&str> = outcomes.iter().map(|o| o.payment_id.as_str()).collect();
+        let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+        let reasons: Vec<Option<&str>> = outcomes.iter().map(|o| o.decline_reason.as_deref()).collect();
+        let refs: Vec<Option<&str>> = outcomes.iter().map(|o| o.acquirer_ref.as_deref()).collect();
+        let times: Vec<i64> = outcomes.iter().map(|o| o.now_ms).collect();
+        Ok(sqlx::query_as(
+            "WITH v AS ( \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+                     AS v(id, status, reason, ref, now_ms)), \
+             p AS ( \
+                 UPDATE payments SET status = v.status, decline_reason = v.reason, \
+                     acquirer_ref = v.ref, updated_ms = v.now_ms \
+                 FROM v WHERE payments.id = v.id AND payments.status = 'PENDING' \
+                 RETURNING payments.*), \
+             released AS ( \
+                 UPDATE bindings b SET usage_amount = b.usage_amount - d.total \
+                 FROM (SELECT binding_id, counted_day, SUM(amount_minor) AS total FROM p \
+                       WHERE p.status = 'DECLINED' AND p.binding_id IS NOT NULL \
+                         AND p.counted_day IS NOT NULL \
+                       GROUP BY binding_id, counted_day) d \
+                 WHERE b.id = d.binding_id AND b.usage_day = d.counted_day \
+                 RETURNING b.id) \
+             SELECT * FROM p",
+        )
+        .bind(ids)
+        .bind(statuses)
+        .bind(reasons)
+        .bind(refs)
+        .bind(times)
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }

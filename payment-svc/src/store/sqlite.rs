@@ -100,4 +100,39 @@ impl SqliteStore {
             exp_year: b.exp_year,
         }))
     }
+
+    /// All outcomes in one transaction: one commit (one fsync) for the batch.
+    async fn finalize_payments_impl(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>> {
+        let mut tx = self.writer.begin().await?;
+        let mut settled = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            let payment: Option<PaymentRow> = sqlx::query_as(
+                "UPDATE payments SET status = $2, decline_reason = $3, acquirer_ref = $4, \
+                 updated_ms = $5 WHERE id = $1 AND status = 'PENDING' RETURNING *",
+            )
+            .bind(&o.payment_id)
+            .bind(&o.status)
+            .bind(&o.decline_reason)
+            .bind(&o.acquirer_ref)
+            .bind(o.now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(p) = payment else { continue };
+            if let (true, Some(binding_id), Some(day)) = (p.status == "DECLINED", &p.binding_id, p.counted_day) {
+                // A decline gives its amount back to the day it was counted on.
+                sqlx::query(
+                    "UPDATE bindings SET usage_amount = usage_amount - $2 \
+                     WHERE id = $1 AND usage_day = $3 AND usage_amount >= $2",
+                )
+                .bind(binding_id)
+                .bind(p.amount_minor)
+                .bind(day)
+                .execute(&mut *tx)
+                .await?;
+            }
+            settled.push(p);
+        }
+        tx.commit().await?;
+        Ok(settled)
+    }
 }

@@ -546,5 +546,8 @@ async fn main() -> anyhow::Result<()> {
     println!("{json}");
     drop(payment);
     drop(merchant);
+    for p in &report.phases {
+        anyhow::ensure!(p.ok > 0, "phase {} completed no request (errors: {:?})", p.name, p.errors);
+    }
     Ok(())
 }

@@ -7,7 +7,6 @@ use paybind_proto::merchant::v1::merchant_service_server::MerchantServiceServer;
 use paybind_shared::money::Currency;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::{
@@ -90,7 +89,7 @@ impl App {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(paybind_shared::grpc::incoming(self.listener), shutdown)
             .await;
         settler.abort();
         served?;

@@ -5,7 +5,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use paybind_proto::payment::v1::binding_service_server::BindingServiceServer;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::{
@@ -132,7 +131,7 @@ impl App {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(paybind_shared::grpc::incoming(self.listener), shutdown)
             .await?;
         Ok(())
     }

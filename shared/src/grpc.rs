@@ -86,6 +86,13 @@ pub fn metadata_of(status: &Status) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The server side of a bound listener: TCP_NODELAY on every accepted
+/// connection, so small responses are not held back by Nagle's algorithm
+/// (tonic sets it only on listeners it binds itself).
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// gRPC reflection (v1 and v1alpha, so that both new and older grpcurl
 /// releases can list and describe the services) over the paybind descriptors.
 pub fn reflection_services() -> anyhow::Result<(

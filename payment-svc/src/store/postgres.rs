@@ -98,7 +98,8 @@ impl PgStore {
              p AS ( \
                  UPDATE payments SET status = v.status, decline_reason = v.reason, \
                      acquirer_ref = v.ref, updated_ms = v.now_ms \
-                 FROM v WHERE payments.id = v.id AND payments.status = 'PENDING' \
+                 FROM v WHERE payments.id = ANY($1::text[]) AND payments.id = v.id \
+                     AND payments.status = 'PENDING' \
                  RETURNING payments.*), \
              released AS ( \
                  UPDATE bindings b SET usage_amount = b.usage_amount - d.total \
@@ -115,6 +116,9 @@ impl PgStore {
         .bind(reasons)
         .bind(refs)
         .bind(times)
+        // Planned for each batch: a cached generic plan made while the table
+        // was small would keep scanning the whole table as it grows.
+        .persistent(false)
         .fetch_all(&self.pool)
         .await?)
     }

@@ -54,6 +54,9 @@ struct Args {
     /// Concurrent requests in flight (one bound card per worker).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Database connections of each service.
+    #[arg(long, default_value_t = 16)]
+    db_connections: u32,
     /// Also write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -275,12 +278,13 @@ async fn main() -> anyhow::Result<()> {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
     };
+    let db = args.db_connections;
     let payment_config = d.join("payment.toml");
     std::fs::write(
         &payment_config,
         format!(
             "public_base_url = \"https://pay.example\"\n[grpc]\nlisten = \"127.0.0.1:{payment_port}\"\n\
-             [database]\nurl = \"{payment_db}\"\nmax_connections = 16\n\
+             [database]\nurl = \"{payment_db}\"\nmax_connections = {db}\n\
              [tls]\nca_cert = \"{c}/ca.pem\"\ncert = \"{c}/payment-svc.pem\"\nkey = \"{c}/payment-svc-key.pem\"\n\
              [sms]\nprovider = \"dev-outbox\"\noutbox_file = \"{}\"\n\
              [secrets]\nactive_vault_key = \"k1\"\ntoken_key = \"{}\"\nfingerprint_key = \"{}\"\notp_key = \"{}\"\n\
@@ -297,7 +301,7 @@ async fn main() -> anyhow::Result<()> {
         &merchant_config,
         format!(
             "allowed_clients = [\"operator\"]\n[grpc]\nlisten = \"127.0.0.1:{merchant_port}\"\n\
-             [database]\nurl = \"{merchant_db}\"\nmax_connections = 16\n\
+             [database]\nurl = \"{merchant_db}\"\nmax_connections = {db}\n\
              [tls]\nca_cert = \"{c}/ca.pem\"\ncert = \"{c}/merchant-svc.pem\"\nkey = \"{c}/merchant-svc-key.pem\"\n\
              [payment]\nendpoint = \"https://localhost:{payment_port}\"\nserver_name = \"localhost\"\n\
              [payment.tls]\nca_cert = \"{c}/ca.pem\"\ncert = \"{c}/load-shop.pem\"\nkey = \"{c}/load-shop-key.pem\"\n\

@@ -11,7 +11,6 @@ use crate::{
     config::Settings,
     domain::{
         acquirer::Simulator,
-        finalizer::Finalizer,
         merchants::MerchantDirectory,
         sms::{DevOutbox, NoGateway, SmsSender},
         token::TokenCodec,
@@ -61,9 +60,11 @@ impl App {
             Some(outbox) => outbox.clone(),
             None => Arc::new(NoGateway),
         };
+        let (reservations, outcomes) = Services::pay_writers(store.clone());
         let services = Arc::new(Services {
             merchants: MerchantDirectory::new(store.clone(), Duration::from_secs(30)),
-            finalizer: Finalizer::spawn(store.clone(), 4),
+            reservations,
+            outcomes,
             store,
             vault: Vault::new(&secrets.vault_keys, &secrets.active_vault_key)?,
             fingerprints: KeyedHasher::new("secrets.fingerprint_key", &secrets.fingerprint_key)?,

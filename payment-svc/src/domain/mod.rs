@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 pub mod acquirer;
+pub mod batch;
 pub mod bindings;
 pub mod card;
 pub mod clock;
 pub mod error;
 pub mod fields;
-pub mod finalizer;
 pub mod merchants;
 pub mod otp;
 pub mod payments;
@@ -25,7 +25,42 @@ use sms::SmsSender;
 use token::TokenCodec;
 use vault::{KeyedHasher, Vault};
 
-use crate::store::Store;
+use crate::store::{PaymentOutcome, PaymentRow, ReserveOutcome, ReservePayment, Store};
+
+impl Services {
+    /// The batch writers of the hot path, over `store`.
+    pub fn pay_writers(
+        store: Arc<dyn Store>,
+    ) -> (
+        batch::Batcher<ReservePayment, ReserveOutcome>,
+        batch::Batcher<PaymentOutcome, Option<PaymentRow>>,
+    ) {
+        let reserve_store = store.clone();
+        let reservations = batch::Batcher::spawn(4, move |requests: Vec<ReservePayment>| {
+            let store = reserve_store.clone();
+            async move {
+                store
+                    .reserve_payments(&requests)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let outcomes = batch::Batcher::spawn(4, move |outcomes: Vec<PaymentOutcome>| {
+            let store = store.clone();
+            async move {
+                let rows = store
+                    .finalize_payments(&outcomes)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(outcomes
+                    .iter()
+                    .map(|o| rows.iter().find(|p| p.id == o.payment_id).cloned())
+                    .collect())
+            }
+        });
+        (reservations, outcomes)
+    }
+}
 
 /// Tunables of the domain, from configuration.
 #[derive(Debug, Clone)]
@@ -49,8 +84,10 @@ pub struct Services {
     pub otp_hasher: KeyedHasher,
     pub tokens: TokenCodec,
     pub acquirer: Arc<dyn Acquirer>,
-    /// Writes payment outcomes in batches (group commit).
-    pub finalizer: finalizer::Finalizer,
+    /// Pay's two writes, each in batches (group commit): the reservation
+    /// and the outcome.
+    pub reservations: batch::Batcher<ReservePayment, ReserveOutcome>,
+    pub outcomes: batch::Batcher<PaymentOutcome, Option<PaymentRow>>,
     pub sms: Arc<dyn SmsSender>,
     pub policy: Policy,
 }

@@ -86,7 +86,7 @@ impl Services {
             day: self.today(now),
             now_ms: now,
         };
-        match self.store.reserve_payment(&request).await? {
+        match self.reservations.submit(request.clone()).await? {
             ReserveOutcome::Reserved(card) => {
                 self.charge(&request.payment_id, &card, input.amount).await
             }
@@ -156,7 +156,7 @@ impl Services {
             acquirer_ref,
             now_ms: now_ms(),
         };
-        match self.finalizer.finalize(outcome).await? {
+        match self.outcomes.submit(outcome).await? {
             Some(payment) => {
                 tracing::info!(payment_id, status, "payment settled");
                 Ok(payment)

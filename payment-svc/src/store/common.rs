@@ -390,8 +390,8 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            async fn reserve_payment(&self, request: &ReservePayment) -> StoreResult<ReserveOutcome> {
-                self.reserve_payment_impl(request).await
+            async fn reserve_payments(&self, requests: &[ReservePayment]) -> StoreResult<Vec<ReserveOutcome>> {
+                self.reserve_payments_impl(requests).await
             }
 
             async fn finalize_payments(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>> {

@@ -85,10 +85,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<BindingRow>>;
 
     // Payments.
-    /// The hot path: one atomic step that checks the binding (merchant, user,
-    /// status, currency, limits), claims the idempotency key, records the
-    /// payment as PENDING and counts it against today's limit.
-    async fn reserve_payment(&self, request: &ReservePayment) -> StoreResult<ReserveOutcome>;
+    /// The hot path, for a batch of payments committed together: for each,
+    /// one atomic step that checks the binding (merchant, user, status,
+    /// currency, limits), claims the idempotency key, records the payment as
+    /// PENDING and counts it against today's limit. One outcome per request,
+    /// in order.
+    async fn reserve_payments(
+        &self,
+        requests: &[ReservePayment],
+    ) -> StoreResult<Vec<ReserveOutcome>>;
     /// Records the outcomes of PENDING payments, many at once (one commit);
     /// a decline gives its amount back to today's limit. Returns the payments
     /// that were updated; one that was not PENDING any more is left out.

@@ -27,10 +27,25 @@ impl SqliteStore {
         &self.reader
     }
 
-    /// The hot path as one transaction on the single writer connection:
-    /// in-process statements, serialised by construction.
-    async fn reserve_payment_impl(&self, r: &ReservePayment) -> StoreResult<ReserveOutcome> {
+    /// A batch of reservations as one transaction (one commit) on the single
+    /// writer connection: in-process statements, serialised by construction.
+    async fn reserve_payments_impl(
+        &self,
+        requests: &[ReservePayment],
+    ) -> StoreResult<Vec<ReserveOutcome>> {
         let mut tx = self.writer.begin().await?;
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for r in requests {
+            outcomes.push(Self::reserve_one(&mut tx, r).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn reserve_one(
+        tx: &mut sqlx::SqliteConnection,
+        r: &ReservePayment,
+    ) -> StoreResult<ReserveOutcome> {
         let existing: Option<PaymentRow> = sqlx::query_as(SELECT_PAYMENT_BY_KEY)
             .bind(&r.merchant_id)
             .bind(&r.idempotency_key)
@@ -92,7 +107,6 @@ impl SqliteStore {
             .bind(used + r.amount_minor)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
         Ok(ReserveOutcome::Reserved(VaultedCard {
             pan_ct: b.pan_ct,
             pan_key_id: b.pan_key_id,
@@ -102,7 +116,10 @@ impl SqliteStore {
     }
 
     /// All outcomes in one transaction: one commit (one fsync) for the batch.
-    async fn finalize_payments_impl(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>> {
+    async fn finalize_payments_impl(
+        &self,
+        outcomes: &[PaymentOutcome],
+    ) -> StoreResult<Vec<PaymentRow>> {
         let mut tx = self.writer.begin().await?;
         let mut settled = Vec::with_capacity(outcomes.len());
         for o in outcomes {
@@ -118,7 +135,9 @@ impl SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(p) = payment else { continue };
-            if let (true, Some(binding_id), Some(day)) = (p.status == "DECLINED", &p.binding_id, p.counted_day) {
+            if let (true, Some(binding_id), Some(day)) =
+                (p.status == "DECLINED", &p.binding_id, p.counted_day)
+            {
                 // A decline gives its amount back to the day it was counted on.
                 sqlx::query(
                     "UPDATE bindings SET usage_amount = usage_amount - $2 \

@@ -40,7 +40,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 #[derive(Parser, Clone)]
-#[command(name = "loadgen", about = "Benchmarks paybind: echo ceiling, Pay, checkout")]
+#[command(
+    name = "loadgen",
+    about = "Benchmarks paybind: echo ceiling, Pay, checkout"
+)]
 struct Args {
     /// sqlite or postgres.
     #[arg(long, default_value = "sqlite")]
@@ -72,7 +75,10 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
 }
 
 fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -125,7 +131,9 @@ struct Report {
     phases: Vec<PhaseResult>,
 }
 
-type Call = Arc<dyn Fn(usize, u64) -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+type Call = Arc<
+    dyn Fn(usize, u64) -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync,
+>;
 
 /// Runs `call` from `workers` tasks for `seconds`; with `target_rps`, paced
 /// (open loop) to that total rate.
@@ -144,12 +152,20 @@ async fn phase(
     let deadline = started + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for w in 0..workers {
-        let (stop, latencies, errors, call) = (stop.clone(), latencies.clone(), errors.clone(), call.clone());
+        let (stop, latencies, errors, call) = (
+            stop.clone(),
+            latencies.clone(),
+            errors.clone(),
+            call.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut local = Vec::new();
             let mut n = 0u64;
             let pace = target_rps.map(|r| Duration::from_secs_f64(workers as f64 / r));
-            let mut next = Instant::now() + pace.map(|p| p.mul_f64(w as f64 / workers as f64)).unwrap_or_default();
+            let mut next = Instant::now()
+                + pace
+                    .map(|p| p.mul_f64(w as f64 / workers as f64))
+                    .unwrap_or_default();
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 if let Some(p) = pace {
                     tokio::time::sleep_until(next.into()).await;
@@ -261,11 +277,17 @@ async fn main() -> anyhow::Result<()> {
             use sqlx::{Connection, Executor};
             let mut admin = sqlx::PgConnection::connect(&args.postgres).await?;
             let suffix = &paybind_shared::ids::new_id("x")[2..14];
-            let base = args.postgres.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_default();
+            let base = args
+                .postgres
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_owned())
+                .unwrap_or_default();
             let mut urls = Vec::new();
             for which in ["payment", "merchant"] {
                 let name = format!("paybind_load_{which}_{suffix}");
-                admin.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+                admin
+                    .execute(format!("CREATE DATABASE {name}").as_str())
+                    .await?;
                 urls.push(format!("{base}/{name}"));
             }
             (urls[0].clone(), urls[1].clone())
@@ -329,7 +351,9 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     }
     let quiet = |cmd: &mut Command| {
-        cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
     };
     let mut payment_cmd = Command::new(sibling_binary("payment-svc")?);
     payment_cmd.args(["--config", &payment_config.display().to_string(), "serve"]);
@@ -353,8 +377,12 @@ async fn main() -> anyhow::Result<()> {
     let mut pay_clients = Vec::new();
     let mut shop_clients = Vec::new();
     for _ in 0..channels {
-        pay_clients.push(BindingServiceClient::new(channel(&shop_tls, payment_port).await?));
-        shop_clients.push(MerchantServiceClient::new(channel(&operator_tls, merchant_port).await?));
+        pay_clients.push(BindingServiceClient::new(
+            channel(&shop_tls, payment_port).await?,
+        ));
+        shop_clients.push(MerchantServiceClient::new(
+            channel(&operator_tls, merchant_port).await?,
+        ));
     }
     let health = HealthClient::new(channel(&shop_tls, payment_port).await?);
 
@@ -431,10 +459,12 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(move |_, _| {
             let mut h = health.clone();
             Box::pin(async move {
-                h.check(HealthCheckRequest { service: String::new() })
-                    .await
-                    .map(|_| ())
-                    .map_err(code_of)
+                h.check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(|_| ())
+                .map_err(code_of)
             })
         })
     };
@@ -450,7 +480,10 @@ async fn main() -> anyhow::Result<()> {
                         binding_token: token,
                         merchant_user_id: format!("direct-{w}"),
                         merchant_order_id: format!("o-{w}-{i}"),
-                        amount: Some(pb::Money { amount_minor: 1, currency: "CNY".into() }),
+                        amount: Some(pb::Money {
+                            amount_minor: 1,
+                            currency: "CNY".into(),
+                        }),
                         description: String::new(),
                         idempotency_key: format!("{run_id}-{w}-{i}-{}", rand::random::<u32>()),
                     })
@@ -473,7 +506,10 @@ async fn main() -> anyhow::Result<()> {
                 let order = m
                     .checkout(mpb::CheckoutRequest {
                         user_id: format!("shopper-{w}"),
-                        amount: Some(pb::Money { amount_minor: 1, currency: "CNY".into() }),
+                        amount: Some(pb::Money {
+                            amount_minor: 1,
+                            currency: "CNY".into(),
+                        }),
                         description: String::new(),
                         presentation: 0,
                         return_url: String::new(),
@@ -500,9 +536,24 @@ async fn main() -> anyhow::Result<()> {
     let echo_r = phase("echo", n, secs, None, echo, pids).await;
     let pay_r = phase("pay", n, secs, None, pay.clone(), pids).await;
     let checkout_r = phase("checkout", n, secs, None, checkout.clone(), pids).await;
-    let pay_half = phase("pay@half", n, secs, Some(pay_r.throughput_rps / 2.0), pay, pids).await;
-    let checkout_half =
-        phase("checkout@half", n, secs, Some(checkout_r.throughput_rps / 2.0), checkout, pids).await;
+    let pay_half = phase(
+        "pay@half",
+        n,
+        secs,
+        Some(pay_r.throughput_rps / 2.0),
+        pay,
+        pids,
+    )
+    .await;
+    let checkout_half = phase(
+        "checkout@half",
+        n,
+        secs,
+        Some(checkout_r.throughput_rps / 2.0),
+        checkout,
+        pids,
+    )
+    .await;
     let ceiling = echo_r.throughput_rps.max(1e-9);
     for mut p in [echo_r, pay_r, checkout_r, pay_half, checkout_half] {
         p.ratio_to_echo = p.throughput_rps / ceiling;
@@ -511,10 +562,19 @@ async fn main() -> anyhow::Result<()> {
     let report = Report {
         machine: format!(
             "{} cores, {}",
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
             std::fs::read_to_string("/proc/cpuinfo")
                 .ok()
-                .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+                .and_then(
+                    |s| s.lines().find(|l| l.starts_with("model name")).map(|l| l
+                        .split(':')
+                        .nth(1)
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned())
+                )
                 .unwrap_or_default()
         ),
         backend: args.backend.clone(),
@@ -522,7 +582,10 @@ async fn main() -> anyhow::Result<()> {
         phases,
     };
 
-    println!("paybind benchmark — backend {}, concurrency {}, {} s per phase", report.backend, n, secs);
+    println!(
+        "paybind benchmark — backend {}, concurrency {}, {} s per phase",
+        report.backend, n, secs
+    );
     println!("machine: {}", report.machine);
     println!(
         "{:<14} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}  errors",
@@ -551,7 +614,12 @@ async fn main() -> anyhow::Result<()> {
     drop(payment);
     drop(merchant);
     for p in &report.phases {
-        anyhow::ensure!(p.ok > 0, "phase {} completed no request (errors: {:?})", p.name, p.errors);
+        anyhow::ensure!(
+            p.ok > 0,
+            "phase {} completed no request (errors: {:?})",
+            p.name,
+            p.errors
+        );
     }
     Ok(())
 }

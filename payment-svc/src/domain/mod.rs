@@ -35,8 +35,11 @@ impl Services {
         batch::Batcher<ReservePayment, ReserveOutcome>,
         batch::Batcher<PaymentOutcome, Option<PaymentRow>>,
     ) {
+        // SQLite has one writer: a second batch in flight would only wait for
+        // it, and take requests away from the batch being formed.
+        let in_flight = if store.backend() == "sqlite" { 1 } else { 4 };
         let reserve_store = store.clone();
-        let reservations = batch::Batcher::spawn(4, move |requests: Vec<ReservePayment>| {
+        let reservations = batch::Batcher::spawn(in_flight, move |requests: Vec<ReservePayment>| {
             let store = reserve_store.clone();
             async move {
                 store
@@ -45,7 +48,7 @@ impl Services {
                     .map_err(|e| e.to_string())
             }
         });
-        let outcomes = batch::Batcher::spawn(4, move |outcomes: Vec<PaymentOutcome>| {
+        let outcomes = batch::Batcher::spawn(in_flight, move |outcomes: Vec<PaymentOutcome>| {
             let store = store.clone();
             async move {
                 let rows = store

@@ -27,12 +27,12 @@ impl App {
             settings.database.max_connections,
         )
         .await?;
-        let shop = Arc::new(Shop {
+        let shop = Arc::new(Shop::new(
             store,
-            payments: PaymentClient::new(&settings.payment)?,
-            currency: Currency::parse(&settings.shop.currency)?,
-            default_return_url: settings.shop.default_return_url.clone(),
-        });
+            PaymentClient::new(&settings.payment)?,
+            Currency::parse(&settings.shop.currency)?,
+            settings.shop.default_return_url.clone(),
+        ));
         let listener = TcpListener::bind(settings.grpc.listen).await?;
         let grpc_addr = listener.local_addr()?;
         Ok(Self {

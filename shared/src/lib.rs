@@ -1,6 +1,7 @@
 //! What both paybind services need and nothing service-specific: layered
 //! configuration, telemetry, TLS (and the development PKI), money, ids, and the
 //! gRPC plumbing for errors, health and reflection.
+pub mod batch;
 pub mod config;
 pub mod db;
 pub mod grpc;

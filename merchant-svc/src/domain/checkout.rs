@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::{
     identifier, invalid, now_ms, presentation, status, users::prefill, Shop, ShopError, ShopResult,
 };
-use crate::store::{OrderRow, OrderUpdate, UserRow};
+use crate::store::{OrderRow, OrderTransition, OrderUpdate, UserRow};
 
 #[derive(Debug, Clone)]
 pub struct CheckoutInput {
@@ -103,7 +103,7 @@ impl Shop {
             created_ms: now,
             updated_ms: now,
         };
-        let (order, new) = self.store.insert_order(&order).await?;
+        let (order, new) = self.order_inserts.submit(order).await?;
         if !new {
             if order.request_hash != request_hash {
                 return Err(ShopError::IdempotencyKeyReused);
@@ -184,8 +184,13 @@ impl Shop {
             },
         };
         let settled = self
-            .store
-            .update_order(&order.id, &[status::PENDING_PAYMENT], &update, now_ms())
+            .order_updates
+            .submit(OrderTransition {
+                order_id: order.id.clone(),
+                from: vec![status::PENDING_PAYMENT],
+                update,
+                now_ms: now_ms(),
+            })
             .await?;
         match settled {
             Some(o) => {

@@ -8,7 +8,12 @@ use paybind_proto::payment::v1 as pb;
 use paybind_shared::money::Currency;
 use tonic::Status;
 
-use crate::{payment_client::PaymentClient, store::Store};
+use paybind_shared::batch::Batcher;
+
+use crate::{
+    payment_client::PaymentClient,
+    store::{OrderRow, OrderTransition, Store},
+};
 
 mod checkout;
 mod orders;
@@ -81,6 +86,49 @@ pub struct Shop {
     pub payments: PaymentClient,
     pub currency: Currency,
     pub default_return_url: String,
+    /// Checkout's two writes, each in batches (group commit).
+    pub order_inserts: Batcher<OrderRow, (OrderRow, bool)>,
+    pub order_updates: Batcher<OrderTransition, Option<OrderRow>>,
+}
+
+impl Shop {
+    pub fn new(
+        store: Arc<dyn Store>,
+        payments: PaymentClient,
+        currency: Currency,
+        default_return_url: String,
+    ) -> Self {
+        // SQLite has one writer: a second batch in flight would only wait.
+        let in_flight = if store.backend() == "sqlite" { 1 } else { 4 };
+        let insert_store = store.clone();
+        let order_inserts = Batcher::spawn(in_flight, move |orders: Vec<OrderRow>| {
+            let store = insert_store.clone();
+            async move {
+                store
+                    .insert_orders(&orders)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let update_store = store.clone();
+        let order_updates = Batcher::spawn(in_flight, move |transitions: Vec<OrderTransition>| {
+            let store = update_store.clone();
+            async move {
+                store
+                    .update_orders(&transitions)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        });
+        Self {
+            store,
+            payments,
+            currency,
+            default_return_url,
+            order_inserts,
+            order_updates,
+        }
+    }
 }
 
 /// The presentation as payment-svc's enum; unspecified means redirect.

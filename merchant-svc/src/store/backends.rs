@@ -40,7 +40,71 @@ const ORDER_COLUMNS: &str = "id, user_id, amount_minor, currency, description, s
      presentation, return_url, idempotency_key, request_hash, created_ms, updated_ms";
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $name:literal) => {
+    ($store:ty, $db:ty, $name:literal, $conn:ty) => {
+        async fn insert_order_on(conn: &mut $conn, o: &OrderRow) -> StoreResult<(OrderRow, bool)> {
+            let inserted = sqlx::query_as::<$db, OrderRow>(&format!(
+                "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING *"
+            ))
+            .bind(&o.id)
+            .bind(&o.user_id)
+            .bind(o.amount_minor)
+            .bind(&o.currency)
+            .bind(&o.description)
+            .bind(&o.status)
+            .bind(&o.decline_reason)
+            .bind(&o.payment_id)
+            .bind(o.refunded_minor)
+            .bind(&o.session_id)
+            .bind(&o.page_url)
+            .bind(o.paid_with_card_on_file)
+            .bind(&o.presentation)
+            .bind(&o.return_url)
+            .bind(&o.idempotency_key)
+            .bind(&o.request_hash)
+            .bind(o.created_ms)
+            .bind(o.updated_ms)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(classify)?;
+            if let Some(row) = inserted {
+                return Ok((row, true));
+            }
+            let existing = sqlx::query_as::<$db, OrderRow>("SELECT * FROM orders WHERE idempotency_key = $1")
+                .bind(&o.idempotency_key)
+                .fetch_one(&mut *conn)
+                .await?;
+            Ok((existing, false))
+        }
+
+        async fn update_order_on(
+            conn: &mut $conn,
+            id: &str,
+            from: &[&str],
+            u: &OrderUpdate,
+            now_ms: i64,
+        ) -> StoreResult<Option<OrderRow>> {
+            // Statuses are a fixed vocabulary of ours, never user input.
+            let from_list = from.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+            Ok(sqlx::query_as::<$db, OrderRow>(&format!(
+                "UPDATE orders SET status = $2, decline_reason = $3, \
+                 payment_id = COALESCE($4, payment_id), session_id = COALESCE($5, session_id), \
+                 page_url = COALESCE($6, page_url), paid_with_card_on_file = $7, updated_ms = $8 \
+                 WHERE id = $1 AND status IN ({from_list}) RETURNING *"
+            ))
+            .bind(id)
+            .bind(&u.status)
+            .bind(&u.decline_reason)
+            .bind(&u.payment_id)
+            .bind(&u.session_id)
+            .bind(&u.page_url)
+            .bind(u.paid_with_card_on_file)
+            .bind(now_ms)
+            .fetch_optional(&mut *conn)
+            .await?)
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -100,40 +164,18 @@ macro_rules! impl_store {
             }
 
             async fn insert_order(&self, o: &OrderRow) -> StoreResult<(OrderRow, bool)> {
-                let inserted = sqlx::query_as::<$db, OrderRow>(&format!(
-                    "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING *"
-                ))
-                .bind(&o.id)
-                .bind(&o.user_id)
-                .bind(o.amount_minor)
-                .bind(&o.currency)
-                .bind(&o.description)
-                .bind(&o.status)
-                .bind(&o.decline_reason)
-                .bind(&o.payment_id)
-                .bind(o.refunded_minor)
-                .bind(&o.session_id)
-                .bind(&o.page_url)
-                .bind(o.paid_with_card_on_file)
-                .bind(&o.presentation)
-                .bind(&o.return_url)
-                .bind(&o.idempotency_key)
-                .bind(&o.request_hash)
-                .bind(o.created_ms)
-                .bind(o.updated_ms)
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(classify)?;
-                if let Some(row) = inserted {
-                    return Ok((row, true));
+                let mut conn = self.writer.acquire().await?;
+                insert_order_on(&mut conn, o).await
+            }
+
+            async fn insert_orders(&self, orders: &[OrderRow]) -> StoreResult<Vec<(OrderRow, bool)>> {
+                let mut tx = self.writer.begin().await?;
+                let mut out = Vec::with_capacity(orders.len());
+                for o in orders {
+                    out.push(insert_order_on(&mut tx, o).await?);
                 }
-                let existing = sqlx::query_as::<$db, OrderRow>("SELECT * FROM orders WHERE idempotency_key = $1")
-                    .bind(&o.idempotency_key)
-                    .fetch_one(&self.writer)
-                    .await?;
-                Ok((existing, false))
+                tx.commit().await?;
+                Ok(out)
             }
 
             async fn get_order(&self, id: &str) -> StoreResult<Option<OrderRow>> {
@@ -157,28 +199,18 @@ macro_rules! impl_store {
                 u: &OrderUpdate,
                 now_ms: i64,
             ) -> StoreResult<Option<OrderRow>> {
-                // Statuses are a fixed vocabulary of ours, never user input.
-                let from_list = from
-                    .iter()
-                    .map(|s| format!("'{s}'"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                Ok(sqlx::query_as::<$db, OrderRow>(&format!(
-                    "UPDATE orders SET status = $2, decline_reason = $3, \
-                     payment_id = COALESCE($4, payment_id), session_id = COALESCE($5, session_id), \
-                     page_url = COALESCE($6, page_url), paid_with_card_on_file = $7, updated_ms = $8 \
-                     WHERE id = $1 AND status IN ({from_list}) RETURNING *"
-                ))
-                .bind(id)
-                .bind(&u.status)
-                .bind(&u.decline_reason)
-                .bind(&u.payment_id)
-                .bind(&u.session_id)
-                .bind(&u.page_url)
-                .bind(u.paid_with_card_on_file)
-                .bind(now_ms)
-                .fetch_optional(&self.writer)
-                .await?)
+                let mut conn = self.writer.acquire().await?;
+                update_order_on(&mut conn, id, from, u, now_ms).await
+            }
+
+            async fn update_orders(&self, transitions: &[OrderTransition]) -> StoreResult<Vec<Option<OrderRow>>> {
+                let mut tx = self.writer.begin().await?;
+                let mut out = Vec::with_capacity(transitions.len());
+                for t in transitions {
+                    out.push(update_order_on(&mut tx, &t.order_id, &t.from, &t.update, t.now_ms).await?);
+                }
+                tx.commit().await?;
+                Ok(out)
             }
 
             async fn set_refunded(&self, id: &str, refunded: i64, now_ms: i64) -> StoreResult<Option<OrderRow>> {
@@ -247,5 +279,11 @@ macro_rules! impl_store {
     };
 }
 
-impl_store!(SqliteStore, Sqlite, "sqlite");
-impl_store!(PgStore, Postgres, "postgres");
+mod sqlite_impl {
+    use super::*;
+    impl_store!(SqliteStore, Sqlite, "sqlite", sqlx::SqliteConnection);
+}
+mod postgres_impl {
+    use super::*;
+    impl_store!(PgStore, Postgres, "postgres", sqlx::PgConnection);
+}

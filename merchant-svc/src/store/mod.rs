@@ -66,6 +66,15 @@ pub struct OrderUpdate {
     pub paid_with_card_on_file: bool,
 }
 
+/// One order's move out of `from` (see `Store::update_order`).
+#[derive(Debug, Clone)]
+pub struct OrderTransition {
+    pub order_id: String,
+    pub from: Vec<&'static str>,
+    pub update: OrderUpdate,
+    pub now_ms: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("already exists")]
@@ -99,6 +108,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts an order, or returns the one that already has its idempotency key.
     async fn insert_order(&self, order: &OrderRow) -> StoreResult<(OrderRow, bool)>;
+    /// `insert_order` for a batch, committed together (group commit).
+    async fn insert_orders(&self, orders: &[OrderRow]) -> StoreResult<Vec<(OrderRow, bool)>>;
     async fn get_order(&self, id: &str) -> StoreResult<Option<OrderRow>>;
     async fn order_by_session(&self, session_id: &str) -> StoreResult<Option<OrderRow>>;
     /// Moves an order out of `from` (one of the given statuses); `None` if it
@@ -110,6 +121,11 @@ pub trait Store: Send + Sync + 'static {
         update: &OrderUpdate,
         now_ms: i64,
     ) -> StoreResult<Option<OrderRow>>;
+    /// `update_order` for a batch, committed together (group commit).
+    async fn update_orders(
+        &self,
+        transitions: &[OrderTransition],
+    ) -> StoreResult<Vec<Option<OrderRow>>>;
     async fn set_refunded(
         &self,
         id: &str,

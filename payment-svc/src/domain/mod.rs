@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 pub mod acquirer;
-pub mod batch;
 pub mod bindings;
 pub mod card;
 pub mod clock;
@@ -25,6 +24,8 @@ use sms::SmsSender;
 use token::TokenCodec;
 use vault::{KeyedHasher, Vault};
 
+use paybind_shared::batch::Batcher;
+
 use crate::store::{PaymentOutcome, PaymentRow, ReserveOutcome, ReservePayment, Store};
 
 impl Services {
@@ -32,14 +33,14 @@ impl Services {
     pub fn pay_writers(
         store: Arc<dyn Store>,
     ) -> (
-        batch::Batcher<ReservePayment, ReserveOutcome>,
-        batch::Batcher<PaymentOutcome, Option<PaymentRow>>,
+        Batcher<ReservePayment, ReserveOutcome>,
+        Batcher<PaymentOutcome, Option<PaymentRow>>,
     ) {
         // SQLite has one writer: a second batch in flight would only wait for
         // it, and take requests away from the batch being formed.
         let in_flight = if store.backend() == "sqlite" { 1 } else { 4 };
         let reserve_store = store.clone();
-        let reservations = batch::Batcher::spawn(in_flight, move |requests: Vec<ReservePayment>| {
+        let reservations = Batcher::spawn(in_flight, move |requests: Vec<ReservePayment>| {
             let store = reserve_store.clone();
             async move {
                 store
@@ -48,7 +49,7 @@ impl Services {
                     .map_err(|e| e.to_string())
             }
         });
-        let outcomes = batch::Batcher::spawn(in_flight, move |outcomes: Vec<PaymentOutcome>| {
+        let outcomes = Batcher::spawn(in_flight, move |outcomes: Vec<PaymentOutcome>| {
             let store = store.clone();
             async move {
                 let rows = store
@@ -89,8 +90,8 @@ pub struct Services {
     pub acquirer: Arc<dyn Acquirer>,
     /// Pay's two writes, each in batches (group commit): the reservation
     /// and the outcome.
-    pub reservations: batch::Batcher<ReservePayment, ReserveOutcome>,
-    pub outcomes: batch::Batcher<PaymentOutcome, Option<PaymentRow>>,
+    pub reservations: Batcher<ReservePayment, ReserveOutcome>,
+    pub outcomes: Batcher<PaymentOutcome, Option<PaymentRow>>,
     pub sms: Arc<dyn SmsSender>,
     pub policy: Policy,
 }

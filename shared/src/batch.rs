@@ -1,8 +1,9 @@
 //! Group commit: requests that arrive together are written together.
 //!
-//! The hot path writes twice per payment (the reservation before the
-//! acquirer is asked, the outcome after). Each write is a commit, and a
-//! commit is the expensive part (a log flush). Under load many requests are
+//! payment-svc writes twice per payment (the reservation before the acquirer
+//! is asked, the outcome after), merchant-svc twice per checkout (the order,
+//! then its outcome). Each write is a commit, and a commit is the expensive
+//! part (a log flush). Under load many requests are
 //! in flight at once; a `Batcher` queues them and hands them to the store as
 //! one batch (one statement on PostgreSQL, one transaction on SQLite), while
 //! the next requests queue for the next batch. Every caller still waits for

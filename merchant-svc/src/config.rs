@@ -2,8 +2,7 @@
 //! `MERCHANT__…` environment variables (e.g. `MERCHANT__DATABASE__URL`).
 use std::net::SocketAddr;
 
-use paybind_shared::tls::TlsFiles;
-use secrecy::SecretString;
+use paybind_shared::{config::DatabaseSettings, tls::TlsFiles};
 use serde::Deserialize;
 
 const DEFAULTS: &str = r#"
@@ -47,21 +46,6 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct GrpcSettings {
     pub listen: SocketAddr,
-}
-
-#[derive(Clone, Deserialize)]
-pub struct DatabaseSettings {
-    pub url: SecretString,
-    pub max_connections: u32,
-}
-
-impl std::fmt::Debug for DatabaseSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseSettings")
-            .field("url", &"[REDACTED]")
-            .field("max_connections", &self.max_connections)
-            .finish()
-    }
 }
 
 /// How to reach payment-svc: as this merchant, over mTLS.

@@ -2,7 +2,7 @@
 //! `PAYMENT__…` environment variables (e.g. `PAYMENT__DATABASE__URL`).
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
-use paybind_shared::tls::TlsFiles;
+use paybind_shared::{config::DatabaseSettings, tls::TlsFiles};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -50,23 +50,6 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct GrpcSettings {
     pub listen: SocketAddr,
-}
-
-#[derive(Clone, Deserialize)]
-pub struct DatabaseSettings {
-    /// `sqlite:path/to.db` or `postgres://user@host/db`.
-    pub url: SecretString,
-    pub max_connections: u32,
-}
-
-impl std::fmt::Debug for DatabaseSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may carry a password.
-        f.debug_struct("DatabaseSettings")
-            .field("url", &"[REDACTED]")
-            .field("max_connections", &self.max_connections)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,7 +7,25 @@ use figment::{
     providers::{Env, Format, Toml},
     Figment,
 };
-use serde::de::DeserializeOwned;
+use secrecy::SecretString;
+use serde::{de::DeserializeOwned, Deserialize};
+
+/// A service's database: `sqlite:path/file.db` or `postgres://user@host/db`.
+/// `Debug` hides the URL, which may carry a password.
+#[derive(Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &"[REDACTED]")
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
 
 /// Loads `T` from `defaults` (TOML), `file` if given (it must exist), then the
 /// environment variables starting with `env_prefix` (e.g. `"PAYMENT__"`).

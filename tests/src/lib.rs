@@ -427,6 +427,19 @@ k1 = "{v}"
     )
 }
 
+/// The `ErrorInfo.reason` of a status, or "" if it has none.
+pub fn reason(status: &tonic::Status) -> String {
+    reason_of(status).unwrap_or_default()
+}
+
+/// An amount in CNY minor units, as the wire carries it.
+pub fn cny(amount_minor: i64) -> Option<pb::Money> {
+    Some(pb::Money {
+        amount_minor,
+        currency: "CNY".into(),
+    })
+}
+
 /// A scenario: drives a running stack, returns whether it held.
 pub type Scenario = for<'a> fn(
     &'a Stack,

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use paybind_tests::{
-    metadata_of, mpb, pb, reason_of, Stack, DAILY_LIMIT, OPERATOR, PER_PAYMENT_LIMIT, SHOP_A,
+    cny, metadata_of, mpb, pb, reason, Stack, DAILY_LIMIT, OPERATOR, PER_PAYMENT_LIMIT, SHOP_A,
     SHOP_B,
 };
 use tonic::{transport::Channel, Code, Status};
@@ -33,17 +33,6 @@ paybind_tests::on_both_backends!(with_merchant = true;
 );
 
 // ---------------------------------------------------------------- helpers
-
-fn reason(status: &Status) -> String {
-    reason_of(status).unwrap_or_default()
-}
-
-fn cny(amount_minor: i64) -> Option<pb::Money> {
-    Some(pb::Money {
-        amount_minor,
-        currency: "CNY".into(),
-    })
-}
 
 async fn create_user(shop: &mut Shop, id: &str) -> anyhow::Result<mpb::User> {
     Ok(shop

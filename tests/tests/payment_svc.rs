@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use paybind_tests::{
-    metadata_of, pb, reason_of, Stack, DAILY_LIMIT, PER_PAYMENT_LIMIT, RETURN_URL, SHOP_A, SHOP_B,
-    SHOP_NO_DIRECT, UNREGISTERED,
+    cny, metadata_of, pb, reason, Stack, DAILY_LIMIT, PER_PAYMENT_LIMIT, RETURN_URL, SHOP_A,
+    SHOP_B, SHOP_NO_DIRECT, UNREGISTERED,
 };
 use tonic::{transport::Channel, Code, Status};
 
@@ -39,17 +39,6 @@ paybind_tests::on_both_backends!(with_merchant = false;
 );
 
 // ---------------------------------------------------------------- helpers
-
-fn reason(status: &Status) -> String {
-    reason_of(status).unwrap_or_default()
-}
-
-fn cny(amount_minor: i64) -> Option<pb::Money> {
-    Some(pb::Money {
-        amount_minor,
-        currency: "CNY".into(),
-    })
-}
 
 fn bind_request(user: &str, key: &str) -> pb::BindRequest {
     pb::BindRequest {

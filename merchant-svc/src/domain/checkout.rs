@@ -157,6 +157,12 @@ impl Shop {
             })
             .await;
         let update = match result {
+            Ok(payment) if payment.status == pb::PaymentStatus::Pending as i32 => {
+                // Not settled yet at payment-svc: keep the order for the settler.
+                return Err(ShopError::PaymentUnavailable {
+                    order_id: Some(order.id.clone()),
+                });
+            }
             Ok(payment) => {
                 let paid = payment.status == pb::PaymentStatus::Succeeded as i32;
                 OrderUpdate {

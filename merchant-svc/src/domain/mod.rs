@@ -66,9 +66,22 @@ pub enum ShopError {
 }
 
 impl ShopError {
-    /// Classifies a payment-svc error: unreachable, or a refusal to pass on.
+    /// Classifies a payment-svc error: a definite refusal to pass on, or an
+    /// outcome not known yet (unreachable, or a fault on its side) — then an
+    /// order is kept and sent again, never cancelled on a guess.
     pub fn from_payment(status: Status, order_id: Option<&str>) -> Self {
-        if crate::payment_client::is_retryable(&status) {
+        let definite = matches!(
+            status.code(),
+            tonic::Code::InvalidArgument
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::NotFound
+                | tonic::Code::AlreadyExists
+                | tonic::Code::PermissionDenied
+                | tonic::Code::Unauthenticated
+                | tonic::Code::OutOfRange
+                | tonic::Code::Unimplemented
+        );
+        if !definite {
             tracing::warn!(code = ?status.code(), order_id, "payment-svc unavailable");
             Self::PaymentUnavailable {
                 order_id: order_id.map(str::to_owned),

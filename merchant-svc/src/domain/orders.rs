@@ -72,10 +72,11 @@ impl Shop {
             (Some(id), status::PAID) => id.clone(),
             _ => return Err(ShopError::OrderNotRefundable),
         };
-        if key.is_empty() || key.len() > 100 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        // payment-svc takes keys up to 128 characters; "refund:<order id>:" uses 44.
+        if key.is_empty() || key.len() > 80 || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid(
                 "idempotency_key",
-                "idempotency_key must be 1 to 100 printable ASCII characters",
+                "idempotency_key must be 1 to 80 printable ASCII characters",
             ));
         }
         let refunded = self

@@ -63,8 +63,9 @@ impl Services {
         let binding_id =
             self.binding_id_from_token(merchant, &input.token, &input.merchant_user_id)?;
         let amount_text = input.amount.amount_minor().to_string();
+        // The binding is left out: a retry of the same order after the user
+        // re-bound finds the first payment instead of failing the key.
         let request_hash = fields::request_hash(&[
-            &binding_id,
             &input.merchant_user_id,
             &input.order_id,
             &amount_text,
@@ -97,6 +98,9 @@ impl Services {
                 self.settled(merchant, existing).await
             }
             ReserveOutcome::NotFound => Err(DomainError::TokenNotFound),
+            ReserveOutcome::Failed(why) => {
+                Err(anyhow::anyhow!("reserving the payment: {why}").into())
+            }
             ReserveOutcome::Revoked => Err(DomainError::BindingRevoked),
             ReserveOutcome::CurrencyMismatch => Err(Invalid::new(
                 "CURRENCY_NOT_ACCEPTED",
@@ -156,12 +160,24 @@ impl Services {
             acquirer_ref,
             now_ms: now_ms(),
         };
-        match self.outcomes.submit(outcome).await? {
-            Some(payment) => {
+        match self.outcomes.submit(outcome).await {
+            Ok(Some(payment)) => {
                 tracing::info!(payment_id, status, "payment settled");
                 Ok(payment)
             }
-            None => Err(anyhow::anyhow!("payment {payment_id} was settled concurrently").into()),
+            // Settled meanwhile by a retry that finished it: read that.
+            Ok(None) => self
+                .store
+                .payment_by_id(payment_id)
+                .await?
+                .ok_or(DomainError::PaymentNotFound),
+            // The acquirer answered but the outcome is not recorded: the
+            // payment stays PENDING and a retry with the same key finishes it
+            // (the acquirer is idempotent by payment id).
+            Err(e) => {
+                tracing::error!(payment_id, error = %e, "could not record a payment outcome");
+                Err(DomainError::RequestInProgress)
+            }
         }
     }
 
@@ -213,16 +229,7 @@ impl Services {
             exp_month: binding.exp_month,
             exp_year: binding.exp_year,
         };
-        match self.charge(&payment.id, &card, amount).await {
-            Ok(p) => Ok(p),
-            // Settled by someone else meanwhile: read it.
-            Err(DomainError::Internal(_)) => self
-                .store
-                .get_payment(&merchant.id, &payment.id)
-                .await?
-                .ok_or(DomainError::PaymentNotFound),
-            Err(e) => Err(e),
-        }
+        self.charge(&payment.id, &card, amount).await
     }
 
     pub async fn get_payment(

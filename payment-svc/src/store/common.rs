@@ -406,6 +406,13 @@ macro_rules! impl_store {
                     .await?)
             }
 
+            async fn payment_by_id(&self, payment_id: &str) -> StoreResult<Option<PaymentRow>> {
+                Ok(sqlx::query_as("SELECT * FROM payments WHERE id = $1")
+                    .bind(payment_id)
+                    .fetch_optional(self.writer())
+                    .await?)
+            }
+
             async fn reserve_refund(&self, r: &ReserveRefund) -> StoreResult<RefundReserveOutcome> {
                 let existing_sql = "SELECT * FROM refunds WHERE merchant_id = $1 AND idempotency_key = $2";
                 let mut tx = self.writer().begin().await?;

@@ -103,6 +103,8 @@ pub trait Store: Send + Sync + 'static {
         merchant_id: &str,
         payment_id: &str,
     ) -> StoreResult<Option<PaymentRow>>;
+    /// A payment by id alone (for the service itself, never for a caller).
+    async fn payment_by_id(&self, payment_id: &str) -> StoreResult<Option<PaymentRow>>;
 
     // Refunds.
     /// Checks and reserves a refund: the payment must be SUCCEEDED and the

@@ -221,6 +221,8 @@ pub enum ReserveOutcome {
         per_payment_limit: i64,
         remaining_today: i64,
     },
+    /// This request could not be written (the rest of its batch was).
+    Failed(String),
 }
 
 #[derive(Debug, Clone)]

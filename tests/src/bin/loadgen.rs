@@ -268,6 +268,7 @@ async fn main() -> anyhow::Result<()> {
     let operator_tls = pki::ensure_client(&certs, "operator")?;
     let c = certs.display();
 
+    let mut created_databases: Vec<String> = Vec::new();
     let (payment_db, merchant_db) = match args.backend.as_str() {
         "sqlite" => (
             format!("sqlite:{}/payment.db", d.display()),
@@ -289,6 +290,7 @@ async fn main() -> anyhow::Result<()> {
                     .execute(format!("CREATE DATABASE {name}").as_str())
                     .await?;
                 urls.push(format!("{base}/{name}"));
+                created_databases.push(name);
             }
             (urls[0].clone(), urls[1].clone())
         }
@@ -613,6 +615,15 @@ async fn main() -> anyhow::Result<()> {
     println!("{json}");
     drop(payment);
     drop(merchant);
+    if !created_databases.is_empty() {
+        use sqlx::{Connection, Executor};
+        let mut admin = sqlx::PgConnection::connect(&args.postgres).await?;
+        for name in &created_databases {
+            admin
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await?;
+        }
+    }
     for p in &report.phases {
         anyhow::ensure!(
             p.ok > 0,

@@ -7,7 +7,6 @@ use paybind_proto::merchant::v1::merchant_service_server::MerchantServiceServer;
 use paybind_shared::money::Currency;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 
 use crate::{
     config::Settings, domain::Shop, grpc::MerchantApi, payment_client::PaymentClient, store,
@@ -54,11 +53,6 @@ impl App {
     /// Serves until `shutdown` resolves; the settler runs alongside.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let tls = self.settings.tls.server_config()?;
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<MerchantServiceServer<MerchantApi>>()
-            .await;
-        let (reflection_v1, reflection_v1alpha) = paybind_shared::grpc::reflection_services()?;
         let api = MerchantServiceServer::new(MerchantApi::new(
             self.shop.clone(),
             self.settings.allowed_clients.clone(),
@@ -81,16 +75,14 @@ impl App {
             }
         });
         tracing::info!(addr = %self.grpc_addr, backend = self.shop.store.backend(), "merchant-svc serving gRPC over mTLS");
-        let served = Server::builder()
-            .tls_config(tls)?
-            .timeout(Duration::from_secs(30))
-            .concurrency_limit_per_connection(256)
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(api)
-            .serve_with_incoming_shutdown(paybind_shared::grpc::incoming(self.listener), shutdown)
-            .await;
+        let served = paybind_shared::grpc::server_router(
+            tls,
+            <MerchantServiceServer<MerchantApi> as tonic::server::NamedService>::NAME,
+        )
+        .await?
+        .add_service(api)
+        .serve_with_incoming_shutdown(paybind_shared::grpc::incoming(self.listener), shutdown)
+        .await;
         settler.abort();
         served?;
         Ok(())

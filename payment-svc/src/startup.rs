@@ -5,7 +5,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use paybind_proto::payment::v1::binding_service_server::BindingServiceServer;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 
 use crate::{
     config::Settings,
@@ -112,11 +111,6 @@ impl App {
     /// Serves gRPC (mTLS, health, reflection) until `shutdown` resolves.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let tls = self.settings.tls.server_config()?;
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<BindingServiceServer<BindingApi>>()
-            .await;
-        let (reflection_v1, reflection_v1alpha) = paybind_shared::grpc::reflection_services()?;
         let api = BindingServiceServer::new(BindingApi::new(self.services.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         tracing::info!(
@@ -124,16 +118,14 @@ impl App {
             backend = self.services.store.backend(),
             "payment-svc serving gRPC over mTLS"
         );
-        Server::builder()
-            .tls_config(tls)?
-            .timeout(Duration::from_secs(30))
-            .concurrency_limit_per_connection(256)
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(api)
-            .serve_with_incoming_shutdown(paybind_shared::grpc::incoming(self.listener), shutdown)
-            .await?;
+        paybind_shared::grpc::server_router(
+            tls,
+            <BindingServiceServer<BindingApi> as tonic::server::NamedService>::NAME,
+        )
+        .await?
+        .add_service(api)
+        .serve_with_incoming_shutdown(paybind_shared::grpc::incoming(self.listener), shutdown)
+        .await?;
         Ok(())
     }
 }

@@ -86,6 +86,28 @@ pub fn metadata_of(status: &Status) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The base every paybind server starts from: mutual TLS, a deadline and a
+/// concurrency limit per connection, `grpc.health.v1` reporting `serving`
+/// (the service's full name) as SERVING, and reflection. The caller adds its
+/// own service and serves.
+pub async fn server_router(
+    tls: tonic::transport::ServerTlsConfig,
+    serving: &str,
+) -> anyhow::Result<tonic::transport::server::Router> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(serving, tonic_health::ServingStatus::Serving)
+        .await;
+    let (reflection_v1, reflection_v1alpha) = reflection_services()?;
+    Ok(tonic::transport::Server::builder()
+        .tls_config(tls)?
+        .timeout(Duration::from_secs(30))
+        .concurrency_limit_per_connection(256)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}
+
 /// The server side of a bound listener: TCP_NODELAY on every accepted
 /// connection, so small responses are not held back by Nagle's algorithm
 /// (tonic sets it only on listeners it binds itself).

@@ -27,6 +27,13 @@ fn order_key(order_id: &str) -> String {
     format!("order:{order_id}")
 }
 
+fn order_amount(order: &OrderRow) -> pb::Money {
+    pb::Money {
+        amount_minor: order.amount_minor,
+        currency: order.currency.clone(),
+    }
+}
+
 impl Shop {
     pub async fn checkout(&self, input: CheckoutInput) -> ShopResult<OrderRow> {
         let user = self
@@ -148,10 +155,7 @@ impl Shop {
                 binding_token: token,
                 merchant_user_id: user.id.clone(),
                 merchant_order_id: order.id.clone(),
-                amount: Some(pb::Money {
-                    amount_minor: order.amount_minor,
-                    currency: order.currency.clone(),
-                }),
+                amount: Some(order_amount(order)),
                 description: order.description.clone(),
                 idempotency_key: order_key(&order.id),
             })
@@ -180,13 +184,7 @@ impl Shop {
                     decline_reason: Some("LIMIT_EXCEEDED".into()),
                     ..Default::default()
                 },
-                _ => {
-                    let err = ShopError::from_payment(s, Some(&order.id));
-                    if !matches!(err, ShopError::PaymentUnavailable { .. }) {
-                        self.cancel(order, "REFUSED_BY_PAYMENT_SERVICE").await?;
-                    }
-                    return Err(err);
-                }
+                _ => return Err(self.payment_failed(order, s).await),
             },
         };
         let settled = self
@@ -219,10 +217,7 @@ impl Shop {
                 prefill: Some(prefill(user)),
                 payment: Some(pb::PaymentDetails {
                     merchant_order_id: order.id.clone(),
-                    amount: Some(pb::Money {
-                        amount_minor: order.amount_minor,
-                        currency: order.currency.clone(),
-                    }),
+                    amount: Some(order_amount(order)),
                     description: order.description.clone(),
                 }),
                 idempotency_key: order_key(&order.id),
@@ -232,13 +227,7 @@ impl Shop {
             Ok(r) => r
                 .session
                 .ok_or_else(|| anyhow::anyhow!("payment-svc returned no session"))?,
-            Err(s) => {
-                let err = ShopError::from_payment(s, Some(&order.id));
-                if !matches!(err, ShopError::PaymentUnavailable { .. }) {
-                    self.cancel(order, "REFUSED_BY_PAYMENT_SERVICE").await?;
-                }
-                return Err(err);
-            }
+            Err(s) => return Err(self.payment_failed(order, s).await),
         };
         self.store
             .insert_session(&session.session_id, &user.id, Some(&order.id), now_ms())
@@ -260,6 +249,18 @@ impl Shop {
             }
             None => self.order(&order.id).await,
         }
+    }
+
+    /// payment-svc refused the order's call (the order is cancelled) or its
+    /// outcome is unknown (the order stays pending for the settler).
+    async fn payment_failed(&self, order: &OrderRow, status: tonic::Status) -> ShopError {
+        let err = ShopError::from_payment(status, Some(&order.id));
+        if !matches!(err, ShopError::PaymentUnavailable { .. }) {
+            if let Err(e) = self.cancel(order, "REFUSED_BY_PAYMENT_SERVICE").await {
+                return e;
+            }
+        }
+        err
     }
 
     async fn cancel(&self, order: &OrderRow, reason: &str) -> ShopResult<()> {

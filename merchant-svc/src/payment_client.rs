@@ -1,13 +1,33 @@
-//! merchant-svc's client of payment-svc: mTLS with the merchant's
-//! certificate, a deadline on every call, and retries only where they are
-//! safe — every call paybind makes is a read or carries an idempotency key,
-//! so a retry after UNAVAILABLE or a deadline cannot charge twice.
+//! merchant-svc's client of payment-svc: the [`PaymentGateway`] of the
+//! shop's domain, over gRPC. mTLS with the merchant's certificate, a
+//! deadline on every call, and retries only where they are safe — every call
+//! paybind makes is a read or carries an idempotency key, so a retry after
+//! UNAVAILABLE or a deadline cannot charge twice. Wire types stop here:
+//! answers become the domain's types, failures a [`PaymentError`].
 use std::{future::Future, time::Duration};
 
+use async_trait::async_trait;
 use paybind_proto::payment::v1::{self as pb, binding_service_client::BindingServiceClient};
+use paybind_shared::{
+    ids::{BindingId, BindingToken, MerchantUserId, PaymentId, SessionId},
+    model::{CardExpiry, PaymentStatus},
+    money::Money,
+    wire::{
+        binding_status_from_wire, card_brand_from_wire, money_to_wire, payment_status_from_wire,
+        presentation_to_wire, session_status_from_wire,
+    },
+};
 use tonic::{transport::Channel, Code, Request, Response, Status};
+use tonic_types::StatusExt;
 
-use crate::config::PaymentSettings;
+use crate::{
+    config::PaymentSettings,
+    domain::payment::{
+        BindingInfo, BindingRequest, LimitsToday, PaymentError, PaymentGateway, PaymentInfo,
+        PaymentResult, RefundRequest, Refusal, RefusalKind, SessionInfo, ShopperEntry,
+        TokenPayment,
+    },
+};
 
 #[derive(Clone)]
 pub struct PaymentClient {
@@ -22,6 +42,123 @@ pub fn is_retryable(status: &Status) -> bool {
         status.code(),
         Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
     )
+}
+
+/// A failed call as the shop's domain sees it.
+fn classify(status: Status) -> PaymentError {
+    let kind = match status.code() {
+        Code::InvalidArgument => RefusalKind::InvalidArgument,
+        Code::FailedPrecondition => RefusalKind::FailedPrecondition,
+        Code::NotFound => RefusalKind::NotFound,
+        Code::AlreadyExists => RefusalKind::AlreadyExists,
+        Code::PermissionDenied => RefusalKind::PermissionDenied,
+        Code::Unauthenticated => RefusalKind::Unauthenticated,
+        Code::OutOfRange => RefusalKind::OutOfRange,
+        Code::Unimplemented => RefusalKind::Unimplemented,
+        Code::Unavailable => return PaymentError::Unavailable,
+        _ => return PaymentError::UnknownOutcome,
+    };
+    let details = status.get_error_details();
+    let (reason, metadata) = match details.error_info() {
+        Some(info) => (
+            info.reason.clone(),
+            info.metadata.clone().into_iter().collect(),
+        ),
+        None => (String::new(), Default::default()),
+    };
+    PaymentError::Refused(Refusal {
+        kind,
+        reason,
+        message: status.message().to_owned(),
+        metadata,
+        violations: details
+            .bad_request()
+            .map(|b| {
+                b.field_violations
+                    .iter()
+                    .map(|v| (v.field.clone(), v.description.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        retry_after: details.retry_info().and_then(|r| r.retry_delay),
+    })
+}
+
+/// payment-svc answered with something this build cannot read: the outcome
+/// is not known, so nothing is taken as settled.
+fn unreadable(what: &str) -> PaymentError {
+    tracing::error!(what, "payment-svc sent an answer this build cannot read");
+    PaymentError::UnknownOutcome
+}
+
+fn ms(t: Option<prost_types::Timestamp>) -> i64 {
+    t.map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+        .unwrap_or(0)
+}
+
+fn money(m: Option<pb::Money>) -> Option<Money> {
+    m.and_then(|m| Money::parse(m.amount_minor, &m.currency).ok())
+}
+
+fn binding(b: pb::Binding) -> PaymentResult<BindingInfo> {
+    let pb::Binding {
+        binding_id,
+        binding_token,
+        merchant_user_id: _,
+        status,
+        card,
+        limits,
+        create_time: _,
+        revoke_time: _,
+        revoke_reason: _,
+    } = b;
+    let card = card.unwrap_or_default();
+    let limits = limits.and_then(|l| {
+        Some(LimitsToday {
+            per_payment: money(l.per_payment)?,
+            per_day: money(l.per_day)?,
+            remaining_today: l.remaining_today.map(|m| m.amount_minor).unwrap_or(0),
+        })
+    });
+    Ok(BindingInfo {
+        id: BindingId::from_stored(binding_id),
+        token: BindingToken::from_trusted(binding_token),
+        status: binding_status_from_wire(status).ok_or_else(|| unreadable("binding status"))?,
+        brand: card_brand_from_wire(card.brand).ok_or_else(|| unreadable("card brand"))?,
+        last4: card.last4,
+        expiry: CardExpiry {
+            month: u8::try_from(card.expiry_month).map_err(|_| unreadable("expiry month"))?,
+            year: u16::try_from(card.expiry_year).map_err(|_| unreadable("expiry year"))?,
+        },
+        limits,
+    })
+}
+
+fn payment(p: pb::Payment) -> PaymentResult<PaymentInfo> {
+    let status = payment_status_from_wire(p.status).ok_or_else(|| unreadable("payment status"))?;
+    Ok(PaymentInfo {
+        id: PaymentId::from_stored(p.payment_id),
+        status,
+        decline_reason: if status == PaymentStatus::Declined {
+            p.decline_reason
+        } else {
+            String::new()
+        },
+        refunded_minor: p.refunded.map(|m| m.amount_minor).unwrap_or(0),
+    })
+}
+
+fn session(s: Option<pb::BindSession>) -> PaymentResult<SessionInfo> {
+    let s = s.ok_or_else(|| unreadable("no session"))?;
+    Ok(SessionInfo {
+        id: SessionId::from_stored(s.session_id),
+        status: session_status_from_wire(s.status).ok_or_else(|| unreadable("session status"))?,
+        page_url: s.binding_page_url,
+        expire_ms: ms(s.expire_time),
+        code_sent_to: s.code_sent_to,
+        binding: s.binding.map(binding).transpose()?,
+        payment: s.payment.map(payment).transpose()?,
+    })
 }
 
 impl PaymentClient {
@@ -46,7 +183,7 @@ impl PaymentClient {
         method: &'static str,
         request: T,
         send: F,
-    ) -> Result<R, Status>
+    ) -> PaymentResult<R>
     where
         T: Clone,
         F: Fn(BindingServiceClient<Channel>, Request<T>) -> Fut,
@@ -65,91 +202,180 @@ impl PaymentClient {
                     delay *= 3;
                     attempt += 1;
                 }
-                Err(status) => return Err(status),
+                Err(status) => return Err(classify(status)),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for PaymentClient {
+    async fn open_session(&self, r: BindingRequest) -> PaymentResult<SessionInfo> {
+        let presentation = presentation_to_wire(r.presentation) as i32;
+        let prefill = Some(pb::ShopperPrefill {
+            full_name: r.prefill.full_name,
+            phone: r.prefill.phone,
+        });
+        let user = r.user_id.into_string();
+        let key = r.idempotency_key.as_str().to_owned();
+        match r.purchase {
+            None => {
+                let request = pb::BindRequest {
+                    merchant_user_id: user,
+                    presentation,
+                    return_url: r.return_url,
+                    prefill,
+                    idempotency_key: key,
+                };
+                let answer = self
+                    .call("Bind", request, |mut c, r| async move { c.bind(r).await })
+                    .await?;
+                session(answer.session)
+            }
+            Some(p) => {
+                let request = pb::BindAndPayRequest {
+                    merchant_user_id: user,
+                    presentation,
+                    return_url: r.return_url,
+                    prefill,
+                    payment: Some(pb::PaymentDetails {
+                        merchant_order_id: p.order_id.into_string(),
+                        amount: Some(money_to_wire(p.amount)),
+                        description: p.description,
+                    }),
+                    idempotency_key: key,
+                };
+                let answer = self
+                    .call("BindAndPay", request, |mut c, r| async move {
+                        c.bind_and_pay(r).await
+                    })
+                    .await?;
+                session(answer.session)
             }
         }
     }
 
-    pub async fn bind(&self, r: pb::BindRequest) -> Result<pb::BindResponse, Status> {
-        self.call("Bind", r, |mut c, r| async move { c.bind(r).await })
-            .await
-    }
-
-    pub async fn bind_and_pay(
-        &self,
-        r: pb::BindAndPayRequest,
-    ) -> Result<pb::BindAndPayResponse, Status> {
-        self.call("BindAndPay", r, |mut c, r| async move {
-            c.bind_and_pay(r).await
-        })
-        .await
-    }
-
-    pub async fn get_bind_session(&self, session_id: &str) -> Result<pb::BindSession, Status> {
-        let r = pb::GetBindSessionRequest {
-            session_id: session_id.to_owned(),
+    async fn get_session(&self, session_id: &SessionId) -> PaymentResult<SessionInfo> {
+        let request = pb::GetBindSessionRequest {
+            session_id: session_id.as_str().to_owned(),
         };
-        self.call("GetBindSession", r, |mut c, r| async move {
-            c.get_bind_session(r).await
-        })
-        .await?
-        .session
-        .ok_or_else(|| Status::internal("payment-svc returned no session"))
+        let answer = self
+            .call("GetBindSession", request, |mut c, r| async move {
+                c.get_bind_session(r).await
+            })
+            .await?;
+        session(answer.session)
     }
 
-    pub async fn submit_bind_info(
+    async fn submit_entry(
         &self,
-        r: pb::SubmitBindInfoRequest,
-    ) -> Result<pb::BindSession, Status> {
-        self.call("SubmitBindInfo", r, |mut c, r| async move {
-            c.submit_bind_info(r).await
-        })
-        .await?
-        .session
-        .ok_or_else(|| Status::internal("payment-svc returned no session"))
+        session_id: &SessionId,
+        e: ShopperEntry,
+    ) -> PaymentResult<SessionInfo> {
+        let request = pb::SubmitBindInfoRequest {
+            session_id: session_id.as_str().to_owned(),
+            shopper: Some(pb::ShopperInfo {
+                full_name: e.full_name,
+                id_number: e.id_number,
+                phone: e.phone,
+            }),
+            card: Some(pb::CardInfo {
+                number: e.card_number,
+                expiry_month: e.expiry_month,
+                expiry_year: e.expiry_year,
+                cvv: e.cvv,
+            }),
+        };
+        let answer = self
+            .call("SubmitBindInfo", request, |mut c, r| async move {
+                c.submit_bind_info(r).await
+            })
+            .await?;
+        session(answer.session)
     }
 
-    pub async fn verify_bind(&self, r: pb::VerifyBindRequest) -> Result<pb::BindSession, Status> {
+    async fn verify_code(&self, session_id: &SessionId, code: &str) -> PaymentResult<SessionInfo> {
         // Not retried on a deadline: a wrong code would be counted twice.
         // VerifyBind on a completed session returns it, so the caller may
         // simply complete the session afterwards.
-        let mut req = Request::new(r);
-        req.set_timeout(self.timeout);
-        self.inner
+        let mut request = Request::new(pb::VerifyBindRequest {
+            session_id: session_id.as_str().to_owned(),
+            code: code.to_owned(),
+        });
+        request.set_timeout(self.timeout);
+        let answer = self
+            .inner
             .clone()
-            .verify_bind(req)
-            .await?
-            .into_inner()
-            .session
-            .ok_or_else(|| Status::internal("payment-svc returned no session"))
-    }
-
-    pub async fn pay(&self, r: pb::PayRequest) -> Result<pb::Payment, Status> {
-        self.call("Pay", r, |mut c, r| async move { c.pay(r).await })
-            .await?
-            .payment
-            .ok_or_else(|| Status::internal("payment-svc returned no payment"))
-    }
-
-    pub async fn refund(&self, r: pb::RefundRequest) -> Result<pb::RefundResponse, Status> {
-        self.call("Refund", r, |mut c, r| async move { c.refund(r).await })
+            .verify_bind(request)
             .await
+            .map_err(classify)?;
+        session(answer.into_inner().session)
     }
 
-    pub async fn unbind(&self, r: pb::UnbindRequest) -> Result<pb::Binding, Status> {
-        self.call("Unbind", r, |mut c, r| async move { c.unbind(r).await })
-            .await?
-            .binding
-            .ok_or_else(|| Status::internal("payment-svc returned no binding"))
+    async fn pay(&self, p: TokenPayment) -> PaymentResult<PaymentInfo> {
+        let request = pb::PayRequest {
+            binding_token: p.token.expose().to_owned(),
+            merchant_user_id: p.user_id.into_string(),
+            merchant_order_id: p.order_id.into_string(),
+            amount: Some(money_to_wire(p.amount)),
+            description: p.description,
+            idempotency_key: p.idempotency_key.as_str().to_owned(),
+        };
+        let answer = self
+            .call("Pay", request, |mut c, r| async move { c.pay(r).await })
+            .await?;
+        payment(answer.payment.ok_or_else(|| unreadable("no payment"))?)
     }
 
-    pub async fn list_bindings(
+    async fn refund(&self, r: RefundRequest) -> PaymentResult<PaymentInfo> {
+        let request = pb::RefundRequest {
+            payment_id: r.payment_id.into_string(),
+            amount: Some(money_to_wire(r.amount)),
+            reason: r.reason,
+            idempotency_key: r.idempotency_key.as_str().to_owned(),
+        };
+        let answer = self
+            .call(
+                "Refund",
+                request,
+                |mut c, r| async move { c.refund(r).await },
+            )
+            .await?;
+        payment(answer.payment.ok_or_else(|| unreadable("no payment"))?)
+    }
+
+    async fn unbind(
         &self,
-        r: pb::ListBindingsRequest,
-    ) -> Result<pb::ListBindingsResponse, Status> {
-        self.call("ListBindings", r, |mut c, r| async move {
-            c.list_bindings(r).await
-        })
-        .await
+        token: &BindingToken,
+        user_id: &MerchantUserId,
+        reason: &str,
+    ) -> PaymentResult<()> {
+        let request = pb::UnbindRequest {
+            binding_token: token.expose().to_owned(),
+            merchant_user_id: user_id.as_str().to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.call(
+            "Unbind",
+            request,
+            |mut c, r| async move { c.unbind(r).await },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn bindings_of(&self, user_id: &MerchantUserId) -> PaymentResult<Vec<BindingInfo>> {
+        let request = pb::ListBindingsRequest {
+            merchant_user_id: user_id.as_str().to_owned(),
+            page_size: 100,
+            page_token: String::new(),
+            include_revoked: true,
+        };
+        let answer = self
+            .call("ListBindings", request, |mut c, r| async move {
+                c.list_bindings(r).await
+            })
+            .await?;
+        answer.bindings.into_iter().map(binding).collect()
     }
 }

@@ -4,12 +4,17 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use paybind_proto::merchant::v1::merchant_service_server::MerchantServiceServer;
-use paybind_shared::money::Currency;
+use paybind_shared::{grpc::CallerLayer, money::Currency};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tower::Layer;
 
 use crate::{
-    config::Settings, domain::Shop, grpc::MerchantApi, payment_client::PaymentClient, store,
+    config::Settings,
+    domain::Shop,
+    grpc::{MerchantApi, OperatorAuth},
+    payment_client::PaymentClient,
+    store,
 };
 
 pub struct App {
@@ -28,7 +33,7 @@ impl App {
         .await?;
         let shop = Arc::new(Shop::new(
             store,
-            PaymentClient::new(&settings.payment)?,
+            Arc::new(PaymentClient::new(&settings.payment)?),
             Currency::parse(&settings.shop.currency)?,
             settings.shop.default_return_url.clone(),
         ));
@@ -53,11 +58,13 @@ impl App {
     /// Serves until `shutdown` resolves; the settler runs alongside.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let tls = self.settings.tls.server_config()?;
-        let api = MerchantServiceServer::new(MerchantApi::new(
-            self.shop.clone(),
-            self.settings.allowed_clients.clone(),
-        ))
-        .max_decoding_message_size(64 * 1024);
+        let api = CallerLayer::new(OperatorAuth {
+            allowed_clients: self.settings.allowed_clients.clone(),
+        })
+        .layer(
+            MerchantServiceServer::new(MerchantApi::new(self.shop.clone()))
+                .max_decoding_message_size(64 * 1024),
+        );
 
         let interval = Duration::from_millis(self.settings.shop.settle_interval_ms);
         let settler_shop = self.shop.clone();
@@ -74,7 +81,7 @@ impl App {
                 }
             }
         });
-        tracing::info!(addr = %self.grpc_addr, backend = self.shop.store.backend(), "merchant-svc serving gRPC over mTLS");
+        tracing::info!(addr = %self.grpc_addr, backend = self.shop.store.backend().name(), "merchant-svc serving gRPC over mTLS");
         let served = paybind_shared::grpc::server_router(
             tls,
             <MerchantServiceServer<MerchantApi> as tonic::server::NamedService>::NAME,

@@ -3,11 +3,17 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use paybind_shared::money::Currency;
+use paybind_shared::{
+    ids::MerchantId,
+    money::{Currency, Money},
+};
 use payment_svc::{
     config::Settings,
     dev,
-    domain::merchants::{self, Merchant},
+    domain::{
+        merchants::{self, Merchant},
+        model::Limits,
+    },
     startup::App,
     store,
 };
@@ -133,16 +139,20 @@ async fn main() -> anyhow::Result<()> {
                     per_payment,
                     per_day,
                 } => {
+                    let currency = Currency::parse(&currency).context("--currency")?;
                     let merchant = Merchant {
-                        id,
+                        id: MerchantId::parse(&id).context("--id")?,
                         display_name: name,
                         cert_identity,
                         allowed_origins: origins,
                         return_urls,
                         direct_entry,
-                        currency: Currency::parse(&currency).context("--currency")?,
-                        per_payment_limit: per_payment,
-                        daily_limit: per_day,
+                        currency,
+                        limits: Limits {
+                            per_payment: Money::new(per_payment, currency)
+                                .context("--per-payment")?,
+                            daily: Money::new(per_day, currency).context("--per-day")?,
+                        },
                     };
                     merchants::register(store.as_ref(), &merchant).await?;
                     println!("registered merchant {}", merchant.id);
@@ -150,14 +160,14 @@ async fn main() -> anyhow::Result<()> {
                 MerchantCommand::List => {
                     for m in store.list_merchants().await? {
                         println!(
-                            "{}\t{}\tcert={}\tdirect_entry={}\t{} per payment {} per day {}",
+                            "{}\t{}\tcert={}\tdirect_entry={}\tcurrency={}\tauth-free: {} per payment, {} per day",
                             m.id,
                             m.display_name,
                             m.cert_identity,
                             m.direct_entry,
                             m.currency,
-                            m.per_payment_limit,
-                            m.daily_limit
+                            m.limits.per_payment,
+                            m.limits.daily
                         );
                     }
                 }

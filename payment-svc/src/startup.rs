@@ -3,8 +3,10 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use paybind_proto::payment::v1::binding_service_server::BindingServiceServer;
+use paybind_shared::grpc::CallerLayer;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tower::Layer;
 
 use crate::{
     config::Settings,
@@ -16,7 +18,7 @@ use crate::{
         vault::{KeyedHasher, Vault},
         Policy, Services,
     },
-    grpc::BindingApi,
+    grpc::{BindingApi, MerchantAuth},
     store,
 };
 
@@ -111,11 +113,13 @@ impl App {
     /// Serves gRPC (mTLS, health, reflection) until `shutdown` resolves.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let tls = self.settings.tls.server_config()?;
-        let api = BindingServiceServer::new(BindingApi::new(self.services.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let api = CallerLayer::new(MerchantAuth(self.services.clone())).layer(
+            BindingServiceServer::new(BindingApi::new(self.services.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
         tracing::info!(
             addr = %self.grpc_addr,
-            backend = self.services.store.backend(),
+            backend = self.services.store.backend().name(),
             "payment-svc serving gRPC over mTLS"
         );
         paybind_shared::grpc::server_router(

@@ -7,15 +7,47 @@ use figment::{
     providers::{Env, Format, Toml},
     Figment,
 };
-use secrecy::SecretString;
-use serde::{de::DeserializeOwned, Deserialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{de::DeserializeOwned, Deserialize, Serialize, Serializer};
 
 /// A service's database: `sqlite:path/file.db` or `postgres://user@host/db`.
 /// `Debug` hides the URL, which may carry a password.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 pub struct DatabaseSettings {
+    #[serde(serialize_with = "expose")]
     pub url: SecretString,
     pub max_connections: u32,
+}
+
+impl DatabaseSettings {
+    pub fn new(url: impl Into<String>, max_connections: u32) -> Self {
+        Self {
+            url: SecretString::from(url.into()),
+            max_connections,
+        }
+    }
+}
+
+/// Writes a secret into a configuration file being generated (the
+/// development configs); `Debug` never shows it.
+pub fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
+}
+
+/// A configuration value as a TOML file, under a comment that says where it
+/// came from. Readable by its owner only: it may hold keys.
+pub fn write_toml<T: Serialize>(path: &Path, header: &str, value: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let body = toml::to_string(value)?;
+    let comment: String = header.lines().map(|l| format!("# {l}\n")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(format!("{comment}\n{body}").as_bytes()))
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
 impl std::fmt::Debug for DatabaseSettings {

@@ -1,6 +1,7 @@
-//! Database plumbing both services share: pools for the two backends, with
-//! the settings money needs, and the one place unique-key violations become
-//! a domain-level conflict.
+//! Database plumbing both services share: which backend a URL names, pools
+//! with the settings money needs, the store's error and the one place where
+//! database errors are classified, and the mapping of the domain's enums to
+//! stored text (checked by each table's `CHECK` constraints).
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
@@ -8,6 +9,166 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     PgPool, SqlitePool,
 };
+
+/// The two databases paybind runs on, chosen by the URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: `sqlite:path/file.db`.
+    Sqlite,
+    /// Production: `postgres://user@host/db`.
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            anyhow::bail!(
+                "database.url must start with sqlite: or postgres:// (got another scheme)"
+            )
+        }
+    }
+
+    /// "sqlite" or "postgres", for logs and the benchmark report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+
+    /// How many group-commit batches may be written at once. SQLite has one
+    /// writer: a second batch in flight would only wait for it, and take
+    /// requests away from the batch being formed.
+    pub fn batches_in_flight(self) -> usize {
+        match self {
+            Self::Sqlite => 1,
+            Self::Postgres => 4,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is already taken.
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// A row changed since it was read (optimistic concurrency).
+    #[error("the record changed concurrently")]
+    VersionConflict,
+    /// What is stored cannot be what was written: an unknown status, a
+    /// state without its data. Never papered over with a default.
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Turns unique-key violations into [`StoreError::Conflict`], in one place.
+pub fn classify(err: sqlx::Error) -> StoreError {
+    if matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation()) {
+        return StoreError::Conflict(err.to_string());
+    }
+    StoreError::Database(err)
+}
+
+/// The error for a stored value a column cannot hold: names the column and
+/// (the start of) the value.
+pub fn unknown_value(column: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{column} holds unknown value {:?}",
+        value.chars().take(40).collect::<String>()
+    ))
+}
+
+/// Spells a domain enum for the database, in a module of its own:
+/// `stored_enum!(pub payment_status: PaymentStatus, "payments.status", { Pending => "PENDING", … });`
+/// gives `payment_status::to_stored(value)` and
+/// `payment_status::from_stored(text)`, the only place the spelling lives.
+/// An unknown stored value is an error naming `table.column` and the value.
+#[macro_export]
+macro_rules! stored_enum {
+    ($vis:vis $module:ident : $ty:ident, $column:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $vis mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+
+            pub fn to_stored(value: $ty) -> &'static str {
+                match value {
+                    $($ty::$variant => $text,)+
+                }
+            }
+
+            pub fn from_stored(value: &str) -> $crate::db::StoreResult<$ty> {
+                match value {
+                    $($text => Ok($ty::$variant),)+
+                    other => Err($crate::db::unknown_value($column, other)),
+                }
+            }
+        }
+    };
+}
+
+/// Declares a row struct and its column list (in the struct's order), and
+/// binds every column of a row, in that order, to a statement.
+#[macro_export]
+macro_rules! table_row {
+    ($(#[$meta:meta])* $name:ident { $($field:ident : $ty:ty),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, sqlx::FromRow)]
+        pub struct $name {
+            $(pub $field: $ty,)+
+        }
+
+        impl $name {
+            pub const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),+];
+
+            pub fn bind_all<'q, DB, O>(
+                &'q self,
+                mut query: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>,
+            ) -> sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>
+            where
+                DB: sqlx::Database,
+                $(&'q $ty: sqlx::Encode<'q, DB> + sqlx::Type<DB>,)+
+            {
+                $(query = query.bind(&self.$field);)+
+                query
+            }
+        }
+    };
+}
+
+/// `INSERT INTO table (all columns) VALUES ($1 … $n) <tail>`.
+pub fn insert_sql(table: &str, columns: &[&str], tail: &str) -> String {
+    let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}) {tail}",
+        columns.join(", "),
+        placeholders.join(", ")
+    )
+}
+
+/// `UPDATE table SET every column = $i WHERE id = $1 AND version = $(n+1)
+/// RETURNING id`: a whole row written over the version it was read at.
+pub fn versioned_update_sql(table: &str, columns: &[&str]) -> String {
+    let sets: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    format!(
+        "UPDATE {table} SET {} WHERE id = $1 AND version = ${} RETURNING id",
+        sets.join(", "),
+        columns.len() + 1
+    )
+}
 
 /// SQLite pools: one writer connection (SQLite has one writer at a time, so
 /// writes never meet a busy lock) and a pool of read-only readers. WAL,
@@ -42,7 +203,53 @@ pub async fn pg_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
-/// Whether an error is a unique-key violation.
-pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Colour {
+        Red,
+        Blue,
+    }
+    stored_enum!(colour: Colour, "paint.colour", { Red => "RED", Blue => "BLUE" });
+
+    #[test]
+    fn stored_enums_round_trip_and_refuse_unknown_values_by_name() {
+        for c in [Colour::Red, Colour::Blue] {
+            assert_eq!(colour::from_stored(colour::to_stored(c)).expect("known"), c);
+        }
+        let err = colour::from_stored("GREEN").expect_err("unknown");
+        assert_eq!(
+            err.to_string(),
+            "stored data is inconsistent: paint.colour holds unknown value \"GREEN\""
+        );
+    }
+
+    #[test]
+    fn update_and_insert_statements_list_every_column_once() {
+        let insert = insert_sql("t", &["id", "version", "a"], "RETURNING *");
+        assert_eq!(
+            insert,
+            "INSERT INTO t (id, version, a) VALUES ($1, $2, $3) RETURNING *"
+        );
+        let update = versioned_update_sql("t", &["id", "version", "a"]);
+        assert_eq!(
+            update,
+            "UPDATE t SET id = $1, version = $2, a = $3 WHERE id = $1 AND version = $4 RETURNING id"
+        );
+    }
+
+    #[test]
+    fn backends_by_scheme() {
+        assert_eq!(
+            Backend::of_url("sqlite:x.db").expect("sqlite"),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            Backend::of_url("postgresql://u@h/d").expect("pg"),
+            Backend::Postgres
+        );
+        assert!(Backend::of_url("mysql://u@h/d").is_err());
+    }
 }

@@ -1,14 +1,21 @@
 //! What both paybind services need and nothing service-specific: layered
-//! configuration, telemetry, TLS (and the development PKI), money, ids, and the
-//! gRPC plumbing for errors, health and reflection.
+//! configuration, telemetry, TLS (and the development PKI), the contract's
+//! shared vocabulary (money, ids, people, the enums of `model`) with its
+//! parsers and wire mappings, the clock, database plumbing, and the gRPC
+//! plumbing for errors, health and reflection.
 pub mod batch;
+pub mod clock;
 pub mod config;
 pub mod db;
+pub mod fields;
 pub mod grpc;
 pub mod ids;
+pub mod model;
 pub mod money;
+pub mod person;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;
 
 /// Resolves on Ctrl-C or SIGTERM: the services' graceful shutdown trigger.
 pub async fn shutdown_signal() {

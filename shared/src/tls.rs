@@ -6,13 +6,13 @@ use std::{
 };
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tonic::transport::{
     server::TlsConnectInfo, Certificate, ClientTlsConfig, Identity, ServerTlsConfig,
 };
 
 /// Where a service finds its TLS material, all PEM.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct TlsFiles {
     /// The CA that signs the peers this service accepts (and talks to).
     pub ca_cert: PathBuf,

@@ -18,10 +18,18 @@ use paybind_proto::{
     merchant::v1::merchant_service_client::MerchantServiceClient,
     payment::v1::binding_service_client::BindingServiceClient,
 };
-use paybind_shared::{money::Currency, tls::TlsFiles};
+use paybind_shared::{
+    ids::MerchantId,
+    money::{Currency, Money},
+    tls::TlsFiles,
+};
 use payment_svc::{
     config::Settings,
-    domain::{acquirer::Simulator, merchants::Merchant, sms::DevOutbox},
+    domain::{
+        acquirer::Simulator,
+        model::{Limits, Merchant},
+        sms::DevOutbox,
+    },
     startup::App,
 };
 use sqlx::{Connection, Executor, PgConnection};
@@ -377,16 +385,19 @@ settle_interval_ms = 200
 }
 
 fn merchant(identity: &str, direct_entry: bool) -> anyhow::Result<Merchant> {
+    let cny = Currency::parse("CNY")?;
     Ok(Merchant {
-        id: identity.to_owned(),
+        id: MerchantId::parse(identity)?,
         display_name: format!("Test {identity}"),
         cert_identity: identity.to_owned(),
         allowed_origins: vec!["https://shop.example".into()],
         return_urls: vec![RETURN_URL.into()],
         direct_entry,
-        currency: Currency::parse("CNY")?,
-        per_payment_limit: PER_PAYMENT_LIMIT,
-        daily_limit: DAILY_LIMIT,
+        currency: cny,
+        limits: Limits {
+            per_payment: Money::new(PER_PAYMENT_LIMIT, cny)?,
+            daily: Money::new(DAILY_LIMIT, cny)?,
+        },
     })
 }
 

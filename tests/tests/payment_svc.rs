@@ -318,9 +318,15 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing(stack: &Stack) -
             "card.number",
         ),
         (
+            // An earlier year: the year is what is wrong.
             Box::new(|r| r.card.as_mut().expect("card").expiry_year = 2020),
             "INVALID_EXPIRY",
-            "card.expiry_month",
+            "card.expiry_year",
+        ),
+        (
+            Box::new(|r| r.card.as_mut().expect("card").expiry_year = 30),
+            "INVALID_EXPIRY",
+            "card.expiry_year",
         ),
         (
             Box::new(|r| r.card.as_mut().expect("card").expiry_month = 13),

@@ -10,8 +10,9 @@ use std::{
 
 use anyhow::Context;
 use clap::Parser;
-use merchant_svc::domain::ShopError;
+use merchant_svc::domain::{NewUser, ShopError};
 use paybind_shared::tls::dev as pki;
+use paybind_shared::{ids::MerchantUserId, person::Phone};
 
 #[derive(Parser)]
 #[command(
@@ -59,7 +60,12 @@ async fn main() -> anyhow::Result<()> {
     let merchant = merchant_svc::startup::App::build(merchant_settings).await?;
     let shop = merchant.shop();
     for (id, name, phone) in DEMO_USERS {
-        match shop.create_user(id, name, phone).await {
+        let user = NewUser {
+            id: MerchantUserId::parse(id)?,
+            display_name: (*name).to_owned(),
+            phone: Some(Phone::parse(phone)?),
+        };
+        match shop.create_user(user).await {
             Ok(_) | Err(ShopError::UserExists) => {}
             Err(e) => return Err(e).context("creating demo users"),
         }

@@ -1,43 +1,36 @@
 //! The shop's rules: users and their card on file, checkout (pay with the
 //! token, or send BindAndPay), completing sessions, orders and refunds.
-//! Everything about payment goes through payment-svc's gRPC API; the shop
-//! keeps only the binding token and a card summary.
+//! Everything about payment goes through [`PaymentGateway`] (payment-svc);
+//! the shop keeps only the binding token and a card summary. Nothing here
+//! knows gRPC: requests arrive parsed into the types of `model`.
 use std::sync::Arc;
 
-use paybind_proto::payment::v1 as pb;
-use paybind_shared::money::Currency;
-use tonic::Status;
-
-use paybind_shared::batch::Batcher;
-
-use crate::{
-    payment_client::PaymentClient,
-    store::{OrderRow, OrderTransition, Store},
+use paybind_shared::{
+    batch::Batcher, db::StoreError, fields::Rejected, ids::OrderId, money::Currency,
 };
 
+use crate::store::Store;
+
 mod checkout;
+pub mod model;
 mod orders;
-pub mod users;
+pub mod payment;
+mod sessions;
+mod users;
 
 pub use checkout::CheckoutInput;
+pub use orders::OrderListing;
+pub use sessions::SessionOutcome;
+pub use users::{NewUser, UserView};
 
-/// Order statuses as stored.
-pub mod status {
-    pub const PENDING_PAYMENT: &str = "PENDING_PAYMENT";
-    pub const AWAITING_SHOPPER: &str = "AWAITING_SHOPPER";
-    pub const PAID: &str = "PAID";
-    pub const DECLINED: &str = "DECLINED";
-    pub const CANCELLED: &str = "CANCELLED";
-}
+use model::{Order, OrderTransition, OrderUpdate};
+use payment::{PaymentError, PaymentGateway, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShopError {
-    #[error("{message}")]
-    Invalid {
-        field: &'static str,
-        reason: &'static str,
-        message: String,
-    },
+    /// One or more request fields were refused; nothing changed.
+    #[error("{0}")]
+    Invalid(#[from] Rejected),
     #[error("no such user")]
     UserNotFound,
     #[error("a user with this id already exists")]
@@ -52,43 +45,39 @@ pub enum ShopError {
     OrderNotRefundable,
     #[error("the idempotency key was used before with a different request")]
     IdempotencyKeyReused,
-    /// payment-svc could not be reached; the order (if any) is kept and
-    /// settled later.
+    /// payment-svc could not be reached or did not answer; the order (if
+    /// any) is kept and settled later.
     #[error("payment-svc is unavailable; the order is kept and will be settled")]
-    PaymentUnavailable { order_id: Option<String> },
-    /// payment-svc refused the call: its status is passed through.
-    #[error("payment-svc: {0}")]
-    Upstream(Status),
+    PaymentUnavailable { order_id: Option<OrderId> },
+    /// payment-svc refused the call: passed on as it is.
+    #[error("payment-svc: {}", .0.message)]
+    Refused(Refusal),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl ShopError {
-    /// Classifies a payment-svc error: a definite refusal to pass on, or an
-    /// outcome not known yet (unreachable, or a fault on its side) — then an
-    /// order is kept and sent again, never cancelled on a guess.
-    pub fn from_payment(status: Status, order_id: Option<&str>) -> Self {
-        let definite = matches!(
-            status.code(),
-            tonic::Code::InvalidArgument
-                | tonic::Code::FailedPrecondition
-                | tonic::Code::NotFound
-                | tonic::Code::AlreadyExists
-                | tonic::Code::PermissionDenied
-                | tonic::Code::Unauthenticated
-                | tonic::Code::OutOfRange
-                | tonic::Code::Unimplemented
-        );
-        if !definite {
-            tracing::warn!(code = ?status.code(), order_id, "payment-svc unavailable");
-            Self::PaymentUnavailable {
-                order_id: order_id.map(str::to_owned),
+    /// A payment-svc failure: a definite refusal to pass on, or an outcome
+    /// not known yet (unreachable, or a fault on its side): then an order is
+    /// kept and sent again, never cancelled on a guess.
+    pub fn from_payment(err: PaymentError, order_id: Option<&OrderId>) -> Self {
+        match err {
+            PaymentError::Refused(refusal) => Self::Refused(refusal),
+            other => {
+                tracing::warn!(error = %other, order_id = ?order_id.map(OrderId::as_str), "payment-svc unavailable");
+                Self::PaymentUnavailable {
+                    order_id: order_id.cloned(),
+                }
             }
-        } else {
-            Self::Upstream(status)
         }
+    }
+}
+
+impl From<PaymentError> for ShopError {
+    fn from(err: PaymentError) -> Self {
+        Self::from_payment(err, None)
     }
 }
 
@@ -96,25 +85,24 @@ pub type ShopResult<T> = Result<T, ShopError>;
 
 pub struct Shop {
     pub store: Arc<dyn Store>,
-    pub payments: PaymentClient,
+    pub payments: Arc<dyn PaymentGateway>,
     pub currency: Currency,
     pub default_return_url: String,
     /// Checkout's two writes, each in batches (group commit).
-    pub order_inserts: Batcher<OrderRow, (OrderRow, bool)>,
-    pub order_updates: Batcher<OrderTransition, Option<OrderRow>>,
+    pub order_inserts: Batcher<Order, (Order, bool)>,
+    pub order_updates: Batcher<OrderTransition, Option<Order>>,
 }
 
 impl Shop {
     pub fn new(
         store: Arc<dyn Store>,
-        payments: PaymentClient,
+        payments: Arc<dyn PaymentGateway>,
         currency: Currency,
         default_return_url: String,
     ) -> Self {
-        // SQLite has one writer: a second batch in flight would only wait.
-        let in_flight = if store.backend() == "sqlite" { 1 } else { 4 };
+        let in_flight = store.backend().batches_in_flight();
         let insert_store = store.clone();
-        let order_inserts = Batcher::spawn(in_flight, move |orders: Vec<OrderRow>| {
+        let order_inserts = Batcher::spawn(in_flight, move |orders: Vec<Order>| {
             let store = insert_store.clone();
             async move {
                 store
@@ -142,44 +130,31 @@ impl Shop {
             order_updates,
         }
     }
-}
 
-/// The presentation as payment-svc's enum; unspecified means redirect.
-fn presentation(value: i32) -> pb::Presentation {
-    match pb::Presentation::try_from(value) {
-        Ok(pb::Presentation::Unspecified) | Err(_) => pb::Presentation::Redirect,
-        Ok(p) => p,
+    /// Where a binding page returns to: the one asked for, or the shop's.
+    fn return_url(&self, requested: &str) -> String {
+        if requested.is_empty() {
+            self.default_return_url.clone()
+        } else {
+            requested.to_owned()
+        }
     }
-}
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ShopError {
-    ShopError::Invalid {
-        field,
-        reason: "INVALID_ARGUMENT",
-        message: message.into(),
+    /// Moves an order out of `from`; `None` if it was no longer there.
+    async fn transition(
+        &self,
+        order_id: &OrderId,
+        from: &[model::OrderStatus],
+        update: OrderUpdate,
+    ) -> ShopResult<Option<Order>> {
+        Ok(self
+            .store
+            .update_order(&OrderTransition {
+                order_id: order_id.clone(),
+                from: from.to_vec(),
+                update,
+                now_ms: paybind_shared::clock::now_ms(),
+            })
+            .await?)
     }
-}
-
-/// The shop's ids: 1-64 characters of `[A-Za-z0-9._:@-]`.
-fn identifier(raw: &str, field: &'static str) -> ShopResult<String> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 64
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_:@".contains(&b));
-    if ok {
-        Ok(raw.to_owned())
-    } else {
-        Err(invalid(
-            field,
-            format!("{field} must be 1 to 64 characters of letters, digits and . _ : @ -"),
-        ))
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

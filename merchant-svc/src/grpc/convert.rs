@@ -1,77 +1,225 @@
-//! Shop rows to wire messages.
+//! Wire ⇄ the shop's domain, and nothing else. Requests are destructured
+//! whole and every field parsed before any is refused.
 use paybind_proto::{merchant::v1 as mpb, payment::v1 as pb};
-
-use crate::{
-    domain::{status, users::UserView},
-    store::OrderRow,
+use paybind_shared::{
+    fields::{free_text, page_size, required_text, AllOk, At, PageCursor, Rejected},
+    ids::{IdempotencyKey, MerchantUserId},
+    model::Presentation,
+    person::Phone,
+    wire::{
+        amount_to_wire, card_brand_to_wire, money_from_wire, money_to_wire, presentation_from_wire,
+        timestamp,
+    },
 };
 
-fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+use crate::domain::{
+    model::{Order, OrderStatus},
+    payment::{LimitsToday, ShopperEntry},
+    CheckoutInput, NewUser, OrderListing, UserView,
+};
+
+/// Free text fields: descriptions and reasons.
+const TEXT_MAX: usize = 200;
+
+/// The shop's presentation: unset means a redirect (as documented); a value
+/// that is not one of the three is refused.
+pub fn presentation(value: i32) -> Result<Presentation, Rejected> {
+    presentation_from_wire(value)
+        .map(|p| p.unwrap_or(Presentation::Redirect))
+        .at("presentation")
+}
+
+pub fn user_id(raw: &str) -> Result<MerchantUserId, Rejected> {
+    MerchantUserId::parse(raw).at("user_id")
+}
+
+impl TryFrom<mpb::CreateUserRequest> for NewUser {
+    type Error = Rejected;
+
+    fn try_from(r: mpb::CreateUserRequest) -> Result<Self, Rejected> {
+        let mpb::CreateUserRequest {
+            user_id: id,
+            display_name,
+            phone,
+        } = r;
+        let phone = match phone.trim() {
+            "" => Ok(None),
+            p => Phone::parse(p).map(Some).at("phone"),
+        };
+        let (id, display_name, phone) = (
+            user_id(&id),
+            required_text(&display_name, 100, "display_name").at("display_name"),
+            phone,
+        )
+            .all_ok()?;
+        Ok(Self {
+            id,
+            display_name,
+            phone,
+        })
     }
 }
 
-fn money(amount_minor: i64, currency: &str) -> pb::Money {
-    pb::Money {
-        amount_minor,
-        currency: currency.to_owned(),
+impl TryFrom<mpb::CheckoutRequest> for CheckoutInput {
+    type Error = Rejected;
+
+    fn try_from(r: mpb::CheckoutRequest) -> Result<Self, Rejected> {
+        let mpb::CheckoutRequest {
+            user_id: id,
+            amount,
+            description,
+            presentation: p,
+            return_url,
+            idempotency_key,
+        } = r;
+        let (user_id, amount, description, presentation, idempotency_key) = (
+            user_id(&id),
+            money_from_wire(amount.as_ref()).at("amount"),
+            free_text(&description, TEXT_MAX, "description").at("description"),
+            presentation(p),
+            IdempotencyKey::parse(&idempotency_key).at("idempotency_key"),
+        )
+            .all_ok()?;
+        Ok(Self {
+            user_id,
+            amount,
+            description,
+            presentation,
+            return_url,
+            idempotency_key,
+        })
+    }
+}
+
+impl TryFrom<mpb::ListOrdersRequest> for OrderListing {
+    type Error = Rejected;
+
+    fn try_from(r: mpb::ListOrdersRequest) -> Result<Self, Rejected> {
+        let mpb::ListOrdersRequest {
+            user_id: id,
+            page_size: size,
+            page_token,
+        } = r;
+        let (user_id, page_size, after) = (
+            user_id(&id),
+            page_size(size).at("page_size"),
+            PageCursor::decode(&page_token).at("page_token"),
+        )
+            .all_ok()?;
+        Ok(Self {
+            user_id,
+            page_size,
+            after,
+        })
+    }
+}
+
+/// A RefundOrder request's amount, reason and key.
+pub fn refund(
+    amount: Option<pb::Money>,
+    reason: &str,
+    key: &str,
+) -> Result<(paybind_shared::money::Money, String, IdempotencyKey), Rejected> {
+    (
+        money_from_wire(amount.as_ref()).at("amount"),
+        free_text(reason, TEXT_MAX, "reason").at("reason"),
+        IdempotencyKey::parse(key).at("idempotency_key"),
+    )
+        .all_ok()
+}
+
+/// The shopper's information for direct entry, as entered: payment-svc
+/// checks it (and names each field at fault).
+pub fn shopper_entry(shopper: Option<pb::ShopperInfo>, card: Option<pb::CardInfo>) -> ShopperEntry {
+    let pb::ShopperInfo {
+        full_name,
+        id_number,
+        phone,
+    } = shopper.unwrap_or_default();
+    let pb::CardInfo {
+        number,
+        expiry_month,
+        expiry_year,
+        cvv,
+    } = card.unwrap_or_default();
+    ShopperEntry {
+        full_name,
+        id_number,
+        phone,
+        card_number: number,
+        expiry_month,
+        expiry_year,
+        cvv,
+    }
+}
+
+/// A session id from a request: one that cannot be an id is not this
+/// shop's session.
+pub fn session_id(raw: &str) -> Option<paybind_shared::ids::SessionId> {
+    paybind_shared::ids::SessionId::parse(raw).ok()
+}
+
+/// An order id from a request: one that cannot be an id is not found.
+pub fn order_id(raw: &str) -> Option<paybind_shared::ids::OrderId> {
+    paybind_shared::ids::OrderId::parse(raw).ok()
+}
+
+fn limits(l: LimitsToday) -> pb::AuthFreeLimits {
+    pb::AuthFreeLimits {
+        per_payment: Some(money_to_wire(l.per_payment)),
+        per_day: Some(money_to_wire(l.per_day)),
+        remaining_today: Some(amount_to_wire(l.remaining_today, l.currency())),
     }
 }
 
 pub fn user(view: UserView) -> mpb::User {
-    let u = view.row;
-    let card = u.binding_id.as_ref().map(|_| mpb::CardOnFile {
-        brand: u
-            .card_brand
-            .as_deref()
-            .and_then(|b| pb::CardBrand::from_str_name(&format!("CARD_BRAND_{b}")))
-            .unwrap_or(pb::CardBrand::Other) as i32,
-        last4: u.card_last4.clone().unwrap_or_default(),
-        expiry_month: u.exp_month.unwrap_or(0) as i32,
-        expiry_year: u.exp_year.unwrap_or(0) as i32,
-        limits: view.limits,
-        bound_time: u.bound_ms.map(timestamp),
+    let UserView { user: u, limits: l } = view;
+    let card = u.card.map(|c| mpb::CardOnFile {
+        brand: card_brand_to_wire(c.brand) as i32,
+        last4: c.last4,
+        expiry_month: i32::from(c.expiry.month),
+        expiry_year: i32::from(c.expiry.year),
+        limits: l.map(limits),
+        bound_time: Some(timestamp(c.bound_ms)),
     });
     mpb::User {
-        user_id: u.id,
+        user_id: u.id.into_string(),
         display_name: u.display_name,
-        phone: u.phone.unwrap_or_default(),
+        phone: u.phone.map(|p| p.e164().to_owned()).unwrap_or_default(),
         card,
         create_time: Some(timestamp(u.created_ms)),
     }
 }
 
-pub fn order(o: OrderRow) -> mpb::Order {
-    let status = match o.status.as_str() {
-        status::PENDING_PAYMENT => mpb::OrderStatus::PendingPayment,
-        status::AWAITING_SHOPPER => mpb::OrderStatus::AwaitingShopper,
-        status::PAID => mpb::OrderStatus::Paid,
-        status::DECLINED => mpb::OrderStatus::Declined,
-        status::CANCELLED => mpb::OrderStatus::Cancelled,
-        _ => mpb::OrderStatus::Unspecified,
+fn order_status(s: OrderStatus) -> mpb::OrderStatus {
+    match s {
+        OrderStatus::PendingPayment => mpb::OrderStatus::PendingPayment,
+        OrderStatus::AwaitingShopper => mpb::OrderStatus::AwaitingShopper,
+        OrderStatus::Paid => mpb::OrderStatus::Paid,
+        OrderStatus::Declined => mpb::OrderStatus::Declined,
+        OrderStatus::Cancelled => mpb::OrderStatus::Cancelled,
+    }
+}
+
+pub fn order(o: Order) -> mpb::Order {
+    let currency = o.amount.currency();
+    // The page is shown only while the order waits for the shopper.
+    let page = o.page.filter(|_| o.status == OrderStatus::AwaitingShopper);
+    let (session_id, binding_page_url) = match page {
+        Some(p) => (p.session_id.into_string(), p.page_url),
+        None => (String::new(), String::new()),
     };
-    let awaiting = status == mpb::OrderStatus::AwaitingShopper;
     mpb::Order {
-        amount: Some(money(o.amount_minor, &o.currency)),
-        refunded: Some(money(o.refunded_minor, &o.currency)),
-        order_id: o.id,
-        user_id: o.user_id,
+        amount: Some(money_to_wire(o.amount)),
+        refunded: Some(amount_to_wire(o.refunded_minor, currency)),
+        order_id: o.id.into_string(),
+        user_id: o.user_id.into_string(),
         description: o.description,
-        status: status as i32,
+        status: order_status(o.status) as i32,
         decline_reason: o.decline_reason.unwrap_or_default(),
-        payment_id: o.payment_id.unwrap_or_default(),
-        session_id: if awaiting {
-            o.session_id.unwrap_or_default()
-        } else {
-            String::new()
-        },
-        binding_page_url: if awaiting {
-            o.page_url.unwrap_or_default()
-        } else {
-            String::new()
-        },
+        payment_id: o.payment_id.map(|p| p.into_string()).unwrap_or_default(),
+        session_id,
+        binding_page_url,
         paid_with_card_on_file: o.paid_with_card_on_file,
         create_time: Some(timestamp(o.created_ms)),
     }

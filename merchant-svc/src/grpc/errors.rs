@@ -3,16 +3,17 @@
 use paybind_shared::grpc::ErrorStatus;
 use tonic::{Code, Status};
 
-use crate::domain::ShopError;
+use crate::domain::{
+    payment::{Refusal, RefusalKind},
+    ShopError,
+};
 
 impl From<ShopError> for Status {
     fn from(err: ShopError) -> Self {
         let message = err.to_string();
         let status = |code, reason| ErrorStatus::new(code, reason, message.clone());
         match err {
-            ShopError::Invalid { field, reason, .. } => {
-                status(Code::InvalidArgument, reason).field(field)
-            }
+            ShopError::Invalid(rejected) => ErrorStatus::rejected(&rejected),
             ShopError::UserNotFound => status(Code::NotFound, "USER_NOT_FOUND"),
             ShopError::UserExists => status(Code::AlreadyExists, "USER_EXISTS"),
             ShopError::OrderNotFound => status(Code::NotFound, "ORDER_NOT_FOUND"),
@@ -31,7 +32,7 @@ impl From<ShopError> for Status {
                     None => s,
                 }
             }
-            ShopError::Upstream(status) => return status,
+            ShopError::Refused(refusal) => return refused(refusal),
             ShopError::Store(e) => {
                 tracing::error!(error = %e, "store error");
                 ErrorStatus::new(Code::Internal, "INTERNAL", "internal error")
@@ -43,4 +44,28 @@ impl From<ShopError> for Status {
         }
         .build()
     }
+}
+
+/// payment-svc's refusal as payment-svc sent it: code, reason, metadata,
+/// rejected fields, retry delay.
+fn refused(r: Refusal) -> Status {
+    let code = match r.kind {
+        RefusalKind::InvalidArgument => Code::InvalidArgument,
+        RefusalKind::FailedPrecondition => Code::FailedPrecondition,
+        RefusalKind::NotFound => Code::NotFound,
+        RefusalKind::AlreadyExists => Code::AlreadyExists,
+        RefusalKind::PermissionDenied => Code::PermissionDenied,
+        RefusalKind::Unauthenticated => Code::Unauthenticated,
+        RefusalKind::OutOfRange => Code::OutOfRange,
+        RefusalKind::Unimplemented => Code::Unimplemented,
+    };
+    ErrorStatus::passed_on(
+        code,
+        r.reason,
+        r.message,
+        r.metadata.into_iter().collect(),
+        r.violations,
+        r.retry_after,
+    )
+    .build()
 }

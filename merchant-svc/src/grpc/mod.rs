@@ -1,54 +1,70 @@
 //! The gRPC face of merchant-svc: `paybind.merchant.v1.MerchantService`,
-//! for the shop's other systems and its operators, over mTLS.
+//! for the shop's other systems and its operators, over mTLS. Who may call
+//! is decided by [`OperatorAuth`] before a handler runs; handlers parse the
+//! request, call the shop and convert the answer.
 use std::sync::Arc;
 
-use paybind_proto::{
-    merchant::v1::{self as mpb, merchant_service_server::MerchantService},
-    payment::v1 as pb,
+use paybind_proto::merchant::v1::{self as mpb, merchant_service_server::MerchantService};
+use paybind_shared::{
+    grpc::{Authenticate, ErrorStatus},
+    model::SessionStatus,
+    wire::{session_status_to_wire, timestamp},
 };
-use paybind_shared::grpc::ErrorStatus;
 use tonic::{Code, Request, Response, Status};
 
-use crate::domain::{CheckoutInput, Shop};
+use crate::domain::{Shop, ShopError};
 
 mod convert;
 mod errors;
 
-pub struct MerchantApi {
-    shop: Arc<Shop>,
-    /// Certificate CNs allowed to call; empty allows any the CA signed.
-    allowed_clients: Vec<String>,
+/// An operator: a client certificate the shop allows to call its API. The
+/// layer admits only these; handlers need nothing more of them.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    /// The certificate's subject CN.
+    pub identity: String,
 }
 
-impl MerchantApi {
-    pub fn new(shop: Arc<Shop>, allowed_clients: Vec<String>) -> Self {
-        Self {
-            shop,
-            allowed_clients,
-        }
-    }
+/// Certificate CNs allowed to call; empty allows any the CA signed.
+pub struct OperatorAuth {
+    pub allowed_clients: Vec<String>,
+}
 
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let identity = paybind_shared::tls::peer_identity(request);
-        let allowed = match &identity {
-            Some(cn) => self.allowed_clients.is_empty() || self.allowed_clients.contains(cn),
-            None => false,
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(ErrorStatus::new(
+impl Authenticate for OperatorAuth {
+    type Caller = Operator;
+
+    async fn authenticate(&self, identity: Option<String>) -> Result<Operator, Status> {
+        match identity {
+            Some(cn) if self.allowed_clients.is_empty() || self.allowed_clients.contains(&cn) => {
+                Ok(Operator { identity: cn })
+            }
+            _ => Err(ErrorStatus::new(
                 Code::PermissionDenied,
                 "CLIENT_NOT_ALLOWED",
                 "this client certificate may not call the shop's API",
             )
-            .build())
+            .build()),
         }
+    }
+}
+
+pub struct MerchantApi {
+    shop: Arc<Shop>,
+}
+
+impl MerchantApi {
+    pub fn new(shop: Arc<Shop>) -> Self {
+        Self { shop }
     }
 
     async fn user_response(&self, user_id: &str) -> Result<mpb::User, Status> {
-        Ok(convert::user(self.shop.get_user(user_id).await?))
+        let id = convert::user_id(user_id).map_err(ShopError::from)?;
+        Ok(convert::user(self.shop.get_user(&id).await?))
     }
+}
+
+fn session_status(s: SessionStatus) -> i32 {
+    session_status_to_wire(s) as i32
 }
 
 #[tonic::async_trait]
@@ -57,16 +73,8 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::CreateUserRequest>,
     ) -> Result<Response<mpb::CreateUserResponse>, Status> {
-        self.authorize(&request)?;
-        let mpb::CreateUserRequest {
-            user_id,
-            display_name,
-            phone,
-        } = request.into_inner();
-        let user = self
-            .shop
-            .create_user(&user_id, &display_name, &phone)
-            .await?;
+        let new = request.into_inner().try_into().map_err(ShopError::from)?;
+        let user = self.shop.create_user(new).await?;
         Ok(Response::new(mpb::CreateUserResponse {
             user: Some(convert::user(user)),
         }))
@@ -76,7 +84,6 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::GetUserRequest>,
     ) -> Result<Response<mpb::GetUserResponse>, Status> {
-        self.authorize(&request)?;
         let mpb::GetUserRequest { user_id } = request.into_inner();
         Ok(Response::new(mpb::GetUserResponse {
             user: Some(self.user_response(&user_id).await?),
@@ -87,20 +94,24 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::StartBindingRequest>,
     ) -> Result<Response<mpb::StartBindingResponse>, Status> {
-        self.authorize(&request)?;
         let mpb::StartBindingRequest {
             user_id,
             presentation,
             return_url,
         } = request.into_inner();
+        let (user_id, presentation) = paybind_shared::fields::AllOk::all_ok((
+            convert::user_id(&user_id),
+            convert::presentation(presentation),
+        ))
+        .map_err(ShopError::from)?;
         let session = self
             .shop
             .start_binding(&user_id, presentation, &return_url)
             .await?;
         Ok(Response::new(mpb::StartBindingResponse {
-            session_id: session.session_id,
-            binding_page_url: session.binding_page_url,
-            expire_time: session.expire_time,
+            session_id: session.id.into_string(),
+            binding_page_url: session.page_url,
+            expire_time: Some(timestamp(session.expire_ms)),
         }))
     }
 
@@ -108,26 +119,8 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::CheckoutRequest>,
     ) -> Result<Response<mpb::CheckoutResponse>, Status> {
-        self.authorize(&request)?;
-        let mpb::CheckoutRequest {
-            user_id,
-            amount,
-            description,
-            presentation,
-            return_url,
-            idempotency_key,
-        } = request.into_inner();
-        let order = self
-            .shop
-            .checkout(CheckoutInput {
-                user_id,
-                amount,
-                description,
-                presentation,
-                return_url,
-                idempotency_key,
-            })
-            .await?;
+        let input = request.into_inner().try_into().map_err(ShopError::from)?;
+        let order = self.shop.checkout(input).await?;
         Ok(Response::new(mpb::CheckoutResponse {
             order: Some(convert::order(order)),
         }))
@@ -137,13 +130,13 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::CompleteSessionRequest>,
     ) -> Result<Response<mpb::CompleteSessionResponse>, Status> {
-        self.authorize(&request)?;
         let mpb::CompleteSessionRequest { session_id } = request.into_inner();
-        let (user, order, session_status) = self.shop.complete_session(&session_id).await?;
+        let id = convert::session_id(&session_id).ok_or(ShopError::SessionNotFound)?;
+        let outcome = self.shop.complete_session(&id).await?;
         Ok(Response::new(mpb::CompleteSessionResponse {
-            user: Some(self.user_response(&user.id).await?),
-            order: order.map(convert::order),
-            session_status,
+            user: Some(self.user_response(outcome.user.id.as_str()).await?),
+            order: outcome.order.map(convert::order),
+            session_status: session_status(outcome.status),
         }))
     }
 
@@ -151,22 +144,18 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::SubmitShopperInfoRequest>,
     ) -> Result<Response<mpb::SubmitShopperInfoResponse>, Status> {
-        self.authorize(&request)?;
         let mpb::SubmitShopperInfoRequest {
             session_id,
             shopper,
             card,
         } = request.into_inner();
+        let id = convert::session_id(&session_id).ok_or(ShopError::SessionNotFound)?;
         let session = self
             .shop
-            .submit_shopper_info(pb::SubmitBindInfoRequest {
-                session_id,
-                shopper,
-                card,
-            })
+            .submit_shopper_info(&id, convert::shopper_entry(shopper, card))
             .await?;
         Ok(Response::new(mpb::SubmitShopperInfoResponse {
-            session_status: session.status,
+            session_status: session_status(session.status),
             code_sent_to: session.code_sent_to,
         }))
     }
@@ -175,12 +164,12 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::VerifyShopperCodeRequest>,
     ) -> Result<Response<mpb::VerifyShopperCodeResponse>, Status> {
-        self.authorize(&request)?;
         let mpb::VerifyShopperCodeRequest { session_id, code } = request.into_inner();
-        let (user, order, _) = self.shop.verify_shopper_code(&session_id, &code).await?;
+        let id = convert::session_id(&session_id).ok_or(ShopError::SessionNotFound)?;
+        let outcome = self.shop.verify_shopper_code(&id, &code).await?;
         Ok(Response::new(mpb::VerifyShopperCodeResponse {
-            user: Some(self.user_response(&user.id).await?),
-            order: order.map(convert::order),
+            user: Some(self.user_response(outcome.user.id.as_str()).await?),
+            order: outcome.order.map(convert::order),
         }))
     }
 
@@ -188,9 +177,9 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::GetOrderRequest>,
     ) -> Result<Response<mpb::GetOrderResponse>, Status> {
-        self.authorize(&request)?;
         let mpb::GetOrderRequest { order_id } = request.into_inner();
-        let order = self.shop.order(&order_id).await?;
+        let id = convert::order_id(&order_id).ok_or(ShopError::OrderNotFound)?;
+        let order = self.shop.order(&id).await?;
         Ok(Response::new(mpb::GetOrderResponse {
             order: Some(convert::order(order)),
         }))
@@ -200,19 +189,11 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::ListOrdersRequest>,
     ) -> Result<Response<mpb::ListOrdersResponse>, Status> {
-        self.authorize(&request)?;
-        let mpb::ListOrdersRequest {
-            user_id,
-            page_size,
-            page_token,
-        } = request.into_inner();
-        let (orders, next_page_token) = self
-            .shop
-            .list_orders(&user_id, page_size, &page_token)
-            .await?;
+        let listing = request.into_inner().try_into().map_err(ShopError::from)?;
+        let (orders, next) = self.shop.list_orders(listing).await?;
         Ok(Response::new(mpb::ListOrdersResponse {
             orders: orders.into_iter().map(convert::order).collect(),
-            next_page_token,
+            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
         }))
     }
 
@@ -220,17 +201,16 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::RefundOrderRequest>,
     ) -> Result<Response<mpb::RefundOrderResponse>, Status> {
-        self.authorize(&request)?;
         let mpb::RefundOrderRequest {
             order_id,
             amount,
             reason,
             idempotency_key,
         } = request.into_inner();
-        let order = self
-            .shop
-            .refund_order(&order_id, amount, &reason, &idempotency_key)
-            .await?;
+        let id = convert::order_id(&order_id).ok_or(ShopError::OrderNotFound)?;
+        let (amount, reason, key) =
+            convert::refund(amount, &reason, &idempotency_key).map_err(ShopError::from)?;
+        let order = self.shop.refund_order(&id, amount, &reason, &key).await?;
         Ok(Response::new(mpb::RefundOrderResponse {
             order: Some(convert::order(order)),
         }))
@@ -240,9 +220,9 @@ impl MerchantService for MerchantApi {
         &self,
         request: Request<mpb::RemoveCardRequest>,
     ) -> Result<Response<mpb::RemoveCardResponse>, Status> {
-        self.authorize(&request)?;
         let mpb::RemoveCardRequest { user_id } = request.into_inner();
-        let user = self.shop.remove_card(&user_id).await?;
+        let id = convert::user_id(&user_id).map_err(ShopError::from)?;
+        let user = self.shop.remove_card(&id).await?;
         Ok(Response::new(mpb::RemoveCardResponse {
             user: Some(convert::user(user)),
         }))

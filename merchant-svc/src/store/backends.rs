@@ -1,10 +1,12 @@
 //! The two backends. Every statement is the same SQL on both (sqlx binds
 //! `$N` on SQLite too), so one macro writes the `Store` impl for each; the
 //! backends differ only in their pools and migrations.
-use paybind_shared::db;
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+use std::sync::LazyLock;
 
-use super::*;
+use paybind_shared::db::{self, insert_sql, Backend};
+use sqlx::{PgPool, SqlitePool};
+
+use super::{rows::*, *};
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -35,123 +37,116 @@ impl PgStore {
     }
 }
 
-const ORDER_COLUMNS: &str = "id, user_id, amount_minor, currency, description, status, \
-     decline_reason, payment_id, refunded_minor, session_id, page_url, paid_with_card_on_file, \
-     presentation, return_url, idempotency_key, request_hash, created_ms, updated_ms";
+static INSERT_ORDER: LazyLock<String> = LazyLock::new(|| {
+    insert_sql(
+        "orders",
+        OrderRow::COLUMNS,
+        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+    )
+});
+
+static INSERT_USER: LazyLock<String> =
+    LazyLock::new(|| insert_sql("users", UserRow::COLUMNS, "RETURNING id"));
+
+/// An order's move: the statuses it may move from are bound, one
+/// placeholder each.
+fn update_order_sql(from: usize) -> String {
+    let placeholders: Vec<String> = (0..from).map(|i| format!("${}", 8 + i)).collect();
+    format!(
+        "UPDATE orders SET status = $2, decline_reason = $3, \
+         payment_id = COALESCE($4, payment_id), session_id = COALESCE($5, session_id), \
+         page_url = COALESCE($6, page_url), paid_with_card_on_file = $7, updated_ms = ${} \
+         WHERE id = $1 AND status IN ({}) RETURNING *",
+        8 + from,
+        placeholders.join(", ")
+    )
+}
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $name:literal, $conn:ty) => {
-        async fn insert_order_on(conn: &mut $conn, o: &OrderRow) -> StoreResult<(OrderRow, bool)> {
-            let inserted = sqlx::query_as::<$db, OrderRow>(&format!(
-                "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING *"
-            ))
-            .bind(&o.id)
-            .bind(&o.user_id)
-            .bind(o.amount_minor)
-            .bind(&o.currency)
-            .bind(&o.description)
-            .bind(&o.status)
-            .bind(&o.decline_reason)
-            .bind(&o.payment_id)
-            .bind(o.refunded_minor)
-            .bind(&o.session_id)
-            .bind(&o.page_url)
-            .bind(o.paid_with_card_on_file)
-            .bind(&o.presentation)
-            .bind(&o.return_url)
-            .bind(&o.idempotency_key)
-            .bind(&o.request_hash)
-            .bind(o.created_ms)
-            .bind(o.updated_ms)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(classify)?;
+    ($store:ty, $backend:expr, $conn:ty) => {
+        async fn insert_order_on(conn: &mut $conn, o: &Order) -> StoreResult<(Order, bool)> {
+            let row = OrderRow::from_order(o);
+            let inserted: Option<OrderRow> = row
+                .bind_all(sqlx::query_as(&INSERT_ORDER))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db::classify)?;
             if let Some(row) = inserted {
-                return Ok((row, true));
+                return Ok((row.into_order()?, true));
             }
-            let existing = sqlx::query_as::<$db, OrderRow>("SELECT * FROM orders WHERE idempotency_key = $1")
+            let existing: OrderRow = sqlx::query_as("SELECT * FROM orders WHERE idempotency_key = $1")
                 .bind(&o.idempotency_key)
                 .fetch_one(&mut *conn)
                 .await?;
-            Ok((existing, false))
+            Ok((existing.into_order()?, false))
         }
 
-        async fn update_order_on(
-            conn: &mut $conn,
-            id: &str,
-            from: &[&str],
-            u: &OrderUpdate,
-            now_ms: i64,
-        ) -> StoreResult<Option<OrderRow>> {
-            // Statuses are a fixed vocabulary of ours, never user input.
-            let from_list = from.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
-            Ok(sqlx::query_as::<$db, OrderRow>(&format!(
-                "UPDATE orders SET status = $2, decline_reason = $3, \
-                 payment_id = COALESCE($4, payment_id), session_id = COALESCE($5, session_id), \
-                 page_url = COALESCE($6, page_url), paid_with_card_on_file = $7, updated_ms = $8 \
-                 WHERE id = $1 AND status IN ({from_list}) RETURNING *"
-            ))
-            .bind(id)
-            .bind(&u.status)
-            .bind(&u.decline_reason)
-            .bind(&u.payment_id)
-            .bind(&u.session_id)
-            .bind(&u.page_url)
-            .bind(u.paid_with_card_on_file)
-            .bind(now_ms)
-            .fetch_optional(&mut *conn)
-            .await?)
+        async fn update_order_on(conn: &mut $conn, t: &OrderTransition) -> StoreResult<Option<Order>> {
+            let sql = update_order_sql(t.from.len());
+            let u = &t.update;
+            let mut query = sqlx::query_as::<_, OrderRow>(&sql)
+                .bind(&t.order_id)
+                .bind(order_status::to_stored(u.status))
+                .bind(&u.decline_reason)
+                .bind(u.payment_id.as_ref())
+                .bind(u.page.as_ref().map(|p| &p.session_id))
+                .bind(u.page.as_ref().map(|p| p.page_url.as_str()))
+                .bind(u.paid_with_card_on_file);
+            for status in &t.from {
+                query = query.bind(order_status::to_stored(*status));
+            }
+            query
+                .bind(t.now_ms)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(OrderRow::into_order)
+                .transpose()
         }
 
         #[async_trait]
         impl Store for $store {
-            fn backend(&self) -> &'static str {
-                $name
+            fn backend(&self) -> Backend {
+                $backend
             }
 
-            async fn insert_user(&self, u: &UserRow) -> StoreResult<()> {
-                sqlx::query::<$db>(
-                    "INSERT INTO users (id, display_name, phone, created_ms) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&u.id)
-                .bind(&u.display_name)
-                .bind(&u.phone)
-                .bind(u.created_ms)
-                .execute(&self.writer)
-                .await
-                .map_err(classify)?;
+            async fn insert_user(&self, u: &User) -> StoreResult<()> {
+                let row = UserRow::from_user(u);
+                row.bind_all(sqlx::query_as::<_, (String,)>(&INSERT_USER))
+                    .fetch_one(&self.writer)
+                    .await
+                    .map_err(db::classify)?;
                 Ok(())
             }
 
-            async fn get_user(&self, id: &str) -> StoreResult<Option<UserRow>> {
-                Ok(sqlx::query_as::<$db, UserRow>("SELECT * FROM users WHERE id = $1")
+            async fn get_user(&self, id: &MerchantUserId) -> StoreResult<Option<User>> {
+                sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&self.reader)
-                    .await?)
+                    .await?
+                    .map(UserRow::into_user)
+                    .transpose()
             }
 
-            async fn set_binding(&self, user_id: &str, b: Option<&StoredBinding>) -> StoreResult<()> {
-                sqlx::query::<$db>(
+            async fn set_card(&self, user_id: &MerchantUserId, card: Option<&CardOnFile>) -> StoreResult<()> {
+                sqlx::query(
                     "UPDATE users SET binding_id = $2, binding_token = $3, card_brand = $4, \
                      card_last4 = $5, exp_month = $6, exp_year = $7, bound_ms = $8 WHERE id = $1",
                 )
                 .bind(user_id)
-                .bind(b.map(|b| b.binding_id.clone()))
-                .bind(b.map(|b| b.token.clone()))
-                .bind(b.map(|b| b.brand.clone()))
-                .bind(b.map(|b| b.last4.clone()))
-                .bind(b.map(|b| b.exp_month))
-                .bind(b.map(|b| b.exp_year))
-                .bind(b.map(|b| b.bound_ms))
+                .bind(card.map(|c| &c.binding_id))
+                .bind(card.map(|c| c.token.expose()))
+                .bind(card.map(|c| card_brand::to_stored(c.brand)))
+                .bind(card.map(|c| c.last4.as_str()))
+                .bind(card.map(|c| i64::from(c.expiry.month)))
+                .bind(card.map(|c| i64::from(c.expiry.year)))
+                .bind(card.map(|c| c.bound_ms))
                 .execute(&self.writer)
                 .await?;
                 Ok(())
             }
 
-            async fn clear_binding_if(&self, user_id: &str, binding_id: &str) -> StoreResult<()> {
-                sqlx::query::<$db>(
+            async fn clear_card_if(&self, user_id: &MerchantUserId, binding_id: &BindingId) -> StoreResult<()> {
+                sqlx::query(
                     "UPDATE users SET binding_id = NULL, binding_token = NULL, card_brand = NULL, \
                      card_last4 = NULL, exp_month = NULL, exp_year = NULL, bound_ms = NULL \
                      WHERE id = $1 AND binding_id = $2",
@@ -163,12 +158,7 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn insert_order(&self, o: &OrderRow) -> StoreResult<(OrderRow, bool)> {
-                let mut conn = self.writer.acquire().await?;
-                insert_order_on(&mut conn, o).await
-            }
-
-            async fn insert_orders(&self, orders: &[OrderRow]) -> StoreResult<Vec<(OrderRow, bool)>> {
+            async fn insert_orders(&self, orders: &[Order]) -> StoreResult<Vec<(Order, bool)>> {
                 let mut tx = self.writer.begin().await?;
                 let mut out = Vec::with_capacity(orders.len());
                 for o in orders {
@@ -178,58 +168,58 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
-            async fn get_order(&self, id: &str) -> StoreResult<Option<OrderRow>> {
-                Ok(sqlx::query_as::<$db, OrderRow>("SELECT * FROM orders WHERE id = $1")
+            async fn get_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
+                sqlx::query_as::<_, OrderRow>("SELECT * FROM orders WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&self.reader)
-                    .await?)
+                    .await?
+                    .map(OrderRow::into_order)
+                    .transpose()
             }
 
-            async fn order_by_session(&self, session_id: &str) -> StoreResult<Option<OrderRow>> {
-                Ok(sqlx::query_as::<$db, OrderRow>("SELECT * FROM orders WHERE session_id = $1")
+            async fn order_by_session(&self, session_id: &SessionId) -> StoreResult<Option<Order>> {
+                sqlx::query_as::<_, OrderRow>("SELECT * FROM orders WHERE session_id = $1")
                     .bind(session_id)
                     .fetch_optional(&self.reader)
-                    .await?)
+                    .await?
+                    .map(OrderRow::into_order)
+                    .transpose()
             }
 
-            async fn update_order(
-                &self,
-                id: &str,
-                from: &[&str],
-                u: &OrderUpdate,
-                now_ms: i64,
-            ) -> StoreResult<Option<OrderRow>> {
+            async fn update_order(&self, transition: &OrderTransition) -> StoreResult<Option<Order>> {
                 let mut conn = self.writer.acquire().await?;
-                update_order_on(&mut conn, id, from, u, now_ms).await
+                update_order_on(&mut conn, transition).await
             }
 
-            async fn update_orders(&self, transitions: &[OrderTransition]) -> StoreResult<Vec<Option<OrderRow>>> {
+            async fn update_orders(&self, transitions: &[OrderTransition]) -> StoreResult<Vec<Option<Order>>> {
                 let mut tx = self.writer.begin().await?;
                 let mut out = Vec::with_capacity(transitions.len());
                 for t in transitions {
-                    out.push(update_order_on(&mut tx, &t.order_id, &t.from, &t.update, t.now_ms).await?);
+                    out.push(update_order_on(&mut tx, t).await?);
                 }
                 tx.commit().await?;
                 Ok(out)
             }
 
-            async fn set_refunded(&self, id: &str, refunded: i64, now_ms: i64) -> StoreResult<Option<OrderRow>> {
-                Ok(sqlx::query_as::<$db, OrderRow>(
+            async fn set_refunded(&self, id: &OrderId, refunded: i64, now_ms: i64) -> StoreResult<Option<Order>> {
+                sqlx::query_as::<_, OrderRow>(
                     "UPDATE orders SET refunded_minor = $2, updated_ms = $3 WHERE id = $1 RETURNING *",
                 )
                 .bind(id)
                 .bind(refunded)
                 .bind(now_ms)
                 .fetch_optional(&self.writer)
-                .await?)
+                .await?
+                .map(OrderRow::into_order)
+                .transpose()
             }
 
-            async fn list_orders(&self, user_id: &str, after: Option<(i64, String)>, limit: i64) -> StoreResult<Vec<OrderRow>> {
+            async fn list_orders(&self, user_id: &MerchantUserId, after: Option<PageCursor>, limit: i64) -> StoreResult<Vec<Order>> {
                 let (after_ms, after_id) = match after {
-                    Some((ms, id)) => (Some(ms), Some(id)),
+                    Some(c) => (Some(c.created_ms), Some(c.id)),
                     None => (None, None),
                 };
-                Ok(sqlx::query_as::<$db, OrderRow>(
+                orders(sqlx::query_as::<_, OrderRow>(
                     "SELECT * FROM orders WHERE user_id = $1 \
                      AND ($2 IS NULL OR created_ms < $2 OR (created_ms = $2 AND id < $3)) \
                      ORDER BY created_ms DESC, id DESC LIMIT $4",
@@ -242,19 +232,20 @@ macro_rules! impl_store {
                 .await?)
             }
 
-            async fn stale_pending_orders(&self, before_ms: i64, limit: i64) -> StoreResult<Vec<OrderRow>> {
-                Ok(sqlx::query_as::<$db, OrderRow>(
-                    "SELECT * FROM orders WHERE status = 'PENDING_PAYMENT' AND updated_ms < $1 \
-                     ORDER BY updated_ms LIMIT $2",
+            async fn stale_pending_orders(&self, before_ms: i64, limit: i64) -> StoreResult<Vec<Order>> {
+                orders(sqlx::query_as::<_, OrderRow>(
+                    "SELECT * FROM orders WHERE status = $1 AND updated_ms < $2 \
+                     ORDER BY updated_ms LIMIT $3",
                 )
+                .bind(order_status::to_stored(OrderStatus::PendingPayment))
                 .bind(before_ms)
                 .bind(limit)
                 .fetch_all(&self.reader)
                 .await?)
             }
 
-            async fn insert_session(&self, id: &str, user_id: &str, order_id: Option<&str>, now_ms: i64) -> StoreResult<()> {
-                sqlx::query::<$db>(
+            async fn insert_session(&self, id: &SessionId, user_id: &MerchantUserId, order_id: Option<&OrderId>, now_ms: i64) -> StoreResult<()> {
+                sqlx::query(
                     "INSERT INTO bind_sessions (id, user_id, order_id, created_ms) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (id) DO NOTHING",
                 )
@@ -267,13 +258,13 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn session_user(&self, id: &str) -> StoreResult<Option<String>> {
+            async fn session_user(&self, id: &SessionId) -> StoreResult<Option<MerchantUserId>> {
                 let row: Option<(String,)> =
-                    sqlx::query_as::<$db, (String,)>("SELECT user_id FROM bind_sessions WHERE id = $1")
+                    sqlx::query_as("SELECT user_id FROM bind_sessions WHERE id = $1")
                         .bind(id)
                         .fetch_optional(&self.reader)
                         .await?;
-                Ok(row.map(|(u,)| u))
+                Ok(row.map(|(u,)| MerchantUserId::from_stored(u)))
             }
         }
     };
@@ -281,9 +272,11 @@ macro_rules! impl_store {
 
 mod sqlite_impl {
     use super::*;
-    impl_store!(SqliteStore, Sqlite, "sqlite", sqlx::SqliteConnection);
+    use crate::domain::model::OrderStatus;
+    impl_store!(SqliteStore, Backend::Sqlite, sqlx::SqliteConnection);
 }
 mod postgres_impl {
     use super::*;
-    impl_store!(PgStore, Postgres, "postgres", sqlx::PgConnection);
+    use crate::domain::model::OrderStatus;
+    impl_store!(PgStore, Backend::Postgres, sqlx::PgConnection);
 }

@@ -4,7 +4,10 @@
 use std::{collections::HashMap, fmt, sync::Mutex};
 
 use async_trait::async_trait;
-use paybind_shared::{ids::new_id, money::Money};
+use paybind_shared::{
+    ids::{new_id, PaymentId, RefundId},
+    money::Money,
+};
 
 use super::card::{CardNumber, Cvv, Expiry};
 
@@ -61,14 +64,14 @@ pub trait Acquirer: Send + Sync + 'static {
     /// reference for the charge.
     async fn charge(
         &self,
-        payment_id: &str,
+        payment_id: &PaymentId,
         card: &CardRef<'_>,
         amount: Money,
     ) -> Result<String, AcquirerError>;
     /// Returns `amount` of a charge; idempotent by `refund_id`.
     async fn refund(
         &self,
-        refund_id: &str,
+        refund_id: &RefundId,
         acquirer_ref: &str,
         amount: Money,
     ) -> Result<(), AcquirerError>;
@@ -142,12 +145,12 @@ impl Acquirer for Simulator {
 
     async fn charge(
         &self,
-        payment_id: &str,
+        payment_id: &PaymentId,
         card: &CardRef<'_>,
         amount: Money,
     ) -> Result<String, AcquirerError> {
         let mut charges = self.lock_charges();
-        if let Some(existing) = charges.get(payment_id) {
+        if let Some(existing) = charges.get(payment_id.as_str()) {
             return existing.result.clone();
         }
         let (at_verify, at_charge) = test_card_behaviour(card.number.expose_digits());
@@ -156,7 +159,7 @@ impl Acquirer for Simulator {
             None => Ok(new_id("acq")),
         };
         charges.insert(
-            payment_id.to_owned(),
+            payment_id.as_str().to_owned(),
             Charge {
                 result: result.clone(),
                 amount: amount.amount_minor(),
@@ -168,12 +171,12 @@ impl Acquirer for Simulator {
 
     async fn refund(
         &self,
-        refund_id: &str,
+        refund_id: &RefundId,
         acquirer_ref: &str,
         amount: Money,
     ) -> Result<(), AcquirerError> {
         let mut refunds = self.refunds.lock().unwrap_or_else(|p| p.into_inner());
-        if refunds.contains_key(refund_id) {
+        if refunds.contains_key(refund_id.as_str()) {
             return Ok(());
         }
         let mut charges = self.lock_charges();
@@ -185,7 +188,7 @@ impl Acquirer for Simulator {
             return Err(AcquirerError::Declined(DeclineReason::ProcessingError));
         }
         charge.refunded += amount.amount_minor();
-        refunds.insert(refund_id.to_owned(), amount.amount_minor());
+        refunds.insert(refund_id.as_str().to_owned(), amount.amount_minor());
         Ok(())
     }
 }
@@ -224,21 +227,23 @@ mod tests {
             sim.verify(&r(bad)).await,
             Err(AcquirerError::Declined(DeclineReason::DoNotHonor))
         );
+        let (p1, p2) = (PaymentId::generate(), PaymentId::generate());
+        let (r1, r2) = (RefundId::generate(), RefundId::generate());
         assert_eq!(
-            sim.charge("p1", &r(poor), cny(100)).await,
+            sim.charge(&p1, &r(poor), cny(100)).await,
             Err(AcquirerError::Declined(DeclineReason::InsufficientFunds))
         );
-        let first = sim.charge("p2", &r(ok), cny(100)).await.expect("approved");
-        let again = sim.charge("p2", &r(ok), cny(100)).await.expect("same");
+        let first = sim.charge(&p2, &r(ok), cny(100)).await.expect("approved");
+        let again = sim.charge(&p2, &r(ok), cny(100)).await.expect("same");
         assert_eq!(first, again, "idempotent by payment id");
         assert_eq!(sim.approved_charges(), 1);
 
-        sim.refund("r1", &first, cny(60)).await.expect("refund");
-        sim.refund("r1", &first, cny(60))
+        sim.refund(&r1, &first, cny(60)).await.expect("refund");
+        sim.refund(&r1, &first, cny(60))
             .await
             .expect("replayed refund");
         assert!(
-            sim.refund("r2", &first, cny(41)).await.is_err(),
+            sim.refund(&r2, &first, cny(41)).await.is_err(),
             "over the charge"
         );
         assert_eq!(sim.net_charged(), 40);

@@ -2,65 +2,13 @@
 //! secrets: their `Debug` shows nothing but the last four digits.
 use std::fmt;
 
+use paybind_shared::{
+    clock::LocalDate,
+    fields::{AllOk, Invalid, Rejected},
+};
 use zeroize::Zeroizing;
 
-use super::error::Invalid;
-
-/// Card schemes, recognised from the leading digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CardBrand {
-    Visa,
-    Mastercard,
-    UnionPay,
-    Amex,
-    Jcb,
-    Discover,
-    Other,
-}
-
-impl CardBrand {
-    fn of(digits: &str) -> Self {
-        let prefix = |n: usize| {
-            digits
-                .get(..n)
-                .and_then(|p| p.parse::<u32>().ok())
-                .unwrap_or(0)
-        };
-        match (prefix(1), prefix(2), prefix(4)) {
-            (4, _, _) => Self::Visa,
-            (_, 34 | 37, _) => Self::Amex,
-            (_, 51..=55, _) | (_, _, 2221..=2720) => Self::Mastercard,
-            (_, 62, _) => Self::UnionPay,
-            (_, _, 3528..=3589) => Self::Jcb,
-            (_, 65, _) | (_, _, 6011) => Self::Discover,
-            _ => Self::Other,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Visa => "VISA",
-            Self::Mastercard => "MASTERCARD",
-            Self::UnionPay => "UNIONPAY",
-            Self::Amex => "AMEX",
-            Self::Jcb => "JCB",
-            Self::Discover => "DISCOVER",
-            Self::Other => "OTHER",
-        }
-    }
-
-    pub fn from_str_lossy(s: &str) -> Self {
-        match s {
-            "VISA" => Self::Visa,
-            "MASTERCARD" => Self::Mastercard,
-            "UNIONPAY" => Self::UnionPay,
-            "AMEX" => Self::Amex,
-            "JCB" => Self::Jcb,
-            "DISCOVER" => Self::Discover,
-            _ => Self::Other,
-        }
-    }
-}
+pub use paybind_shared::model::{CardBrand, CardExpiry as Expiry};
 
 /// A card number that passed the length and Luhn checks: 12-19 digits.
 #[derive(Clone, PartialEq, Eq)]
@@ -126,42 +74,35 @@ pub fn luhn_valid(digits: &str) -> bool {
     sum % 10 == 0
 }
 
-/// A card's expiry, valid through the end of its month.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expiry {
-    pub month: u8,
-    pub year: u16,
-}
-
-impl Expiry {
-    /// `today` is (year, month) now; a card expiring this month is still good.
-    pub fn parse(month: i32, year: i32, today: (i32, u8)) -> Result<Self, Invalid> {
-        if !(1..=12).contains(&month) {
-            return Err(Invalid::new(
-                "INVALID_EXPIRY",
-                "expiry month must be 1 to 12",
-            ));
-        }
-        if !(2000..=2099).contains(&year) {
-            return Err(Invalid::new(
-                "INVALID_EXPIRY",
-                "expiry year must have four digits, e.g. 2030",
-            ));
-        }
-        if (year, month) < (today.0, i32::from(today.1)) {
-            return Err(Invalid::new("INVALID_EXPIRY", "the card has expired"));
-        }
-        if year > today.0 + 20 {
-            return Err(Invalid::new(
-                "INVALID_EXPIRY",
-                "expiry year is more than 20 years away",
-            ));
-        }
-        Ok(Self {
-            month: month as u8,
-            year: year as u16,
-        })
+/// Parses a card's expiry, valid through the end of its month: a card
+/// expiring this month is still good. Each error names the part at fault
+/// (`fields` are the month's and the year's request paths).
+pub fn parse_expiry(
+    month: i32,
+    year: i32,
+    today: LocalDate,
+    fields: (&'static str, &'static str),
+) -> Result<Expiry, Rejected> {
+    let invalid = |message: &str| Invalid::new("INVALID_EXPIRY", message.to_owned());
+    let month_ok = if (1..=12).contains(&month) {
+        Ok(month as u8)
+    } else {
+        Err(invalid("expiry month must be 1 to 12").at(fields.0))
+    };
+    let year_ok = if !(2000..=2099).contains(&year) {
+        Err(invalid("expiry year must have four digits, e.g. 2030").at(fields.1))
+    } else if year > today.year + 20 {
+        Err(invalid("expiry year is more than 20 years away").at(fields.1))
+    } else if year < today.year {
+        Err(invalid("the card has expired").at(fields.1))
+    } else {
+        Ok(year as u16)
+    };
+    let (month, year) = (month_ok, year_ok).all_ok()?;
+    if i32::from(year) == today.year && month < today.month {
+        return Err(invalid("the card has expired").at(fields.0));
     }
+    Ok(Expiry { month, year })
 }
 
 /// A card verification value: never stored, never logged.
@@ -170,13 +111,17 @@ pub struct Cvv(Zeroizing<String>);
 
 impl Cvv {
     /// 3 digits, or 4 for American Express.
-    pub fn parse(raw: &str, brand: CardBrand) -> Result<Self, Invalid> {
-        let want = if brand == CardBrand::Amex { 4 } else { 3 };
-        if raw.len() != want || !raw.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Invalid::new(
-                "INVALID_CVV",
-                format!("CVV must be {want} digits"),
-            ));
+    /// `brand` is `None` when the card number itself was refused: then
+    /// either length is accepted here, and the number's error is reported.
+    pub fn parse(raw: &str, brand: Option<CardBrand>) -> Result<Self, Invalid> {
+        let digits = raw.bytes().all(|b| b.is_ascii_digit());
+        let (ok, want) = match brand {
+            Some(CardBrand::Amex) => (raw.len() == 4, "4 digits"),
+            Some(_) => (raw.len() == 3, "3 digits"),
+            None => ((3..=4).contains(&raw.len()), "3 or 4 digits"),
+        };
+        if !ok || !digits {
+            return Err(Invalid::new("INVALID_CVV", format!("CVV must be {want}")));
         }
         Ok(Self(Zeroizing::new(raw.to_owned())))
     }
@@ -236,29 +181,45 @@ mod tests {
     }
 
     #[test]
-    fn expiry_rules() {
-        let today = (2026, 11);
-        assert!(Expiry::parse(11, 2026, today).is_ok(), "this month is fine");
-        assert!(
-            Expiry::parse(10, 2026, today).is_err(),
-            "last month has expired"
-        );
-        assert!(Expiry::parse(13, 2027, today).is_err());
-        assert!(Expiry::parse(1, 27, today).is_err(), "two-digit year");
+    fn expiry_rules_name_the_part_at_fault() {
+        let today = LocalDate {
+            year: 2026,
+            month: 11,
+            day: 25,
+        };
+        let parse = |m, y| parse_expiry(m, y, today, ("month", "year"));
+        let fields = |m, y| -> Vec<&str> {
+            parse(m, y)
+                .expect_err("refused")
+                .violations()
+                .iter()
+                .map(|v| v.field)
+                .collect()
+        };
+        assert!(parse(11, 2026).is_ok(), "this month is fine");
+        assert_eq!(fields(10, 2026), ["month"], "last month has expired");
+        assert_eq!(fields(12, 2020), ["year"], "an earlier year has expired");
+        assert_eq!(fields(13, 2027), ["month"]);
+        assert_eq!(fields(1, 27), ["year"], "two-digit year");
+        assert_eq!(fields(1, 2047), ["year"], "too far away");
+        assert_eq!(fields(0, 30), ["month", "year"], "both wrong");
         assert_eq!(
-            Expiry::parse(0, 2027, today).expect_err("month 0").reason,
+            parse(0, 2027).expect_err("month 0").first().reason,
             "INVALID_EXPIRY"
         );
     }
 
     #[test]
     fn cvv_length_depends_on_brand() {
-        assert!(Cvv::parse("123", CardBrand::Visa).is_ok());
-        assert!(Cvv::parse("1234", CardBrand::Visa).is_err());
-        assert!(Cvv::parse("1234", CardBrand::Amex).is_ok());
-        assert!(Cvv::parse("12a", CardBrand::Visa).is_err());
+        let visa = Some(CardBrand::Visa);
+        assert!(Cvv::parse("123", visa).is_ok());
+        assert!(Cvv::parse("1234", visa).is_err());
+        assert!(Cvv::parse("1234", Some(CardBrand::Amex)).is_ok());
+        assert!(Cvv::parse("12a", visa).is_err());
+        assert!(Cvv::parse("1234", None).is_ok(), "brand unknown");
+        assert!(Cvv::parse("12", None).is_err());
         assert_eq!(
-            format!("{:?}", Cvv::parse("123", CardBrand::Visa).expect("ok")),
+            format!("{:?}", Cvv::parse("123", visa).expect("ok")),
             "Cvv(***)"
         );
     }
@@ -291,7 +252,7 @@ mod tests {
         #[test]
         fn parsing_never_panics(raw in "\\PC{0,40}") {
             let _ = CardNumber::parse(&raw);
-            let _ = Cvv::parse(&raw, CardBrand::Visa);
+            let _ = Cvv::parse(&raw, Some(CardBrand::Visa));
         }
     }
 }

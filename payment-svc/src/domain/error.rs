@@ -3,44 +3,17 @@
 //! or token ever reaches a message).
 use std::time::Duration;
 
+use paybind_shared::{db::StoreError, model::SessionStatus};
+
 use super::acquirer::DeclineReason;
-use crate::store::StoreError;
 
-/// A value that failed its parse: the reason code and a message for a human.
-/// The request field is attached by the caller, which knows the path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Invalid {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl Invalid {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    /// Names the request field at fault, e.g. `card.number`.
-    pub fn at(self, field: &'static str) -> DomainError {
-        DomainError::Invalid {
-            field,
-            reason: self.reason,
-            message: self.message,
-        }
-    }
-}
+pub use paybind_shared::fields::{Invalid, Rejected};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
-    #[error("{message}")]
-    Invalid {
-        field: &'static str,
-        reason: &'static str,
-        message: String,
-    },
+    /// One or more request fields were refused; nothing changed.
+    #[error("{0}")]
+    Invalid(#[from] Rejected),
     #[error("the client certificate does not belong to a registered merchant")]
     UnknownMerchant,
     #[error("this merchant is not allowed to send card data itself (direct entry)")]
@@ -51,9 +24,9 @@ pub enum DomainError {
     SessionExpired,
     #[error("the bind session has failed after too many attempts; start a new one")]
     SessionFailed,
-    #[error("the bind session is {status}; {hint}")]
+    #[error("the bind session is {}; {hint}", describe(*status))]
     SessionState {
-        status: &'static str,
+        status: SessionStatus,
         hint: &'static str,
     },
     #[error("the card was declined ({reason}); {attempts_left} attempt(s) left")]
@@ -94,6 +67,17 @@ pub enum DomainError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// A session status in words, for messages.
+fn describe(status: SessionStatus) -> &'static str {
+    match status {
+        SessionStatus::Open => "open",
+        SessionStatus::AwaitingVerification => "awaiting verification",
+        SessionStatus::Completed => "completed",
+        SessionStatus::Failed => "failed",
+        SessionStatus::Expired => "expired",
+    }
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;

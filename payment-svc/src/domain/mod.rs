@@ -1,15 +1,15 @@
 //! The payment institution's rules: bind sessions and their state machine,
 //! the card vault, bindings and their tokens, payments, refunds and limits.
-//! Nothing here knows about gRPC or HTML; handlers and pages both call in.
+//! Nothing here knows about gRPC or HTML; handlers and pages both call in,
+//! with values already parsed into the types of `model`.
 use std::sync::Arc;
 
 pub mod acquirer;
 pub mod bindings;
 pub mod card;
-pub mod clock;
 pub mod error;
-pub mod fields;
 pub mod merchants;
+pub mod model;
 pub mod otp;
 pub mod payments;
 pub mod sessions;
@@ -20,51 +20,18 @@ pub mod vault;
 
 use acquirer::Acquirer;
 use merchants::MerchantDirectory;
+use paybind_shared::{
+    batch::Batcher,
+    clock::{self, LocalDate},
+};
 use sms::SmsSender;
 use token::TokenCodec;
 use vault::{KeyedHasher, Vault};
 
-use paybind_shared::batch::Batcher;
-
-use crate::store::{PaymentOutcome, PaymentRow, ReserveOutcome, ReservePayment, Store};
-
-impl Services {
-    /// The batch writers of the hot path, over `store`.
-    pub fn pay_writers(
-        store: Arc<dyn Store>,
-    ) -> (
-        Batcher<ReservePayment, ReserveOutcome>,
-        Batcher<PaymentOutcome, Option<PaymentRow>>,
-    ) {
-        // SQLite has one writer: a second batch in flight would only wait for
-        // it, and take requests away from the batch being formed.
-        let in_flight = if store.backend() == "sqlite" { 1 } else { 4 };
-        let reserve_store = store.clone();
-        let reservations = Batcher::spawn(in_flight, move |requests: Vec<ReservePayment>| {
-            let store = reserve_store.clone();
-            async move {
-                store
-                    .reserve_payments(&requests)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        });
-        let outcomes = Batcher::spawn(in_flight, move |outcomes: Vec<PaymentOutcome>| {
-            let store = store.clone();
-            async move {
-                let rows = store
-                    .finalize_payments(&outcomes)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(outcomes
-                    .iter()
-                    .map(|o| rows.iter().find(|p| p.id == o.payment_id).cloned())
-                    .collect())
-            }
-        });
-        (reservations, outcomes)
-    }
-}
+use crate::{
+    domain::model::Payment,
+    store::{PaymentOutcome, ReserveOutcome, ReservePayment, Store},
+};
 
 /// Tunables of the domain, from configuration.
 #[derive(Debug, Clone)]
@@ -74,7 +41,7 @@ pub struct Policy {
     /// How long a bind session stays open.
     pub session_ttl_ms: i64,
     /// Card submissions (declines, failed payments) allowed per session.
-    pub max_card_attempts: i64,
+    pub max_card_attempts: u32,
     /// Base URL of the binding pages, e.g. `http://localhost:8081`.
     pub public_base_url: String,
 }
@@ -91,17 +58,52 @@ pub struct Services {
     /// Pay's two writes, each in batches (group commit): the reservation
     /// and the outcome.
     pub reservations: Batcher<ReservePayment, ReserveOutcome>,
-    pub outcomes: Batcher<PaymentOutcome, Option<PaymentRow>>,
+    pub outcomes: Batcher<PaymentOutcome, Option<Payment>>,
     pub sms: Arc<dyn SmsSender>,
     pub policy: Policy,
 }
 
 impl Services {
-    fn today(&self, now_ms: i64) -> i64 {
-        i64::from(clock::day_number(now_ms, self.policy.utc_offset_minutes))
+    /// The batch writers of the hot path, over `store`.
+    pub fn pay_writers(
+        store: Arc<dyn Store>,
+    ) -> (
+        Batcher<ReservePayment, ReserveOutcome>,
+        Batcher<PaymentOutcome, Option<Payment>>,
+    ) {
+        let in_flight = store.backend().batches_in_flight();
+        let reserve_store = store.clone();
+        let reservations = Batcher::spawn(in_flight, move |requests: Vec<ReservePayment>| {
+            let store = reserve_store.clone();
+            async move {
+                store
+                    .reserve_payments(&requests)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let outcomes = Batcher::spawn(in_flight, move |outcomes: Vec<PaymentOutcome>| {
+            let store = store.clone();
+            async move {
+                let settled = store
+                    .finalize_payments(&outcomes)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(outcomes
+                    .iter()
+                    .map(|o| settled.iter().find(|p| p.id == o.payment_id).cloned())
+                    .collect())
+            }
+        });
+        (reservations, outcomes)
     }
 
-    fn local_date(&self, now_ms: i64) -> (i32, u8, u8) {
+    /// Today's day number in the limits' time zone.
+    fn today(&self, now_ms: i64) -> i64 {
+        clock::day_number(now_ms, self.policy.utc_offset_minutes)
+    }
+
+    fn local_date(&self, now_ms: i64) -> LocalDate {
         clock::local_date(now_ms, self.policy.utc_offset_minutes)
     }
 }

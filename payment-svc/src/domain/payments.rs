@@ -8,21 +8,25 @@
 //! charges again.
 use std::time::Duration;
 
-use paybind_shared::{ids::new_id, money::Money};
+use paybind_shared::{
+    clock::now_ms,
+    fields::request_hash,
+    ids::{BindingToken, IdempotencyKey, MerchantUserId, OrderId, PaymentId, RefundId},
+    model::RefundStatus,
+    money::Money,
+};
 
 use super::{
     acquirer::{AcquirerError, CardRef},
-    card::{CardNumber, Expiry},
-    clock::now_ms,
+    card::CardNumber,
     error::{DomainError, DomainResult, Invalid},
-    fields,
     merchants::Merchant,
-    vault::{Purpose, Sealed},
+    model::{ChargeableCard, Payment, PaymentState, Refund},
+    vault::Purpose,
     Services,
 };
 use crate::store::{
-    PaymentOutcome, PaymentRow, RefundReserveOutcome, RefundRow, ReserveOutcome, ReservePayment,
-    ReserveRefund, VaultedCard,
+    PaymentOutcome, RefundReserveOutcome, ReserveOutcome, ReservePayment, ReserveRefund,
 };
 
 /// How long a duplicate waits for the first request's outcome.
@@ -31,66 +35,65 @@ const DUPLICATE_WAIT: Duration = Duration::from_secs(3);
 /// retry finishes it.
 const ABANDONED_AFTER_MS: i64 = 10_000;
 
-/// A Pay request, parsed.
+/// A Pay request, parsed. (`Debug` masks the token.)
 #[derive(Debug, Clone)]
 pub struct PayInput {
-    pub token: String,
-    pub merchant_user_id: String,
-    pub order_id: String,
+    pub token: BindingToken,
+    pub merchant_user_id: MerchantUserId,
+    pub order_id: OrderId,
     pub amount: Money,
     pub description: String,
-    pub idempotency_key: String,
+    pub idempotency_key: IdempotencyKey,
 }
 
 /// A Refund request, parsed.
 #[derive(Debug, Clone)]
 pub struct RefundInput {
-    pub payment_id: String,
+    pub payment_id: PaymentId,
     pub amount: Money,
     pub reason: String,
-    pub idempotency_key: String,
+    pub idempotency_key: IdempotencyKey,
 }
 
 impl Services {
-    pub async fn pay(&self, merchant: &Merchant, input: PayInput) -> DomainResult<PaymentRow> {
+    pub async fn pay(&self, merchant: &Merchant, input: PayInput) -> DomainResult<Payment> {
         if input.amount.currency() != merchant.currency {
             return Err(Invalid::new(
                 "CURRENCY_NOT_ACCEPTED",
                 format!("this merchant charges in {}", merchant.currency),
             )
-            .at("amount.currency"));
+            .at("amount.currency")
+            .into());
         }
         let binding_id =
             self.binding_id_from_token(merchant, &input.token, &input.merchant_user_id)?;
         let amount_text = input.amount.amount_minor().to_string();
         // The binding is left out: a retry of the same order after the user
         // re-bound finds the first payment instead of failing the key.
-        let request_hash = fields::request_hash(&[
-            &input.merchant_user_id,
-            &input.order_id,
+        let request_hash = request_hash(&[
+            input.merchant_user_id.as_str(),
+            input.order_id.as_str(),
             &amount_text,
             input.amount.currency().code(),
             &input.description,
         ]);
         let now = now_ms();
+        let payment_id = PaymentId::generate();
         let request = ReservePayment {
-            payment_id: new_id("pay"),
+            payment_id: payment_id.clone(),
             merchant_id: merchant.id.clone(),
             binding_id,
             merchant_user_id: input.merchant_user_id,
             order_id: input.order_id,
-            amount_minor: input.amount.amount_minor(),
-            currency: input.amount.currency().code().to_owned(),
+            amount: input.amount,
             description: input.description,
             idempotency_key: input.idempotency_key,
             request_hash: request_hash.clone(),
             day: self.today(now),
             now_ms: now,
         };
-        match self.reservations.submit(request.clone()).await? {
-            ReserveOutcome::Reserved(card) => {
-                self.charge(&request.payment_id, &card, input.amount).await
-            }
+        match self.reservations.submit(request).await? {
+            ReserveOutcome::Reserved(card) => self.charge(&payment_id, &card, input.amount).await,
             ReserveOutcome::Existing(existing) => {
                 if existing.request_hash.as_deref() != Some(request_hash.as_str()) {
                     return Err(DomainError::IdempotencyKeyReused);
@@ -106,7 +109,8 @@ impl Services {
                 "CURRENCY_NOT_ACCEPTED",
                 "the binding's limits are in another currency",
             )
-            .at("amount.currency")),
+            .at("amount.currency")
+            .into()),
             ReserveOutcome::LimitExceeded {
                 per_payment_limit,
                 remaining_today,
@@ -120,49 +124,34 @@ impl Services {
     /// Asks the acquirer and records the outcome of a reserved payment.
     async fn charge(
         &self,
-        payment_id: &str,
-        card: &VaultedCard,
+        payment_id: &PaymentId,
+        card: &ChargeableCard,
         amount: Money,
-    ) -> DomainResult<PaymentRow> {
-        let digits = self.vault.open_string(
-            Purpose::CardNumber,
-            &Sealed {
-                key_id: card.pan_key_id.clone(),
-                blob: card.pan_ct.clone(),
-            },
-        )?;
-        let number =
-            CardNumber::parse(&digits).map_err(|_| anyhow::anyhow!("vaulted card is not valid"))?;
+    ) -> DomainResult<Payment> {
+        let number = self.open_card(card)?;
         let card = CardRef {
             number: &number,
-            expiry: Expiry {
-                month: card.exp_month as u8,
-                year: card.exp_year as u16,
-            },
+            expiry: card.expiry,
             cvv: None,
         };
-        let (status, decline_reason, acquirer_ref) =
-            match self.acquirer.charge(payment_id, &card, amount).await {
-                Ok(reference) => ("SUCCEEDED", None, Some(reference)),
-                Err(AcquirerError::Declined(reason)) => {
-                    ("DECLINED", Some(reason.as_str().to_owned()), None)
-                }
-                Err(AcquirerError::Unavailable(why)) => {
-                    // Left PENDING: a retry with the same key finishes it.
-                    tracing::warn!(payment_id, %why, "acquirer unavailable; payment left pending");
-                    return Err(DomainError::AcquirerUnavailable);
-                }
-            };
+        let state = match self.acquirer.charge(payment_id, &card, amount).await {
+            Ok(acquirer_ref) => PaymentState::Succeeded { acquirer_ref },
+            Err(AcquirerError::Declined(reason)) => PaymentState::Declined { reason },
+            Err(AcquirerError::Unavailable(why)) => {
+                // Left PENDING: a retry with the same key finishes it.
+                tracing::warn!(%payment_id, %why, "acquirer unavailable; payment left pending");
+                return Err(DomainError::AcquirerUnavailable);
+            }
+        };
+        let status = state.status();
         let outcome = PaymentOutcome {
-            payment_id: payment_id.to_owned(),
-            status: status.to_owned(),
-            decline_reason,
-            acquirer_ref,
+            payment_id: payment_id.clone(),
+            state,
             now_ms: now_ms(),
         };
         match self.outcomes.submit(outcome).await {
             Ok(Some(payment)) => {
-                tracing::info!(payment_id, status, "payment settled");
+                tracing::info!(%payment_id, ?status, "payment settled");
                 Ok(payment)
             }
             // Settled meanwhile by a retry that finished it: read that.
@@ -175,22 +164,24 @@ impl Services {
             // payment stays PENDING and a retry with the same key finishes it
             // (the acquirer is idempotent by payment id).
             Err(e) => {
-                tracing::error!(payment_id, error = %e, "could not record a payment outcome");
+                tracing::error!(%payment_id, error = %e, "could not record a payment outcome");
                 Err(DomainError::RequestInProgress)
             }
         }
     }
 
+    /// The card number of a vaulted card, for the acquirer.
+    pub(super) fn open_card(&self, card: &ChargeableCard) -> DomainResult<CardNumber> {
+        let digits = self.vault.open_string(Purpose::CardNumber, &card.pan)?;
+        Ok(CardNumber::parse(&digits).map_err(|_| anyhow::anyhow!("vaulted card is not valid"))?)
+    }
+
     /// A payment found by its idempotency key: returned once it is settled.
     /// A duplicate arriving while the first request is in flight waits for
     /// it; one whose first request was abandoned finishes it.
-    async fn settled(
-        &self,
-        merchant: &Merchant,
-        mut payment: PaymentRow,
-    ) -> DomainResult<PaymentRow> {
+    async fn settled(&self, merchant: &Merchant, mut payment: Payment) -> DomainResult<Payment> {
         let started = tokio::time::Instant::now();
-        while payment.status == "PENDING" {
+        while payment.state == PaymentState::Pending {
             if now_ms() - payment.created_ms > ABANDONED_AFTER_MS {
                 return self.finish_abandoned(merchant, payment).await;
             }
@@ -210,8 +201,8 @@ impl Services {
     async fn finish_abandoned(
         &self,
         merchant: &Merchant,
-        payment: PaymentRow,
-    ) -> DomainResult<PaymentRow> {
+        payment: Payment,
+    ) -> DomainResult<Payment> {
         let binding_id = payment
             .binding_id
             .clone()
@@ -221,25 +212,15 @@ impl Services {
             .get_binding(&merchant.id, &binding_id)
             .await?
             .ok_or(DomainError::TokenNotFound)?;
-        let amount = Money::parse(payment.amount_minor, &payment.currency)
-            .map_err(|e| anyhow::anyhow!("stored amount: {e}"))?;
-        let card = VaultedCard {
-            pan_ct: binding.pan_ct,
-            pan_key_id: binding.pan_key_id,
-            exp_month: binding.exp_month,
-            exp_year: binding.exp_year,
-        };
-        self.charge(&payment.id, &card, amount).await
+        self.charge(&payment.id, &binding.card.chargeable(), payment.amount)
+            .await
     }
 
     pub async fn get_payment(
         &self,
         merchant: &Merchant,
-        payment_id: &str,
-    ) -> DomainResult<PaymentRow> {
-        if payment_id.is_empty() || payment_id.len() > 64 {
-            return Err(DomainError::PaymentNotFound);
-        }
+        payment_id: &PaymentId,
+    ) -> DomainResult<Payment> {
         self.store
             .get_payment(&merchant.id, payment_id)
             .await?
@@ -251,21 +232,20 @@ impl Services {
         &self,
         merchant: &Merchant,
         input: RefundInput,
-    ) -> DomainResult<(RefundRow, PaymentRow)> {
+    ) -> DomainResult<(Refund, Payment)> {
         let amount_text = input.amount.amount_minor().to_string();
-        let request_hash = fields::request_hash(&[
-            &input.payment_id,
+        let request_hash = request_hash(&[
+            input.payment_id.as_str(),
             &amount_text,
             input.amount.currency().code(),
             &input.reason,
         ]);
         let now = now_ms();
         let request = ReserveRefund {
-            refund_id: new_id("rfd"),
+            refund_id: RefundId::generate(),
             merchant_id: merchant.id.clone(),
             payment_id: input.payment_id.clone(),
-            amount_minor: input.amount.amount_minor(),
-            currency: input.amount.currency().code().to_owned(),
+            amount: input.amount,
             reason: input.reason,
             idempotency_key: input.idempotency_key,
             request_hash: request_hash.clone(),
@@ -278,7 +258,7 @@ impl Services {
                     return Err(DomainError::IdempotencyKeyReused);
                 }
                 let payment = self.get_payment(merchant, &existing.payment_id).await?;
-                if existing.status != "PENDING" {
+                if existing.status != RefundStatus::Pending {
                     return Ok((existing, payment));
                 }
                 (existing, payment)
@@ -290,21 +270,21 @@ impl Services {
                     "CURRENCY_NOT_ACCEPTED",
                     "a refund is in the payment's currency",
                 )
-                .at("amount.currency"))
+                .at("amount.currency")
+                .into())
             }
             RefundReserveOutcome::Exceeds { refundable } => {
                 return Err(DomainError::RefundExceedsPayment { refundable })
             }
         };
-        let acquirer_ref = payment
-            .acquirer_ref
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("succeeded payment without acquirer reference"))?;
-        let amount = Money::parse(refund.amount_minor, &refund.currency)
-            .map_err(|e| anyhow::anyhow!("stored refund amount: {e}"))?;
+        let PaymentState::Succeeded { acquirer_ref } = &payment.state else {
+            return Err(
+                anyhow::anyhow!("refund {} of a payment that did not succeed", refund.id).into(),
+            );
+        };
         let succeeded = match self
             .acquirer
-            .refund(&refund.id, &acquirer_ref, amount)
+            .refund(&refund.id, acquirer_ref, refund.amount)
             .await
         {
             Ok(()) => true,
@@ -321,7 +301,7 @@ impl Services {
             .store
             .finalize_refund(&refund.id, succeeded, now_ms())
             .await?;
-        tracing::info!(refund_id = %refund.id, payment_id = %payment.id, status = %refund.status, "refund settled");
+        tracing::info!(refund_id = %refund.id, payment_id = %payment.id, status = ?refund.status, "refund settled");
         Ok((refund, payment))
     }
 }

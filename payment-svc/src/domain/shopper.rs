@@ -1,40 +1,12 @@
-//! The shopper's personal information: name, PRC resident ID number, phone.
-//! The ID number is a secret: `Debug` shows only its last character.
+//! The shopper's personal information: name, PRC resident ID number, phone
+//! (name and phone are parsed as the shop parses them, in `shared`). The ID
+//! number is a secret: `Debug` shows only its last character.
 use std::fmt;
 
+use paybind_shared::{clock::LocalDate, fields::Invalid};
 use zeroize::Zeroizing;
 
-use super::error::Invalid;
-
-/// A person's name as on their ID: 1-100 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FullName(String);
-
-impl FullName {
-    pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err(Invalid::new("INVALID_ARGUMENT", "full name is required"));
-        }
-        if name.chars().count() > 100 {
-            return Err(Invalid::new(
-                "INVALID_ARGUMENT",
-                "full name must be at most 100 characters",
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(Invalid::new(
-                "INVALID_ARGUMENT",
-                "full name must not contain control characters",
-            ));
-        }
-        Ok(Self(name.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use paybind_shared::person::{FullName, Phone};
 
 /// An 18-character PRC resident identity number (GB 11643-1999): 17 digits
 /// (region, birth date, sequence) and a check character, 0-9 or X.
@@ -55,8 +27,8 @@ pub fn id_check_char(first17: &[u8]) -> u8 {
 }
 
 impl IdNumber {
-    /// `today` is (year, month, day) now, to refuse birth dates in the future.
-    pub fn parse(raw: &str, today: (i32, u8, u8)) -> Result<Self, Invalid> {
+    /// `today` is the date now, to refuse birth dates in the future.
+    pub fn parse(raw: &str, today: LocalDate) -> Result<Self, Invalid> {
         let invalid = |why: &str| Invalid::new("INVALID_ID_NUMBER", why.to_owned());
         let id: Zeroizing<String> = Zeroizing::new(raw.trim().to_ascii_uppercase());
         let bytes = id.as_bytes();
@@ -74,7 +46,7 @@ impl IdNumber {
         let (year, month, day) = (num(6..10), num(10..12), num(12..14));
         if !valid_date(year, month, day)
             || year < 1900
-            || (year, month, day) > (today.0, i32::from(today.1), i32::from(today.2))
+            || (year, month, day) > (today.year, i32::from(today.month), i32::from(today.day))
         {
             return Err(invalid("ID number contains an invalid birth date"));
         }
@@ -107,58 +79,16 @@ impl fmt::Debug for IdNumber {
     }
 }
 
-/// A mainland China mobile number, kept as E.164: `+86` and 11 digits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Phone(String);
-
-impl Phone {
-    /// Accepts `13800138000`, `+86 138 0013 8000`, `0086-13800138000`.
-    pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let compact: String = raw
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
-            .collect();
-        let national = compact
-            .strip_prefix("+86")
-            .or_else(|| compact.strip_prefix("0086"))
-            .unwrap_or(&compact);
-        let b = national.as_bytes();
-        if b.len() != 11
-            || !b.iter().all(u8::is_ascii_digit)
-            || b[0] != b'1'
-            || !(b'3'..=b'9').contains(&b[1])
-        {
-            return Err(Invalid::new(
-                "INVALID_PHONE",
-                "phone must be a mainland China mobile number, e.g. +8613800138000",
-            ));
-        }
-        Ok(Self(format!("+86{national}")))
-    }
-
-    /// `+8613800138000`.
-    pub fn e164(&self) -> &str {
-        &self.0
-    }
-
-    /// `+86 138****8000`: what the shopper and merchant are shown.
-    pub fn masked(&self) -> String {
-        let n = &self.0[3..];
-        format!("+86 {}****{}", &n[..3], &n[7..])
-    }
-
-    /// Rebuilds a phone read back from the store (already validated once).
-    pub fn from_stored(e164: String) -> Self {
-        Self(e164)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const TODAY: (i32, u8, u8) = (2026, 11, 25);
+    const TODAY: LocalDate = LocalDate {
+        year: 2026,
+        month: 11,
+        day: 25,
+    };
 
     #[test]
     fn accepts_valid_id_numbers() {
@@ -197,32 +127,6 @@ mod tests {
         assert_eq!(format!("{id:?}"), "IdNumber(*****************X)");
     }
 
-    #[test]
-    fn phones_are_normalised_and_masked() {
-        for raw in ["13800138000", "+86 138 0013 8000", "0086-13800138000"] {
-            let p = Phone::parse(raw).expect(raw);
-            assert_eq!(p.e164(), "+8613800138000");
-            assert_eq!(p.masked(), "+86 138****8000");
-        }
-        for bad in [
-            "",
-            "12800138000",
-            "1380013800",
-            "+1 415 555 0100",
-            "138001380001",
-        ] {
-            assert_eq!(Phone::parse(bad).expect_err(bad).reason, "INVALID_PHONE");
-        }
-    }
-
-    #[test]
-    fn names() {
-        assert_eq!(FullName::parse("  张三 ").expect("ok").as_str(), "张三");
-        assert!(FullName::parse("   ").is_err());
-        assert!(FullName::parse(&"a".repeat(101)).is_err());
-        assert!(FullName::parse("a\u{0}b").is_err());
-    }
-
     proptest! {
         #[test]
         fn any_valid_body_with_its_check_char_is_accepted(
@@ -241,8 +145,6 @@ mod tests {
         #[test]
         fn parsing_never_panics(raw in "\\PC{0,30}") {
             let _ = IdNumber::parse(&raw, TODAY);
-            let _ = Phone::parse(&raw);
-            let _ = FullName::parse(&raw);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::{io::Write, path::PathBuf, sync::Mutex};
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::shopper::Phone;
+use paybind_shared::{clock::now_ms, person::Phone};
 
 #[async_trait]
 pub trait SmsSender: Send + Sync + 'static {
@@ -68,7 +68,7 @@ impl SmsSender for DevOutbox {
         let message = OutboxMessage {
             to: to.e164().to_owned(),
             text: text.to_owned(),
-            sent_at_ms: super::clock::now_ms(),
+            sent_at_ms: now_ms(),
         };
         if let Some(path) = &self.file {
             let mut line = serde_json::to_vec(&message)?;

@@ -11,6 +11,7 @@
 //!   computing the MAC again;
 //! - is checked in memory before any database round trip.
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use paybind_shared::ids::{BindingId, BindingToken, MerchantId, MerchantUserId};
 use subtle::ConstantTimeEq;
 
 use super::vault::KeyedHasher;
@@ -26,26 +27,21 @@ pub struct TokenCodec {
     hasher: KeyedHasher,
 }
 
-/// The random part of a binding id (`bnd_<32 hex>`).
-pub fn binding_id_from_raw(raw: &[u8; ID_LEN]) -> String {
-    format!("bnd_{}", hex::encode(raw))
-}
-
-fn raw_from_binding_id(id: &str) -> Option<[u8; ID_LEN]> {
-    let hex_part = id.strip_prefix("bnd_")?;
-    hex::decode(hex_part).ok()?.try_into().ok()
-}
-
 impl TokenCodec {
     pub fn new(hasher: KeyedHasher) -> Self {
         Self { hasher }
     }
 
-    fn mac(&self, merchant_id: &str, merchant_user_id: &str, raw: &[u8; ID_LEN]) -> [u8; MAC_LEN] {
+    fn mac(
+        &self,
+        merchant_id: &MerchantId,
+        merchant_user_id: &MerchantUserId,
+        raw: &[u8; ID_LEN],
+    ) -> [u8; MAC_LEN] {
         let full = self.hasher.mac(&[
             b"paybind/binding-token/v1",
-            merchant_id.as_bytes(),
-            merchant_user_id.as_bytes(),
+            merchant_id.as_str().as_bytes(),
+            merchant_user_id.as_str().as_bytes(),
             raw,
         ]);
         let mut out = [0u8; MAC_LEN];
@@ -56,27 +52,30 @@ impl TokenCodec {
     /// The token of a binding; `None` only for a malformed binding id.
     pub fn token_for(
         &self,
-        merchant_id: &str,
-        merchant_user_id: &str,
-        binding_id: &str,
-    ) -> Option<String> {
-        let raw = raw_from_binding_id(binding_id)?;
+        merchant_id: &MerchantId,
+        merchant_user_id: &MerchantUserId,
+        binding_id: &BindingId,
+    ) -> Option<BindingToken> {
+        let raw = binding_id.raw()?;
         let mut bytes = Vec::with_capacity(1 + ID_LEN + MAC_LEN);
         bytes.push(KEY_ID);
         bytes.extend_from_slice(&raw);
         bytes.extend_from_slice(&self.mac(merchant_id, merchant_user_id, &raw));
-        Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+        Some(BindingToken::from_trusted(format!(
+            "{PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(bytes)
+        )))
     }
 
     /// The binding id a token names, if the token is well formed and was
     /// issued to this merchant for this user. Constant-time MAC comparison.
     pub fn binding_id_of(
         &self,
-        token: &str,
-        merchant_id: &str,
-        merchant_user_id: &str,
-    ) -> Option<String> {
-        let body = token.strip_prefix(PREFIX)?;
+        token: &BindingToken,
+        merchant_id: &MerchantId,
+        merchant_user_id: &MerchantUserId,
+    ) -> Option<BindingId> {
+        let body = token.expose().strip_prefix(PREFIX)?;
         if body.len() > 64 {
             return None;
         }
@@ -87,7 +86,7 @@ impl TokenCodec {
         let raw: [u8; ID_LEN] = bytes[1..1 + ID_LEN].try_into().ok()?;
         let expected = self.mac(merchant_id, merchant_user_id, &raw);
         if bool::from(expected.ct_eq(&bytes[1 + ID_LEN..])) {
-            Some(binding_id_from_raw(&raw))
+            Some(BindingId::from_raw(&raw))
         } else {
             None
         }
@@ -106,33 +105,44 @@ mod tests {
         )
     }
 
+    fn m(id: &str) -> MerchantId {
+        MerchantId::parse(id).expect("merchant")
+    }
+
+    fn u(id: &str) -> MerchantUserId {
+        MerchantUserId::parse(id).expect("user")
+    }
+
     #[test]
     fn token_round_trips_for_its_merchant_and_user_only() {
         let c = codec(1);
-        let id = binding_id_from_raw(&rand::random());
-        let token = c.token_for("m1", "u1", &id).expect("token");
-        assert!(token.starts_with("pbt_"));
-        assert!(!token.contains(&id[4..]), "the id is not visible as hex");
-        assert_eq!(
-            c.binding_id_of(&token, "m1", "u1").as_deref(),
-            Some(id.as_str())
+        let id = BindingId::from_raw(&rand::random());
+        let token = c.token_for(&m("m1"), &u("u1"), &id).expect("token");
+        assert!(token.expose().starts_with("pbt_"));
+        assert!(
+            !token.expose().contains(&id.as_str()[4..]),
+            "the id is not visible as hex"
         );
         assert_eq!(
-            c.binding_id_of(&token, "m2", "u1"),
+            c.binding_id_of(&token, &m("m1"), &u("u1")),
+            Some(id.clone())
+        );
+        assert_eq!(
+            c.binding_id_of(&token, &m("m2"), &u("u1")),
             None,
             "another merchant"
         );
-        assert_eq!(c.binding_id_of(&token, "m1", "u2"), None, "another user");
         assert_eq!(
-            codec(2).binding_id_of(&token, "m1", "u1"),
+            c.binding_id_of(&token, &m("m1"), &u("u2")),
+            None,
+            "another user"
+        );
+        assert_eq!(
+            codec(2).binding_id_of(&token, &m("m1"), &u("u1")),
             None,
             "another key"
         );
-        assert_eq!(
-            c.token_for("m1", "u1", &id).as_deref(),
-            Some(token.as_str()),
-            "stable"
-        );
+        assert_eq!(c.token_for(&m("m1"), &u("u1"), &id), Some(token), "stable");
     }
 
     #[test]
@@ -145,14 +155,19 @@ mod tests {
             "abc",
             &format!("pbt_{}", "A".repeat(500)),
         ] {
-            assert_eq!(c.binding_id_of(bad, "m1", "u1"), None);
+            let bad = BindingToken::from_trusted(bad.to_owned());
+            assert_eq!(c.binding_id_of(&bad, &m("m1"), &u("u1")), None);
         }
-        let id = binding_id_from_raw(&[9; 16]);
-        let mut token = c.token_for("m1", "u1", &id).expect("token");
+        let id = BindingId::from_raw(&[9; 16]);
+        let mut token = c
+            .token_for(&m("m1"), &u("u1"), &id)
+            .expect("token")
+            .expose()
+            .to_owned();
         let last = token.pop().expect("char");
         token.push(if last == 'A' { 'B' } else { 'A' });
         assert_eq!(
-            c.binding_id_of(&token, "m1", "u1"),
+            c.binding_id_of(&BindingToken::from_trusted(token), &m("m1"), &u("u1")),
             None,
             "one character changed"
         );

@@ -1,71 +1,60 @@
-//! Wire ⇄ domain. Requests are destructured whole, so a new proto field does
-//! not compile until it is handled here.
+//! Wire ⇄ domain, and nothing else. Requests are destructured whole, so a
+//! new proto field does not compile until it is handled here, and every
+//! field is parsed before any is refused, so a client learns all it must
+//! fix at once.
 use paybind_proto::payment::v1 as pb;
-use paybind_shared::money::{Money, MoneyError};
+use paybind_shared::{
+    fields::{free_text, page_size, AllOk, At, Invalid, PageCursor, Rejected},
+    ids::{BindingToken, IdempotencyKey, MerchantUserId, OrderId, PaymentId},
+    model::Presentation,
+    person::{FullName, Phone},
+    wire::{
+        amount_to_wire, binding_status_to_wire, card_brand_to_wire, money_from_wire, money_to_wire,
+        payment_status_to_wire, presentation_from_wire, presentation_to_wire,
+        refund_status_to_wire, session_status_to_wire, timestamp,
+    },
+};
 
 use crate::domain::{
-    bindings::BindingView,
-    card::CardBrand,
-    clock::timestamp,
-    error::{DomainError, DomainResult, Invalid},
-    fields,
+    bindings::{BindingListing, BindingView},
+    model::{AttemptError, Payment, PaymentState, Refund, SessionKind, SessionState},
     payments::{PayInput, RefundInput},
-    sessions::{NewSession, PaymentDetails, Presentation, SessionStatus, SessionView, KIND_BIND},
-    shopper::{FullName, Phone},
+    sessions::{NewSession, PaymentDetails, SessionView},
 };
-use crate::store::{PaymentRow, RefundRow};
 
-pub fn money(m: Option<&pb::Money>, field: &'static str) -> DomainResult<Money> {
-    let m = m.ok_or_else(|| Invalid::new("INVALID_AMOUNT", "amount is required").at(field))?;
-    Money::parse(m.amount_minor, &m.currency).map_err(|e| {
-        let reason = match e {
-            MoneyError::UnknownCurrency(_) => "UNKNOWN_CURRENCY",
-            MoneyError::NotPositive | MoneyError::TooLarge => "INVALID_AMOUNT",
-        };
-        Invalid::new(reason, e.to_string()).at(field)
-    })
+/// Free text fields of requests: descriptions and reasons.
+const TEXT_MAX: usize = 200;
+
+/// Payment-svc requires a presentation: unset is refused like an unknown one.
+fn presentation(value: i32) -> Result<Presentation, Rejected> {
+    presentation_from_wire(value)
+        .and_then(|p| {
+            p.ok_or_else(|| {
+                Invalid::argument("presentation is required: REDIRECT, EMBEDDED or POPUP")
+            })
+        })
+        .at("presentation")
 }
 
-fn presentation(value: i32) -> DomainResult<Presentation> {
-    match pb::Presentation::try_from(value) {
-        Ok(pb::Presentation::Redirect) => Ok(Presentation::Redirect),
-        Ok(pb::Presentation::Embedded) => Ok(Presentation::Embedded),
-        Ok(pb::Presentation::Popup) => Ok(Presentation::Popup),
-        _ => Err(Invalid::new(
-            "INVALID_ARGUMENT",
-            "presentation must be REDIRECT, EMBEDDED or POPUP",
-        )
-        .at("presentation")),
-    }
-}
-
-fn user_id(raw: &str) -> DomainResult<String> {
-    fields::identifier(raw, "merchant_user_id").map_err(|e| e.at("merchant_user_id"))
-}
-
-fn key(raw: &str) -> DomainResult<String> {
-    fields::idempotency_key(raw).map_err(|e| e.at("idempotency_key"))
-}
-
-fn prefill(p: Option<pb::ShopperPrefill>) -> DomainResult<(Option<FullName>, Option<Phone>)> {
+fn prefill(p: Option<pb::ShopperPrefill>) -> Result<(Option<FullName>, Option<Phone>), Rejected> {
     let Some(pb::ShopperPrefill { full_name, phone }) = p else {
         return Ok((None, None));
     };
     let name = match full_name.trim() {
-        "" => None,
-        n => Some(FullName::parse(n).map_err(|e| e.at("prefill.full_name"))?),
+        "" => Ok(None),
+        n => FullName::parse(n).map(Some).at("prefill.full_name"),
     };
     let phone = match phone.trim() {
-        "" => None,
-        p => Some(Phone::parse(p).map_err(|e| e.at("prefill.phone"))?),
+        "" => Ok(None),
+        p => Phone::parse(p).map(Some).at("prefill.phone"),
     };
-    Ok((name, phone))
+    (name, phone).all_ok()
 }
 
 impl TryFrom<pb::BindRequest> for NewSession {
-    type Error = DomainError;
+    type Error = Rejected;
 
-    fn try_from(r: pb::BindRequest) -> DomainResult<Self> {
+    fn try_from(r: pb::BindRequest) -> Result<Self, Rejected> {
         let pb::BindRequest {
             merchant_user_id,
             presentation: p,
@@ -73,23 +62,48 @@ impl TryFrom<pb::BindRequest> for NewSession {
             prefill: pre,
             idempotency_key,
         } = r;
-        let (prefill_name, prefill_phone) = prefill(pre)?;
+        let (merchant_user_id, presentation, (prefill_name, prefill_phone), idempotency_key) = (
+            MerchantUserId::parse(&merchant_user_id).at("merchant_user_id"),
+            presentation(p),
+            prefill(pre),
+            IdempotencyKey::parse(&idempotency_key).at("idempotency_key"),
+        )
+            .all_ok()?;
         Ok(Self {
-            merchant_user_id: user_id(&merchant_user_id)?,
-            presentation: presentation(p)?,
+            merchant_user_id,
+            presentation,
             return_url,
             prefill_name,
             prefill_phone,
-            idempotency_key: key(&idempotency_key)?,
+            idempotency_key,
             payment: None,
         })
     }
 }
 
-impl TryFrom<pb::BindAndPayRequest> for NewSession {
-    type Error = DomainError;
+fn payment_details(payment: Option<pb::PaymentDetails>) -> Result<PaymentDetails, Rejected> {
+    let pb::PaymentDetails {
+        merchant_order_id,
+        amount,
+        description,
+    } = payment.ok_or_else(|| Invalid::argument("payment is required").at("payment"))?;
+    let (order_id, amount, description) = (
+        OrderId::parse(&merchant_order_id).at("payment.merchant_order_id"),
+        money_from_wire(amount.as_ref()).at("payment.amount"),
+        free_text(&description, TEXT_MAX, "description").at("payment.description"),
+    )
+        .all_ok()?;
+    Ok(PaymentDetails {
+        order_id,
+        amount,
+        description,
+    })
+}
 
-    fn try_from(r: pb::BindAndPayRequest) -> DomainResult<Self> {
+impl TryFrom<pb::BindAndPayRequest> for NewSession {
+    type Error = Rejected;
+
+    fn try_from(r: pb::BindAndPayRequest) -> Result<Self, Rejected> {
         let pb::BindAndPayRequest {
             merchant_user_id,
             presentation: p,
@@ -98,35 +112,30 @@ impl TryFrom<pb::BindAndPayRequest> for NewSession {
             payment,
             idempotency_key,
         } = r;
-        let pb::PaymentDetails {
-            merchant_order_id,
-            amount,
-            description,
-        } = payment
-            .ok_or_else(|| Invalid::new("INVALID_ARGUMENT", "payment is required").at("payment"))?;
-        let (prefill_name, prefill_phone) = prefill(pre)?;
+        let (merchant_user_id, presentation, (prefill_name, prefill_phone), payment, key) = (
+            MerchantUserId::parse(&merchant_user_id).at("merchant_user_id"),
+            presentation(p),
+            prefill(pre),
+            payment_details(payment),
+            IdempotencyKey::parse(&idempotency_key).at("idempotency_key"),
+        )
+            .all_ok()?;
         Ok(Self {
-            merchant_user_id: user_id(&merchant_user_id)?,
-            presentation: presentation(p)?,
+            merchant_user_id,
+            presentation,
             return_url,
             prefill_name,
             prefill_phone,
-            idempotency_key: key(&idempotency_key)?,
-            payment: Some(PaymentDetails {
-                order_id: fields::identifier(&merchant_order_id, "merchant_order_id")
-                    .map_err(|e| e.at("payment.merchant_order_id"))?,
-                amount: money(amount.as_ref(), "payment.amount")?,
-                description: fields::free_text(&description, 200, "description")
-                    .map_err(|e| e.at("payment.description"))?,
-            }),
+            idempotency_key: key,
+            payment: Some(payment),
         })
     }
 }
 
 impl TryFrom<pb::PayRequest> for PayInput {
-    type Error = DomainError;
+    type Error = Rejected;
 
-    fn try_from(r: pb::PayRequest) -> DomainResult<Self> {
+    fn try_from(r: pb::PayRequest) -> Result<Self, Rejected> {
         let pb::PayRequest {
             binding_token,
             merchant_user_id,
@@ -135,174 +144,211 @@ impl TryFrom<pb::PayRequest> for PayInput {
             description,
             idempotency_key,
         } = r;
-        if binding_token.is_empty() {
-            return Err(
-                Invalid::new("INVALID_ARGUMENT", "binding_token is required").at("binding_token"),
-            );
-        }
+        let (token, merchant_user_id, order_id, amount, description, idempotency_key) = (
+            BindingToken::parse(&binding_token).at("binding_token"),
+            MerchantUserId::parse(&merchant_user_id).at("merchant_user_id"),
+            OrderId::parse(&merchant_order_id).at("merchant_order_id"),
+            money_from_wire(amount.as_ref()).at("amount"),
+            free_text(&description, TEXT_MAX, "description").at("description"),
+            IdempotencyKey::parse(&idempotency_key).at("idempotency_key"),
+        )
+            .all_ok()?;
         Ok(Self {
-            token: binding_token,
-            merchant_user_id: user_id(&merchant_user_id)?,
-            order_id: fields::identifier(&merchant_order_id, "merchant_order_id")
-                .map_err(|e| e.at("merchant_order_id"))?,
-            amount: money(amount.as_ref(), "amount")?,
-            description: fields::free_text(&description, 200, "description")
-                .map_err(|e| e.at("description"))?,
-            idempotency_key: key(&idempotency_key)?,
+            token,
+            merchant_user_id,
+            order_id,
+            amount,
+            description,
+            idempotency_key,
         })
     }
 }
 
-impl TryFrom<pb::RefundRequest> for RefundInput {
-    type Error = DomainError;
+/// A payment id from a request: one that cannot be an id is simply not
+/// found (the caller learns nothing more).
+pub fn payment_id(raw: &str) -> Option<PaymentId> {
+    PaymentId::parse(raw).ok()
+}
 
-    fn try_from(r: pb::RefundRequest) -> DomainResult<Self> {
+impl TryFrom<pb::RefundRequest> for RefundInput {
+    type Error = Rejected;
+
+    fn try_from(r: pb::RefundRequest) -> Result<Self, Rejected> {
         let pb::RefundRequest {
             payment_id,
             amount,
             reason,
             idempotency_key,
         } = r;
+        let (payment_id, amount, reason, idempotency_key) = (
+            PaymentId::parse(&payment_id).at("payment_id"),
+            money_from_wire(amount.as_ref()).at("amount"),
+            free_text(&reason, TEXT_MAX, "reason").at("reason"),
+            IdempotencyKey::parse(&idempotency_key).at("idempotency_key"),
+        )
+            .all_ok()?;
         Ok(Self {
             payment_id,
-            amount: money(amount.as_ref(), "amount")?,
-            reason: fields::free_text(&reason, 200, "reason").map_err(|e| e.at("reason"))?,
-            idempotency_key: key(&idempotency_key)?,
+            amount,
+            reason,
+            idempotency_key,
         })
     }
 }
 
-fn pb_money(amount_minor: i64, currency: &str) -> pb::Money {
-    pb::Money {
-        amount_minor,
-        currency: currency.to_owned(),
-    }
+/// An Unbind request, parsed: the token, its user, and the reason (may be
+/// empty).
+pub fn unbind(r: pb::UnbindRequest) -> Result<(BindingToken, MerchantUserId, String), Rejected> {
+    let pb::UnbindRequest {
+        binding_token,
+        merchant_user_id,
+        reason,
+    } = r;
+    (
+        BindingToken::parse(&binding_token).at("binding_token"),
+        MerchantUserId::parse(&merchant_user_id).at("merchant_user_id"),
+        free_text(&reason, TEXT_MAX, "reason").at("reason"),
+    )
+        .all_ok()
 }
 
-fn brand(s: &str) -> pb::CardBrand {
-    match CardBrand::from_str_lossy(s) {
-        CardBrand::Visa => pb::CardBrand::Visa,
-        CardBrand::Mastercard => pb::CardBrand::Mastercard,
-        CardBrand::UnionPay => pb::CardBrand::Unionpay,
-        CardBrand::Amex => pb::CardBrand::Amex,
-        CardBrand::Jcb => pb::CardBrand::Jcb,
-        CardBrand::Discover => pb::CardBrand::Discover,
-        CardBrand::Other => pb::CardBrand::Other,
+impl TryFrom<pb::ListBindingsRequest> for BindingListing {
+    type Error = Rejected;
+
+    fn try_from(r: pb::ListBindingsRequest) -> Result<Self, Rejected> {
+        let pb::ListBindingsRequest {
+            merchant_user_id,
+            page_size: size,
+            page_token,
+            include_revoked,
+        } = r;
+        let (merchant_user_id, page_size, after) = (
+            MerchantUserId::parse(&merchant_user_id).at("merchant_user_id"),
+            page_size(size).at("page_size"),
+            PageCursor::decode(&page_token).at("page_token"),
+        )
+            .all_ok()?;
+        Ok(Self {
+            merchant_user_id,
+            page_size,
+            after,
+            include_revoked,
+        })
     }
 }
 
 pub fn binding(v: BindingView) -> pb::Binding {
-    let b = v.row;
+    let BindingView {
+        binding: b,
+        token,
+        remaining_today,
+    } = v;
+    let currency = b.limits.currency();
+    let status = b.status();
+    let (revoke_time, revoke_reason) = match b.revoked {
+        Some(r) => (Some(timestamp(r.at_ms)), r.reason),
+        None => (None, String::new()),
+    };
     pb::Binding {
-        binding_id: b.id,
-        binding_token: v.token,
-        merchant_user_id: b.merchant_user_id,
-        status: if b.status == "ACTIVE" {
-            pb::BindingStatus::Active
-        } else {
-            pb::BindingStatus::Revoked
-        } as i32,
+        binding_id: b.id.into_string(),
+        binding_token: token.expose().to_owned(),
+        merchant_user_id: b.merchant_user_id.into_string(),
+        status: binding_status_to_wire(status) as i32,
         card: Some(pb::CardSummary {
-            brand: brand(&b.card_brand) as i32,
-            last4: b.card_last4,
-            expiry_month: b.exp_month as i32,
-            expiry_year: b.exp_year as i32,
+            brand: card_brand_to_wire(b.card.brand) as i32,
+            last4: b.card.last4,
+            expiry_month: i32::from(b.card.expiry.month),
+            expiry_year: i32::from(b.card.expiry.year),
         }),
         limits: Some(pb::AuthFreeLimits {
-            per_payment: Some(pb_money(b.per_payment_limit, &b.currency)),
-            per_day: Some(pb_money(b.daily_limit, &b.currency)),
-            remaining_today: Some(pb_money(v.remaining_today, &b.currency)),
+            per_payment: Some(money_to_wire(b.limits.per_payment)),
+            per_day: Some(money_to_wire(b.limits.daily)),
+            remaining_today: Some(amount_to_wire(remaining_today, currency)),
         }),
         create_time: Some(timestamp(b.created_ms)),
-        revoke_time: b.revoked_ms.map(timestamp),
-        revoke_reason: b.revoke_reason.unwrap_or_default(),
+        revoke_time,
+        revoke_reason,
     }
 }
 
-pub fn payment(p: PaymentRow) -> pb::Payment {
-    let status = match p.status.as_str() {
-        "SUCCEEDED" => pb::PaymentStatus::Succeeded,
-        "DECLINED" => pb::PaymentStatus::Declined,
-        _ => pb::PaymentStatus::Pending,
+pub fn payment(p: Payment) -> pb::Payment {
+    let status = payment_status_to_wire(p.status());
+    let decline_reason = match &p.state {
+        PaymentState::Declined { reason } => reason.as_str().to_owned(),
+        _ => String::new(),
     };
     pb::Payment {
-        payment_id: p.id,
-        merchant_order_id: p.order_id,
-        merchant_user_id: p.merchant_user_id,
-        binding_id: p.binding_id.unwrap_or_default(),
-        amount: Some(pb_money(p.amount_minor, &p.currency)),
-        refunded: Some(pb_money(p.refunded_minor, &p.currency)),
+        payment_id: p.id.into_string(),
+        merchant_order_id: p.order_id.into_string(),
+        merchant_user_id: p.merchant_user_id.into_string(),
+        binding_id: p.binding_id.map(|b| b.into_string()).unwrap_or_default(),
+        refunded: Some(amount_to_wire(p.refunded_minor, p.amount.currency())),
+        amount: Some(money_to_wire(p.amount)),
         status: status as i32,
-        decline_reason: p.decline_reason.unwrap_or_default(),
+        decline_reason,
         description: p.description,
         shopper_authenticated: p.shopper_authenticated,
         create_time: Some(timestamp(p.created_ms)),
     }
 }
 
-pub fn refund(r: RefundRow) -> pb::Refund {
-    let status = match r.status.as_str() {
-        "SUCCEEDED" => pb::RefundStatus::Succeeded,
-        "FAILED" => pb::RefundStatus::Failed,
-        _ => pb::RefundStatus::Pending,
-    };
+pub fn refund(r: Refund) -> pb::Refund {
     pb::Refund {
-        refund_id: r.id,
-        payment_id: r.payment_id,
-        amount: Some(pb_money(r.amount_minor, &r.currency)),
-        status: status as i32,
+        refund_id: r.id.into_string(),
+        payment_id: r.payment_id.into_string(),
+        amount: Some(money_to_wire(r.amount)),
+        status: refund_status_to_wire(r.status) as i32,
         reason: r.reason,
         create_time: Some(timestamp(r.created_ms)),
     }
 }
 
+/// The reason a session's last attempt failed, as `ErrorReason` names it.
+fn attempt_error(e: AttemptError) -> &'static str {
+    match e {
+        AttemptError::CardDeclined => "CARD_DECLINED",
+        AttemptError::WrongCode => "WRONG_CODE",
+    }
+}
+
 pub fn session(v: SessionView) -> pb::BindSession {
     let code_sent_to = v.code_sent_to().unwrap_or_default();
-    let s = v.row;
-    let status = match v.status {
-        SessionStatus::Open => pb::BindSessionStatus::Open,
-        SessionStatus::AwaitingVerification => pb::BindSessionStatus::AwaitingVerification,
-        SessionStatus::Completed => pb::BindSessionStatus::Completed,
-        SessionStatus::Failed => pb::BindSessionStatus::Failed,
-        SessionStatus::Expired => pb::BindSessionStatus::Expired,
-    };
-    let presentation = match s.presentation.as_str() {
-        "REDIRECT" => pb::Presentation::Redirect,
-        "EMBEDDED" => pb::Presentation::Embedded,
-        _ => pb::Presentation::Popup,
-    };
-    let payment_details = match (&s.order_id, s.amount_minor, &s.currency) {
-        (Some(order), Some(amount), Some(currency)) => Some(pb::PaymentDetails {
-            merchant_order_id: order.clone(),
-            amount: Some(pb_money(amount, currency)),
-            description: s.description.clone().unwrap_or_default(),
-        }),
+    let status = session_status_to_wire(v.status);
+    let s = v.session;
+    let code_expire_time = match (&s.state, status) {
+        (
+            SessionState::AwaitingVerification { code, .. },
+            pb::BindSessionStatus::AwaitingVerification,
+        ) => Some(timestamp(code.expires_ms)),
         _ => None,
     };
-    let awaiting = status == pb::BindSessionStatus::AwaitingVerification;
+    let kind = match s.kind() {
+        SessionKind::Bind => pb::BindSessionKind::Bind,
+        SessionKind::BindAndPay => pb::BindSessionKind::BindAndPay,
+    };
     pb::BindSession {
-        session_id: s.id,
-        kind: if s.kind == KIND_BIND {
-            pb::BindSessionKind::Bind
-        } else {
-            pb::BindSessionKind::BindAndPay
-        } as i32,
+        session_id: s.id.into_string(),
+        kind: kind as i32,
         status: status as i32,
-        merchant_user_id: s.merchant_user_id,
-        presentation: presentation as i32,
+        merchant_user_id: s.merchant_user_id.into_string(),
+        presentation: presentation_to_wire(s.presentation) as i32,
         return_url: s.return_url,
         binding_page_url: v.page_url,
         create_time: Some(timestamp(s.created_ms)),
         expire_time: Some(timestamp(s.expires_ms)),
-        attempts_left: s.attempts_left.max(0) as i32,
+        attempts_left: i32::try_from(s.attempts_left).unwrap_or(i32::MAX),
         code_sent_to,
-        code_expire_time: if awaiting {
-            s.otp_expires_ms.map(timestamp)
-        } else {
-            None
-        },
-        last_error_reason: s.last_error.unwrap_or_default(),
-        payment_details,
+        code_expire_time,
+        last_error_reason: s
+            .last_error
+            .map(attempt_error)
+            .unwrap_or_default()
+            .to_owned(),
+        payment_details: s.purchase.map(|p| pb::PaymentDetails {
+            merchant_order_id: p.order_id.into_string(),
+            amount: Some(money_to_wire(p.amount)),
+            description: p.description,
+        }),
         binding: v.binding.map(binding),
         payment: v.payment.map(payment),
     }

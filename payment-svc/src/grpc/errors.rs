@@ -3,16 +3,23 @@
 use paybind_shared::grpc::ErrorStatus;
 use tonic::{Code, Status};
 
+use paybind_shared::{model::SessionStatus, wire::session_status_to_wire};
+
 use crate::domain::error::DomainError;
+
+/// A session status as the contract names it, without the enum's prefix
+/// (`OPEN`, `AWAITING_VERIFICATION`, …): metadata `status` of SESSION_STATE.
+fn status_name(s: SessionStatus) -> &'static str {
+    let name = session_status_to_wire(s).as_str_name();
+    name.strip_prefix("BIND_SESSION_STATUS_").unwrap_or(name)
+}
 
 impl From<DomainError> for Status {
     fn from(err: DomainError) -> Self {
         let message = err.to_string();
         let status = |code, reason| ErrorStatus::new(code, reason, message.clone());
         match err {
-            DomainError::Invalid { field, reason, .. } => {
-                status(Code::InvalidArgument, reason).field(field)
-            }
+            DomainError::Invalid(rejected) => ErrorStatus::rejected(&rejected),
             DomainError::UnknownMerchant => status(Code::Unauthenticated, "UNKNOWN_MERCHANT"),
             DomainError::DirectEntryNotAllowed => {
                 status(Code::PermissionDenied, "DIRECT_ENTRY_NOT_ALLOWED")
@@ -21,13 +28,13 @@ impl From<DomainError> for Status {
             DomainError::SessionExpired => status(Code::FailedPrecondition, "SESSION_EXPIRED"),
             DomainError::SessionFailed => status(Code::FailedPrecondition, "SESSION_FAILED"),
             DomainError::SessionState { status: s, .. } => {
-                status(Code::FailedPrecondition, "SESSION_STATE").meta("status", s)
+                status(Code::FailedPrecondition, "SESSION_STATE").meta("status", status_name(s))
             }
             DomainError::CardDeclined {
                 reason,
                 attempts_left,
             } => status(Code::FailedPrecondition, "CARD_DECLINED")
-                .meta("decline_reason", reason)
+                .meta("decline_reason", reason.as_str())
                 .meta("attempts_left", attempts_left),
             DomainError::WrongCode { tries_left } => {
                 status(Code::InvalidArgument, "WRONG_CODE").meta("tries_left", tries_left)

@@ -1,15 +1,33 @@
 //! The gRPC face of payment-svc: `paybind.payment.v1.BindingService`.
-//! Handlers resolve the calling merchant from its client certificate, parse
-//! the request, call the domain and convert the answer; nothing more.
+//! The caller (the merchant its client certificate names) is resolved by
+//! [`MerchantAuth`] before a handler runs; handlers parse the request, call
+//! the domain and convert the answer; nothing more.
 use std::sync::Arc;
 
 use paybind_proto::payment::v1::{self as pb, binding_service_server::BindingService};
+use paybind_shared::{
+    grpc::{caller, Authenticate},
+    ids::SessionId,
+};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{error::DomainError, merchants::Merchant, sessions::RawSubmission, Services};
 
 mod convert;
 mod errors;
+
+/// Resolves a client certificate to the registered merchant it names: the
+/// only way to say who is calling.
+pub struct MerchantAuth(pub Arc<Services>);
+
+impl Authenticate for MerchantAuth {
+    type Caller = Arc<Merchant>;
+
+    async fn authenticate(&self, identity: Option<String>) -> Result<Arc<Merchant>, Status> {
+        let identity = identity.ok_or(DomainError::UnknownMerchant)?;
+        Ok(self.0.merchants.by_cert_identity(&identity).await?)
+    }
+}
 
 /// The `BindingService` implementation.
 pub struct BindingApi {
@@ -20,22 +38,23 @@ impl BindingApi {
     pub fn new(services: Arc<Services>) -> Self {
         Self { services }
     }
+}
 
-    /// The caller: the merchant its verified client certificate names. There
-    /// is no other way to say who is calling.
-    async fn merchant<T>(&self, request: &Request<T>) -> Result<Arc<Merchant>, Status> {
-        let identity =
-            paybind_shared::tls::peer_identity(request).ok_or(DomainError::UnknownMerchant)?;
-        Ok(self.services.merchants.by_cert_identity(&identity).await?)
-    }
+fn merchant<T>(request: &Request<T>) -> Result<Arc<Merchant>, Status> {
+    caller::<Arc<Merchant>, T>(request)
+}
 
-    fn require_direct_entry(merchant: &Merchant) -> Result<(), Status> {
-        if merchant.direct_entry {
-            Ok(())
-        } else {
-            Err(DomainError::DirectEntryNotAllowed.into())
-        }
+fn require_direct_entry(merchant: &Merchant) -> Result<(), Status> {
+    if merchant.direct_entry {
+        Ok(())
+    } else {
+        Err(DomainError::DirectEntryNotAllowed.into())
     }
+}
+
+/// A session id from a request; one that cannot be an id is not found.
+fn session_id(raw: &str) -> Result<SessionId, Status> {
+    SessionId::parse(raw).map_err(|_| DomainError::SessionNotFound.into())
 }
 
 #[tonic::async_trait]
@@ -44,8 +63,8 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::BindRequest>,
     ) -> Result<Response<pb::BindResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
-        let new = request.into_inner().try_into()?;
+        let merchant = merchant(&request)?;
+        let new = request.into_inner().try_into().map_err(DomainError::from)?;
         let view = self.services.open_session(&merchant, new).await?;
         Ok(Response::new(pb::BindResponse {
             session: Some(convert::session(view)),
@@ -56,8 +75,8 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::BindAndPayRequest>,
     ) -> Result<Response<pb::BindAndPayResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
-        let new = request.into_inner().try_into()?;
+        let merchant = merchant(&request)?;
+        let new = request.into_inner().try_into().map_err(DomainError::from)?;
         let view = self.services.open_session(&merchant, new).await?;
         Ok(Response::new(pb::BindAndPayResponse {
             session: Some(convert::session(view)),
@@ -68,9 +87,12 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::GetBindSessionRequest>,
     ) -> Result<Response<pb::GetBindSessionResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
-        let pb::GetBindSessionRequest { session_id } = request.into_inner();
-        let view = self.services.get_session(&merchant, &session_id).await?;
+        let merchant = merchant(&request)?;
+        let pb::GetBindSessionRequest { session_id: id } = request.into_inner();
+        let view = self
+            .services
+            .get_session(&merchant, &session_id(&id)?)
+            .await?;
         Ok(Response::new(pb::GetBindSessionResponse {
             session: Some(convert::session(view)),
         }))
@@ -80,10 +102,10 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::SubmitBindInfoRequest>,
     ) -> Result<Response<pb::SubmitBindInfoResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
-        Self::require_direct_entry(&merchant)?;
+        let merchant = merchant(&request)?;
+        require_direct_entry(&merchant)?;
         let pb::SubmitBindInfoRequest {
-            session_id,
+            session_id: id,
             shopper,
             card,
         } = request.into_inner();
@@ -109,7 +131,7 @@ impl BindingService for BindingApi {
         })?;
         let view = self
             .services
-            .submit(&merchant, &session_id, submission)
+            .submit(&merchant, &session_id(&id)?, submission)
             .await?;
         Ok(Response::new(pb::SubmitBindInfoResponse {
             session: Some(convert::session(view)),
@@ -120,10 +142,13 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::ResendBindCodeRequest>,
     ) -> Result<Response<pb::ResendBindCodeResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
-        Self::require_direct_entry(&merchant)?;
-        let pb::ResendBindCodeRequest { session_id } = request.into_inner();
-        let view = self.services.resend_code(&merchant, &session_id).await?;
+        let merchant = merchant(&request)?;
+        require_direct_entry(&merchant)?;
+        let pb::ResendBindCodeRequest { session_id: id } = request.into_inner();
+        let view = self
+            .services
+            .resend_code(&merchant, &session_id(&id)?)
+            .await?;
         Ok(Response::new(pb::ResendBindCodeResponse {
             session: Some(convert::session(view)),
         }))
@@ -133,12 +158,15 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::VerifyBindRequest>,
     ) -> Result<Response<pb::VerifyBindResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
-        Self::require_direct_entry(&merchant)?;
-        let pb::VerifyBindRequest { session_id, code } = request.into_inner();
+        let merchant = merchant(&request)?;
+        require_direct_entry(&merchant)?;
+        let pb::VerifyBindRequest {
+            session_id: id,
+            code,
+        } = request.into_inner();
         let view = self
             .services
-            .verify_code(&merchant, &session_id, &code)
+            .verify_code(&merchant, &session_id(&id)?, &code)
             .await?;
         Ok(Response::new(pb::VerifyBindResponse {
             session: Some(convert::session(view)),
@@ -149,8 +177,8 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::PayRequest>,
     ) -> Result<Response<pb::PayResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
-        let input = request.into_inner().try_into()?;
+        let merchant = merchant(&request)?;
+        let input = request.into_inner().try_into().map_err(DomainError::from)?;
         let payment = self.services.pay(&merchant, input).await?;
         Ok(Response::new(pb::PayResponse {
             payment: Some(convert::payment(payment)),
@@ -161,9 +189,10 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::GetPaymentRequest>,
     ) -> Result<Response<pb::GetPaymentResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
+        let merchant = merchant(&request)?;
         let pb::GetPaymentRequest { payment_id } = request.into_inner();
-        let payment = self.services.get_payment(&merchant, &payment_id).await?;
+        let id = convert::payment_id(&payment_id).ok_or(DomainError::PaymentNotFound)?;
+        let payment = self.services.get_payment(&merchant, &id).await?;
         Ok(Response::new(pb::GetPaymentResponse {
             payment: Some(convert::payment(payment)),
         }))
@@ -173,8 +202,8 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::RefundRequest>,
     ) -> Result<Response<pb::RefundResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
-        let input = request.into_inner().try_into()?;
+        let merchant = merchant(&request)?;
+        let input = request.into_inner().try_into().map_err(DomainError::from)?;
         let (refund, payment) = self.services.refund(&merchant, input).await?;
         Ok(Response::new(pb::RefundResponse {
             refund: Some(convert::refund(refund)),
@@ -186,15 +215,12 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::UnbindRequest>,
     ) -> Result<Response<pb::UnbindResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
-        let pb::UnbindRequest {
-            binding_token,
-            merchant_user_id,
-            reason,
-        } = request.into_inner();
+        let merchant = merchant(&request)?;
+        let (token, user, reason) =
+            convert::unbind(request.into_inner()).map_err(DomainError::from)?;
         let view = self
             .services
-            .unbind(&merchant, &binding_token, &merchant_user_id, &reason)
+            .unbind(&merchant, &token, &user, &reason)
             .await?;
         Ok(Response::new(pb::UnbindResponse {
             binding: Some(convert::binding(view)),
@@ -205,26 +231,12 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::ListBindingsRequest>,
     ) -> Result<Response<pb::ListBindingsResponse>, Status> {
-        let merchant = self.merchant(&request).await?;
-        let pb::ListBindingsRequest {
-            merchant_user_id,
-            page_size,
-            page_token,
-            include_revoked,
-        } = request.into_inner();
-        let page = self
-            .services
-            .list_bindings(
-                &merchant,
-                &merchant_user_id,
-                page_size,
-                &page_token,
-                include_revoked,
-            )
-            .await?;
+        let merchant = merchant(&request)?;
+        let listing = request.into_inner().try_into().map_err(DomainError::from)?;
+        let page = self.services.list_bindings(&merchant, listing).await?;
         Ok(Response::new(pb::ListBindingsResponse {
             bindings: page.bindings.into_iter().map(convert::binding).collect(),
-            next_page_token: page.next_page_token,
+            next_page_token: page.next_page.map(|c| c.encode()).unwrap_or_default(),
         }))
     }
 }

@@ -1,256 +1,110 @@
 //! The parts of the store whose SQL is the same on SQLite and PostgreSQL
 //! (sqlx binds `$N` on both). `impl_store!` writes the `Store` impl for one
 //! backend type, which provides `reader()`, `writer()`, `BACKEND` and its own
-//! `reserve_payment_impl` (the hot path is written per backend).
+//! `reserve_payments_impl` / `finalize_payments_impl` (the hot path is
+//! written per backend). Rows become domain values on the way out
+//! (`rows.rs`), so nothing above this module sees a column.
+use std::sync::LazyLock;
 
-macro_rules! session_columns {
-    () => {
-        "id, merchant_id, merchant_user_id, kind, presentation, return_url, prefill_name, \
-         prefill_phone, status, version, created_ms, expires_ms, attempts_left, idempotency_key, \
-         request_hash, order_id, amount_minor, currency, description, shopper_name, id_number_ct, \
-         id_key_id, phone, pan_ct, pan_key_id, card_fingerprint, card_brand, card_last4, exp_month, \
-         exp_year, otp_hash, otp_expires_ms, otp_tries_left, otp_sent_ms, otp_resends, last_error, \
-         binding_id, payment_id"
-    };
-}
+use paybind_shared::db::{insert_sql, versioned_update_sql};
 
-macro_rules! binding_columns {
-    () => {
-        "id, merchant_id, merchant_user_id, status, card_fingerprint, pan_ct, pan_key_id, \
-         card_brand, card_last4, exp_month, exp_year, holder_name, id_number_ct, id_key_id, phone, \
-         currency, per_payment_limit, daily_limit, usage_day, usage_amount, created_ms, revoked_ms, \
-         revoke_reason"
-    };
-}
+use super::rows::{BindingRow, PaymentRow, RefundRow, SessionRow};
 
-macro_rules! payment_columns {
-    () => {
-        "id, merchant_id, merchant_user_id, binding_id, session_id, order_id, amount_minor, \
-         currency, description, status, decline_reason, acquirer_ref, counted_day, refunded_minor, \
-         shopper_authenticated, idempotency_key, request_hash, created_ms, updated_ms"
-    };
-}
+pub(super) static INSERT_SESSION: LazyLock<String> = LazyLock::new(|| {
+    insert_sql(
+        "bind_sessions",
+        SessionRow::COLUMNS,
+        "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING *",
+    )
+});
 
-pub(super) const INSERT_SESSION: &str = concat!(
-    "INSERT INTO bind_sessions (",
-    session_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, \
-     $37, $38) ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING ",
-    session_columns!()
-);
+pub(super) static UPDATE_SESSION: LazyLock<String> =
+    LazyLock::new(|| versioned_update_sql("bind_sessions", SessionRow::COLUMNS));
 
-pub(super) const UPDATE_SESSION: &str = "UPDATE bind_sessions SET status = $2, version = $3, \
-     attempts_left = $4, shopper_name = $5, id_number_ct = $6, id_key_id = $7, phone = $8, \
-     pan_ct = $9, pan_key_id = $10, card_fingerprint = $11, card_brand = $12, card_last4 = $13, \
-     exp_month = $14, exp_year = $15, otp_hash = $16, otp_expires_ms = $17, otp_tries_left = $18, \
-     otp_sent_ms = $19, otp_resends = $20, last_error = $21, binding_id = $22, payment_id = $23 \
-     WHERE id = $1 AND version = $24";
+pub(super) static INSERT_BINDING: LazyLock<String> = LazyLock::new(|| {
+    insert_sql(
+        "bindings",
+        BindingRow::COLUMNS,
+        "ON CONFLICT (merchant_id, merchant_user_id, card_fingerprint) WHERE status = 'ACTIVE' \
+         DO NOTHING RETURNING id",
+    )
+});
 
-pub(super) const INSERT_BINDING: &str = concat!(
-    "INSERT INTO bindings (",
-    binding_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23) \
-     ON CONFLICT (merchant_id, merchant_user_id, card_fingerprint) WHERE status = 'ACTIVE' \
-     DO NOTHING RETURNING id"
-);
+pub(super) static INSERT_REFUND: LazyLock<String> = LazyLock::new(|| {
+    insert_sql(
+        "refunds",
+        RefundRow::COLUMNS,
+        "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING *",
+    )
+});
 
-pub(super) const INSERT_PAYMENT: &str = concat!(
-    "INSERT INTO payments (",
-    payment_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-);
+pub(super) static INSERT_PAYMENT: LazyLock<String> =
+    LazyLock::new(|| insert_sql("payments", PaymentRow::COLUMNS, "RETURNING id"));
 
 pub(super) const SELECT_PAYMENT_BY_KEY: &str =
     "SELECT * FROM payments WHERE merchant_id = $1 AND idempotency_key = $2";
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty) => {
-        use sqlx::query::{Query, QueryAs};
+    ($store:ty) => {
+        use paybind_shared::{
+            db::{classify, insert_sql, Backend, StoreError, StoreResult},
+            ids::{BindingId, MerchantId, PaymentId, RefundId, SessionId},
+        };
+        use paybind_shared::model::RefundStatus;
+        use $crate::domain::model::{
+            BindSession, Binding, Merchant, Payment, PaymentState, Refund, SessionState,
+        };
         use $crate::store::common::*;
+        use $crate::store::rows::*;
         use $crate::store::*;
 
-        type Args<'q> = <$db as sqlx::Database>::Arguments<'q>;
-
-        fn bind_session<'q, O>(
-            q: QueryAs<'q, $db, O, Args<'q>>,
-            s: &'q SessionRow,
-        ) -> QueryAs<'q, $db, O, Args<'q>> {
-            q.bind(&s.id)
-                .bind(&s.merchant_id)
-                .bind(&s.merchant_user_id)
-                .bind(&s.kind)
-                .bind(&s.presentation)
-                .bind(&s.return_url)
-                .bind(&s.prefill_name)
-                .bind(&s.prefill_phone)
-                .bind(&s.status)
-                .bind(s.version)
-                .bind(s.created_ms)
-                .bind(s.expires_ms)
-                .bind(s.attempts_left)
-                .bind(&s.idempotency_key)
-                .bind(&s.request_hash)
-                .bind(&s.order_id)
-                .bind(s.amount_minor)
-                .bind(&s.currency)
-                .bind(&s.description)
-                .bind(&s.shopper_name)
-                .bind(&s.id_number_ct)
-                .bind(&s.id_key_id)
-                .bind(&s.phone)
-                .bind(&s.pan_ct)
-                .bind(&s.pan_key_id)
-                .bind(&s.card_fingerprint)
-                .bind(&s.card_brand)
-                .bind(&s.card_last4)
-                .bind(s.exp_month)
-                .bind(s.exp_year)
-                .bind(&s.otp_hash)
-                .bind(s.otp_expires_ms)
-                .bind(s.otp_tries_left)
-                .bind(s.otp_sent_ms)
-                .bind(s.otp_resends)
-                .bind(&s.last_error)
-                .bind(&s.binding_id)
-                .bind(&s.payment_id)
-        }
-
-        fn bind_session_update<'q>(
-            q: Query<'q, $db, Args<'q>>,
-            s: &'q SessionRow,
-            expected_version: i64,
-        ) -> Query<'q, $db, Args<'q>> {
-            q.bind(&s.id)
-                .bind(&s.status)
-                .bind(s.version)
-                .bind(s.attempts_left)
-                .bind(&s.shopper_name)
-                .bind(&s.id_number_ct)
-                .bind(&s.id_key_id)
-                .bind(&s.phone)
-                .bind(&s.pan_ct)
-                .bind(&s.pan_key_id)
-                .bind(&s.card_fingerprint)
-                .bind(&s.card_brand)
-                .bind(&s.card_last4)
-                .bind(s.exp_month)
-                .bind(s.exp_year)
-                .bind(&s.otp_hash)
-                .bind(s.otp_expires_ms)
-                .bind(s.otp_tries_left)
-                .bind(s.otp_sent_ms)
-                .bind(s.otp_resends)
-                .bind(&s.last_error)
-                .bind(&s.binding_id)
-                .bind(&s.payment_id)
-                .bind(expected_version)
-        }
-
-        fn bind_binding<'q, O>(
-            q: QueryAs<'q, $db, O, Args<'q>>,
-            b: &'q BindingRow,
-        ) -> QueryAs<'q, $db, O, Args<'q>> {
-            q.bind(&b.id)
-                .bind(&b.merchant_id)
-                .bind(&b.merchant_user_id)
-                .bind(&b.status)
-                .bind(&b.card_fingerprint)
-                .bind(&b.pan_ct)
-                .bind(&b.pan_key_id)
-                .bind(&b.card_brand)
-                .bind(&b.card_last4)
-                .bind(b.exp_month)
-                .bind(b.exp_year)
-                .bind(&b.holder_name)
-                .bind(&b.id_number_ct)
-                .bind(&b.id_key_id)
-                .bind(&b.phone)
-                .bind(&b.currency)
-                .bind(b.per_payment_limit)
-                .bind(b.daily_limit)
-                .bind(b.usage_day)
-                .bind(b.usage_amount)
-                .bind(b.created_ms)
-                .bind(b.revoked_ms)
-                .bind(&b.revoke_reason)
-        }
-
-        fn bind_payment<'q>(
-            q: Query<'q, $db, Args<'q>>,
-            p: &'q PaymentRow,
-        ) -> Query<'q, $db, Args<'q>> {
-            q.bind(&p.id)
-                .bind(&p.merchant_id)
-                .bind(&p.merchant_user_id)
-                .bind(&p.binding_id)
-                .bind(&p.session_id)
-                .bind(&p.order_id)
-                .bind(p.amount_minor)
-                .bind(&p.currency)
-                .bind(&p.description)
-                .bind(&p.status)
-                .bind(&p.decline_reason)
-                .bind(&p.acquirer_ref)
-                .bind(p.counted_day)
-                .bind(p.refunded_minor)
-                .bind(p.shopper_authenticated)
-                .bind(&p.idempotency_key)
-                .bind(&p.request_hash)
-                .bind(p.created_ms)
-                .bind(p.updated_ms)
+        fn payments(rows: Vec<PaymentRow>) -> StoreResult<Vec<Payment>> {
+            rows.into_iter().map(PaymentRow::into_payment).collect()
         }
 
         #[async_trait::async_trait]
         impl Store for $store {
-            fn backend(&self) -> &'static str {
+            fn backend(&self) -> Backend {
                 Self::BACKEND
             }
 
-            async fn insert_merchant(&self, m: &MerchantRow) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO merchants (id, display_name, cert_identity, allowed_origins, \
-                     return_urls, direct_entry, currency, per_payment_limit, daily_limit, \
-                     created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(&m.id)
-                .bind(&m.display_name)
-                .bind(&m.cert_identity)
-                .bind(&m.allowed_origins)
-                .bind(&m.return_urls)
-                .bind(m.direct_entry)
-                .bind(&m.currency)
-                .bind(m.per_payment_limit)
-                .bind(m.daily_limit)
-                .bind(m.created_ms)
-                .execute(self.writer())
-                .await
-                .map_err(classify)?;
+            async fn insert_merchant(&self, m: &Merchant, now_ms: i64) -> StoreResult<()> {
+                let row = MerchantRow::from_merchant(m, now_ms)?;
+                let sql = insert_sql("merchants", MerchantRow::COLUMNS, "RETURNING id");
+                row.bind_all(sqlx::query_as::<_, (String,)>(&sql))
+                    .fetch_one(self.writer())
+                    .await
+                    .map_err(classify)?;
                 Ok(())
             }
 
-            async fn merchant_by_cert_identity(&self, identity: &str) -> StoreResult<Option<MerchantRow>> {
-                Ok(sqlx::query_as("SELECT * FROM merchants WHERE cert_identity = $1")
+            async fn merchant_by_cert_identity(&self, identity: &str) -> StoreResult<Option<Merchant>> {
+                sqlx::query_as::<_, MerchantRow>("SELECT * FROM merchants WHERE cert_identity = $1")
                     .bind(identity)
                     .fetch_optional(self.reader())
-                    .await?)
+                    .await?
+                    .map(MerchantRow::into_merchant)
+                    .transpose()
             }
 
-            async fn list_merchants(&self) -> StoreResult<Vec<MerchantRow>> {
-                Ok(sqlx::query_as("SELECT * FROM merchants ORDER BY id")
+            async fn list_merchants(&self) -> StoreResult<Vec<Merchant>> {
+                sqlx::query_as::<_, MerchantRow>("SELECT * FROM merchants ORDER BY id")
                     .fetch_all(self.reader())
-                    .await?)
+                    .await?
+                    .into_iter()
+                    .map(MerchantRow::into_merchant)
+                    .collect()
             }
 
-            async fn insert_session(&self, session: &SessionRow) -> StoreResult<Inserted<SessionRow>> {
-                let inserted: Option<SessionRow> =
-                    bind_session(sqlx::query_as(INSERT_SESSION), session)
-                        .fetch_optional(self.writer())
-                        .await
-                        .map_err(classify)?;
+            async fn insert_session(&self, session: &BindSession) -> StoreResult<Inserted<BindSession>> {
+                let row = SessionRow::from_session(session);
+                let inserted: Option<SessionRow> = row
+                    .bind_all(sqlx::query_as(&INSERT_SESSION))
+                    .fetch_optional(self.writer())
+                    .await
+                    .map_err(classify)?;
                 if let Some(row) = inserted {
-                    return Ok(Inserted::New(row));
+                    return Ok(Inserted::New(row.into_session()?));
                 }
                 let existing: SessionRow = sqlx::query_as(
                     "SELECT * FROM bind_sessions WHERE merchant_id = $1 AND idempotency_key = $2",
@@ -259,18 +113,20 @@ macro_rules! impl_store {
                 .bind(&session.idempotency_key)
                 .fetch_one(self.writer())
                 .await?;
-                Ok(Inserted::Existing(existing))
+                Ok(Inserted::Existing(existing.into_session()?))
             }
 
-            async fn get_session(&self, merchant_id: &str, session_id: &str) -> StoreResult<Option<SessionRow>> {
-                Ok(sqlx::query_as("SELECT * FROM bind_sessions WHERE merchant_id = $1 AND id = $2")
+            async fn get_session(&self, merchant_id: &MerchantId, session_id: &SessionId) -> StoreResult<Option<BindSession>> {
+                sqlx::query_as::<_, SessionRow>("SELECT * FROM bind_sessions WHERE merchant_id = $1 AND id = $2")
                     .bind(merchant_id)
                     .bind(session_id)
                     .fetch_optional(self.reader())
-                    .await?)
+                    .await?
+                    .map(SessionRow::into_session)
+                    .transpose()
             }
 
-            async fn apply_session_change(&self, change: SessionChange) -> StoreResult<SessionRow> {
+            async fn apply_session_change(&self, change: SessionChange) -> StoreResult<BindSession> {
                 let SessionChange {
                     mut session,
                     new_binding,
@@ -280,11 +136,12 @@ macro_rules! impl_store {
                 let mut tx = self.writer().begin().await?;
                 let mut binding_id = None;
                 if let Some(binding) = &new_binding {
-                    let inserted: Option<(String,)> =
-                        bind_binding(sqlx::query_as(INSERT_BINDING), binding)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(classify)?;
+                    let row = BindingRow::from_binding(binding);
+                    let inserted: Option<(String,)> = row
+                        .bind_all(sqlx::query_as(&INSERT_BINDING))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(classify)?;
                     let id = match inserted {
                         Some((id,)) => id,
                         None => {
@@ -295,30 +152,35 @@ macro_rules! impl_store {
                             )
                             .bind(&binding.merchant_id)
                             .bind(&binding.merchant_user_id)
-                            .bind(&binding.card_fingerprint)
+                            .bind(&binding.card.fingerprint)
                             .fetch_one(&mut *tx)
                             .await?;
                             id
                         }
                     };
-                    session.binding_id = Some(id.clone());
+                    let id = BindingId::from_stored(id);
+                    if let SessionState::Completed { binding_id: named, .. } = &mut session.state {
+                        *named = id.clone();
+                    }
                     binding_id = Some(id);
                 }
                 if let Some(payment) = &new_payment {
-                    bind_payment(sqlx::query(INSERT_PAYMENT), payment)
-                        .execute(&mut *tx)
+                    let row = PaymentRow::from_payment(payment);
+                    row.bind_all(sqlx::query_as::<_, (String,)>(&INSERT_PAYMENT))
+                        .fetch_one(&mut *tx)
                         .await
                         .map_err(classify)?;
                 }
                 if let Some(outcome) = &payment_final {
+                    let (status, decline_reason, acquirer_ref) = state_columns(&outcome.state);
                     sqlx::query(
                         "UPDATE payments SET status = $2, decline_reason = $3, acquirer_ref = $4, \
                          updated_ms = $5, binding_id = COALESCE($6, binding_id) WHERE id = $1",
                     )
                     .bind(&outcome.payment_id)
-                    .bind(&outcome.status)
-                    .bind(&outcome.decline_reason)
-                    .bind(&outcome.acquirer_ref)
+                    .bind(status)
+                    .bind(decline_reason)
+                    .bind(acquirer_ref)
                     .bind(outcome.now_ms)
                     .bind(&binding_id)
                     .execute(&mut *tx)
@@ -326,10 +188,13 @@ macro_rules! impl_store {
                 }
                 let expected = session.version;
                 session.version += 1;
-                let updated = bind_session_update(sqlx::query(UPDATE_SESSION), &session, expected)
-                    .execute(&mut *tx)
+                let row = SessionRow::from_session(&session);
+                let updated: Option<(String,)> = row
+                    .bind_all(sqlx::query_as(&UPDATE_SESSION))
+                    .bind(expected)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                if updated.rows_affected() == 0 {
+                if updated.is_none() {
                     tx.rollback().await?;
                     return Err(StoreError::VersionConflict);
                 }
@@ -337,20 +202,22 @@ macro_rules! impl_store {
                 Ok(session)
             }
 
-            async fn get_binding(&self, merchant_id: &str, binding_id: &str) -> StoreResult<Option<BindingRow>> {
-                Ok(sqlx::query_as("SELECT * FROM bindings WHERE merchant_id = $1 AND id = $2")
+            async fn get_binding(&self, merchant_id: &MerchantId, binding_id: &BindingId) -> StoreResult<Option<Binding>> {
+                sqlx::query_as::<_, BindingRow>("SELECT * FROM bindings WHERE merchant_id = $1 AND id = $2")
                     .bind(merchant_id)
                     .bind(binding_id)
                     .fetch_optional(self.reader())
-                    .await?)
+                    .await?
+                    .map(BindingRow::into_binding)
+                    .transpose()
             }
 
-            async fn list_bindings(&self, q: &BindingQuery) -> StoreResult<Vec<BindingRow>> {
+            async fn list_bindings(&self, q: &BindingQuery) -> StoreResult<Vec<Binding>> {
                 let (after_ms, after_id) = match &q.after {
-                    Some((ms, id)) => (Some(*ms), Some(id.as_str())),
+                    Some(c) => (Some(c.created_ms), Some(c.id.as_str())),
                     None => (None, None),
                 };
-                Ok(sqlx::query_as(
+                sqlx::query_as::<_, BindingRow>(
                     "SELECT * FROM bindings WHERE merchant_id = $1 AND merchant_user_id = $2 \
                      AND ($3 OR status = 'ACTIVE') \
                      AND ($4 IS NULL OR created_ms < $4 OR (created_ms = $4 AND id < $5)) \
@@ -363,16 +230,19 @@ macro_rules! impl_store {
                 .bind(after_id)
                 .bind(q.limit)
                 .fetch_all(self.reader())
-                .await?)
+                .await?
+                .into_iter()
+                .map(BindingRow::into_binding)
+                .collect()
             }
 
             async fn revoke_binding(
                 &self,
-                merchant_id: &str,
-                binding_id: &str,
+                merchant_id: &MerchantId,
+                binding_id: &BindingId,
                 reason: &str,
                 now_ms: i64,
-            ) -> StoreResult<Option<BindingRow>> {
+            ) -> StoreResult<Option<Binding>> {
                 sqlx::query(
                     "UPDATE bindings SET status = 'REVOKED', revoked_ms = $3, revoke_reason = $4 \
                      WHERE merchant_id = $1 AND id = $2 AND status = 'ACTIVE'",
@@ -383,34 +253,40 @@ macro_rules! impl_store {
                 .bind(reason)
                 .execute(self.writer())
                 .await?;
-                Ok(sqlx::query_as("SELECT * FROM bindings WHERE merchant_id = $1 AND id = $2")
+                sqlx::query_as::<_, BindingRow>("SELECT * FROM bindings WHERE merchant_id = $1 AND id = $2")
                     .bind(merchant_id)
                     .bind(binding_id)
                     .fetch_optional(self.writer())
-                    .await?)
+                    .await?
+                    .map(BindingRow::into_binding)
+                    .transpose()
             }
 
             async fn reserve_payments(&self, requests: &[ReservePayment]) -> StoreResult<Vec<ReserveOutcome>> {
                 self.reserve_payments_impl(requests).await
             }
 
-            async fn finalize_payments(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>> {
-                self.finalize_payments_impl(outcomes).await
+            async fn finalize_payments(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<Payment>> {
+                payments(self.finalize_payments_impl(outcomes).await?)
             }
 
-            async fn get_payment(&self, merchant_id: &str, payment_id: &str) -> StoreResult<Option<PaymentRow>> {
-                Ok(sqlx::query_as("SELECT * FROM payments WHERE merchant_id = $1 AND id = $2")
+            async fn get_payment(&self, merchant_id: &MerchantId, payment_id: &PaymentId) -> StoreResult<Option<Payment>> {
+                sqlx::query_as::<_, PaymentRow>("SELECT * FROM payments WHERE merchant_id = $1 AND id = $2")
                     .bind(merchant_id)
                     .bind(payment_id)
                     .fetch_optional(self.reader())
-                    .await?)
+                    .await?
+                    .map(PaymentRow::into_payment)
+                    .transpose()
             }
 
-            async fn payment_by_id(&self, payment_id: &str) -> StoreResult<Option<PaymentRow>> {
-                Ok(sqlx::query_as("SELECT * FROM payments WHERE id = $1")
+            async fn payment_by_id(&self, payment_id: &PaymentId) -> StoreResult<Option<Payment>> {
+                sqlx::query_as::<_, PaymentRow>("SELECT * FROM payments WHERE id = $1")
                     .bind(payment_id)
                     .fetch_optional(self.writer())
-                    .await?)
+                    .await?
+                    .map(PaymentRow::into_payment)
+                    .transpose()
             }
 
             async fn reserve_refund(&self, r: &ReserveRefund) -> StoreResult<RefundReserveOutcome> {
@@ -422,7 +298,7 @@ macro_rules! impl_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                 if let Some(existing) = existing {
-                    return Ok(RefundReserveOutcome::Existing(existing));
+                    return Ok(RefundReserveOutcome::Existing(existing.into_refund()?));
                 }
                 let payment: Option<PaymentRow> =
                     sqlx::query_as("SELECT * FROM payments WHERE merchant_id = $1 AND id = $2")
@@ -430,13 +306,13 @@ macro_rules! impl_store {
                         .bind(&r.payment_id)
                         .fetch_optional(&mut *tx)
                         .await?;
-                let Some(payment) = payment else {
+                let Some(payment) = payment.map(PaymentRow::into_payment).transpose()? else {
                     return Ok(RefundReserveOutcome::PaymentNotFound);
                 };
-                if payment.status != "SUCCEEDED" {
+                if !matches!(payment.state, PaymentState::Succeeded { .. }) {
                     return Ok(RefundReserveOutcome::NotRefundable);
                 }
-                if payment.currency != r.currency {
+                if payment.amount.currency() != r.amount.currency() {
                     return Ok(RefundReserveOutcome::CurrencyMismatch);
                 }
                 // The check and the increment are one statement, so concurrent
@@ -447,7 +323,7 @@ macro_rules! impl_store {
                      RETURNING *",
                 )
                 .bind(&r.payment_id)
-                .bind(r.amount_minor)
+                .bind(r.amount.amount_minor())
                 .bind(r.now_ms)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -462,23 +338,22 @@ macro_rules! impl_store {
                         refundable: amount - refunded,
                     });
                 };
-                let refund: Option<RefundRow> = sqlx::query_as(
-                    "INSERT INTO refunds (id, merchant_id, payment_id, amount_minor, currency, status, \
-                     reason, idempotency_key, request_hash, created_ms, updated_ms) \
-                     VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $9) \
-                     ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING *",
-                )
-                .bind(&r.refund_id)
-                .bind(&r.merchant_id)
-                .bind(&r.payment_id)
-                .bind(r.amount_minor)
-                .bind(&r.currency)
-                .bind(&r.reason)
-                .bind(&r.idempotency_key)
-                .bind(&r.request_hash)
-                .bind(r.now_ms)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let pending = RefundRow::from_refund(&Refund {
+                    id: r.refund_id.clone(),
+                    merchant_id: r.merchant_id.clone(),
+                    payment_id: r.payment_id.clone(),
+                    amount: r.amount,
+                    status: RefundStatus::Pending,
+                    reason: r.reason.clone(),
+                    idempotency_key: r.idempotency_key.clone(),
+                    request_hash: r.request_hash.clone(),
+                    created_ms: r.now_ms,
+                    updated_ms: r.now_ms,
+                });
+                let refund: Option<RefundRow> = pending
+                    .bind_all(sqlx::query_as(&INSERT_REFUND))
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let Some(refund) = refund else {
                     // A concurrent duplicate claimed the key first: undo ours.
                     tx.rollback().await?;
@@ -487,15 +362,23 @@ macro_rules! impl_store {
                         .bind(&r.idempotency_key)
                         .fetch_one(self.writer())
                         .await?;
-                    return Ok(RefundReserveOutcome::Existing(existing));
+                    return Ok(RefundReserveOutcome::Existing(existing.into_refund()?));
+                };
+                let reserved = RefundReserveOutcome::Reserved {
+                    refund: refund.into_refund()?,
+                    payment: payment.into_payment()?,
                 };
                 tx.commit().await?;
-                Ok(RefundReserveOutcome::Reserved { refund, payment })
+                Ok(reserved)
             }
 
-            async fn finalize_refund(&self, refund_id: &str, succeeded: bool, now_ms: i64) -> StoreResult<(RefundRow, PaymentRow)> {
+            async fn finalize_refund(&self, refund_id: &RefundId, succeeded: bool, now_ms: i64) -> StoreResult<(Refund, Payment)> {
                 let mut tx = self.writer().begin().await?;
-                let status = if succeeded { "SUCCEEDED" } else { "FAILED" };
+                let status = refund_status::to_stored(if succeeded {
+                    RefundStatus::Succeeded
+                } else {
+                    RefundStatus::Failed
+                });
                 let updated: Option<RefundRow> = sqlx::query_as(
                     "UPDATE refunds SET status = $2, updated_ms = $3 WHERE id = $1 AND status = 'PENDING' RETURNING *",
                 )
@@ -528,7 +411,7 @@ macro_rules! impl_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok((refund, payment))
+                Ok((refund.into_refund()?, payment.into_payment()?))
             }
         }
     };

@@ -2,87 +2,180 @@
 //! embedded default) and a PostgreSQL one, each with its own migrations,
 //! chosen by the URL scheme at start-up.
 //!
-//! Methods are single-purpose; the few that must change several rows at once
-//! (a session completing with its binding and payment, a payment's
-//! reservation) are one method each so every backend makes them atomic.
+//! The store speaks the domain's types (`domain::model`): rows, column
+//! spellings and SQL stay in this module. Methods are single-purpose; the
+//! few that must change several rows at once (a session completing with its
+//! binding and payment, a payment's reservation) are one method each so
+//! every backend makes them atomic.
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use paybind_shared::{
+    db::Backend,
+    fields::PageCursor,
+    ids::{
+        BindingId, IdempotencyKey, MerchantId, MerchantUserId, OrderId, PaymentId, RefundId,
+        SessionId,
+    },
+    money::Money,
+};
+
+use crate::domain::model::{
+    BindSession, Binding, ChargeableCard, Merchant, Payment, PaymentState, Refund,
+};
 
 mod common;
-pub mod models;
 mod postgres;
+mod rows;
 mod sqlite;
 
-pub use models::*;
+pub use paybind_shared::db::{StoreError, StoreResult};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A unique key is already taken (e.g. a merchant id or certificate identity).
-    #[error("already exists: {0}")]
-    Conflict(String),
-    /// A row changed since it was read (optimistic concurrency).
-    #[error("the record changed concurrently")]
-    VersionConflict,
-    #[error("stored data is inconsistent: {0}")]
-    Corrupt(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration error: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+/// A row that was inserted, or the one that already held its unique key.
+#[derive(Debug)]
+pub enum Inserted<T> {
+    New(T),
+    Existing(T),
 }
 
-pub type StoreResult<T> = Result<T, StoreError>;
+/// A session transition and what comes with it (see `Store::apply_session_change`).
+#[derive(Debug)]
+pub struct SessionChange {
+    /// The new state; its `version` is the version it was read at.
+    pub session: BindSession,
+    /// A binding to create; if the user already has an active binding for the
+    /// same card, that one is used instead, and the session (and
+    /// `payment_final`'s payment) name it.
+    pub new_binding: Option<Binding>,
+    pub new_payment: Option<Payment>,
+    pub payment_final: Option<PaymentOutcome>,
+}
 
-/// Turns unique-key violations into [`StoreError::Conflict`] in one place.
-pub(crate) fn classify(err: sqlx::Error) -> StoreError {
-    if paybind_shared::db::is_unique_violation(&err) {
-        return StoreError::Conflict(err.to_string());
-    }
-    StoreError::Database(err)
+/// A payment's outcome from the acquirer: `Succeeded` or `Declined`.
+#[derive(Debug, Clone)]
+pub struct PaymentOutcome {
+    pub payment_id: PaymentId,
+    pub state: PaymentState,
+    pub now_ms: i64,
+}
+
+/// The input of the hot path.
+#[derive(Debug, Clone)]
+pub struct ReservePayment {
+    pub payment_id: PaymentId,
+    pub merchant_id: MerchantId,
+    pub binding_id: BindingId,
+    pub merchant_user_id: MerchantUserId,
+    pub order_id: OrderId,
+    pub amount: Money,
+    pub description: String,
+    pub idempotency_key: IdempotencyKey,
+    pub request_hash: String,
+    /// Today's day number in the limits' time zone.
+    pub day: i64,
+    pub now_ms: i64,
+}
+
+/// Returned once per call and matched at once, so the size of its
+/// variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum ReserveOutcome {
+    /// Recorded as PENDING and counted against today's limit.
+    Reserved(ChargeableCard),
+    /// The idempotency key was already used: the payment it made.
+    Existing(Payment),
+    /// No such binding for this merchant and user.
+    NotFound,
+    Revoked,
+    CurrencyMismatch,
+    LimitExceeded {
+        per_payment_limit: i64,
+        remaining_today: i64,
+    },
+    /// This request could not be written (the rest of its batch was).
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReserveRefund {
+    pub refund_id: RefundId,
+    pub merchant_id: MerchantId,
+    pub payment_id: PaymentId,
+    pub amount: Money,
+    pub reason: String,
+    pub idempotency_key: IdempotencyKey,
+    pub request_hash: String,
+    pub now_ms: i64,
+}
+
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum RefundReserveOutcome {
+    /// Recorded as PENDING; the payment's `refunded_minor` already includes it.
+    Reserved {
+        refund: Refund,
+        payment: Payment,
+    },
+    Existing(Refund),
+    PaymentNotFound,
+    NotRefundable,
+    CurrencyMismatch,
+    Exceeds {
+        refundable: i64,
+    },
+}
+
+/// One page of a user's bindings, newest first.
+#[derive(Debug, Clone)]
+pub struct BindingQuery {
+    pub merchant_id: MerchantId,
+    pub merchant_user_id: MerchantUserId,
+    pub include_revoked: bool,
+    pub after: Option<PageCursor>,
+    pub limit: i64,
 }
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// "sqlite" or "postgres", for logs and the benchmark report.
-    fn backend(&self) -> &'static str;
+    fn backend(&self) -> Backend;
 
     // Merchants.
-    async fn insert_merchant(&self, merchant: &MerchantRow) -> StoreResult<()>;
-    async fn merchant_by_cert_identity(&self, identity: &str) -> StoreResult<Option<MerchantRow>>;
-    async fn list_merchants(&self) -> StoreResult<Vec<MerchantRow>>;
+    async fn insert_merchant(&self, merchant: &Merchant, now_ms: i64) -> StoreResult<()>;
+    async fn merchant_by_cert_identity(&self, identity: &str) -> StoreResult<Option<Merchant>>;
+    async fn list_merchants(&self) -> StoreResult<Vec<Merchant>>;
 
     // Bind sessions.
     /// Inserts a session, or returns the one already created with the same
     /// (merchant, idempotency key).
-    async fn insert_session(&self, session: &SessionRow) -> StoreResult<Inserted<SessionRow>>;
+    async fn insert_session(&self, session: &BindSession) -> StoreResult<Inserted<BindSession>>;
     async fn get_session(
         &self,
-        merchant_id: &str,
-        session_id: &str,
-    ) -> StoreResult<Option<SessionRow>>;
+        merchant_id: &MerchantId,
+        session_id: &SessionId,
+    ) -> StoreResult<Option<BindSession>>;
     /// Applies a session transition atomically with what comes with it: a new
     /// binding (or the existing active one for the same card), a new payment,
     /// a payment's final state. Fails with `VersionConflict` (changing
     /// nothing) if the session's version is no longer `session.version`.
     /// Returns the session as written.
-    async fn apply_session_change(&self, change: SessionChange) -> StoreResult<SessionRow>;
+    async fn apply_session_change(&self, change: SessionChange) -> StoreResult<BindSession>;
 
     // Bindings.
     async fn get_binding(
         &self,
-        merchant_id: &str,
-        binding_id: &str,
-    ) -> StoreResult<Option<BindingRow>>;
-    async fn list_bindings(&self, query: &BindingQuery) -> StoreResult<Vec<BindingRow>>;
+        merchant_id: &MerchantId,
+        binding_id: &BindingId,
+    ) -> StoreResult<Option<Binding>>;
+    async fn list_bindings(&self, query: &BindingQuery) -> StoreResult<Vec<Binding>>;
     /// Marks a binding revoked (if active) and returns it.
     async fn revoke_binding(
         &self,
-        merchant_id: &str,
-        binding_id: &str,
+        merchant_id: &MerchantId,
+        binding_id: &BindingId,
         reason: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<BindingRow>>;
+    ) -> StoreResult<Option<Binding>>;
 
     // Payments.
     /// The hot path, for a batch of payments committed together: for each,
@@ -97,14 +190,14 @@ pub trait Store: Send + Sync + 'static {
     /// Records the outcomes of PENDING payments, many at once (one commit);
     /// a decline gives its amount back to today's limit. Returns the payments
     /// that were updated; one that was not PENDING any more is left out.
-    async fn finalize_payments(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>>;
+    async fn finalize_payments(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<Payment>>;
     async fn get_payment(
         &self,
-        merchant_id: &str,
-        payment_id: &str,
-    ) -> StoreResult<Option<PaymentRow>>;
+        merchant_id: &MerchantId,
+        payment_id: &PaymentId,
+    ) -> StoreResult<Option<Payment>>;
     /// A payment by id alone (for the service itself, never for a caller).
-    async fn payment_by_id(&self, payment_id: &str) -> StoreResult<Option<PaymentRow>>;
+    async fn payment_by_id(&self, payment_id: &PaymentId) -> StoreResult<Option<Payment>>;
 
     // Refunds.
     /// Checks and reserves a refund: the payment must be SUCCEEDED and the
@@ -114,24 +207,17 @@ pub trait Store: Send + Sync + 'static {
     /// refundable again.
     async fn finalize_refund(
         &self,
-        refund_id: &str,
+        refund_id: &RefundId,
         succeeded: bool,
         now_ms: i64,
-    ) -> StoreResult<(RefundRow, PaymentRow)>;
+    ) -> StoreResult<(Refund, Payment)>;
 }
 
 /// Connects to the database the URL names (`sqlite:…` or `postgres://…`),
 /// creating a SQLite file if missing, and brings the schema up to date.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(
-            sqlite::SqliteStore::connect(url, max_connections).await?,
-        ))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(
-            postgres::PgStore::connect(url, max_connections).await?,
-        ))
-    } else {
-        anyhow::bail!("database.url must start with sqlite: or postgres:// (got another scheme)")
-    }
+    Ok(match Backend::of_url(url)? {
+        Backend::Sqlite => Arc::new(sqlite::SqliteStore::connect(url, max_connections).await?),
+        Backend::Postgres => Arc::new(postgres::PgStore::connect(url, max_connections).await?),
+    })
 }

@@ -1,8 +1,8 @@
 //! PostgreSQL, the production backend. The hot path is the `reserve_payment`
 //! function (migration 0002): one round trip per payment.
-use sqlx::{PgPool, Postgres};
+use sqlx::PgPool;
 
-super::common::impl_store!(PgStore, Postgres);
+super::common::impl_store!(PgStore);
 
 pub struct PgStore {
     pool: PgPool,
@@ -22,7 +22,7 @@ struct Reserved {
 }
 
 impl PgStore {
-    const BACKEND: &'static str = "postgres";
+    const BACKEND: Backend = Backend::Postgres;
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let pool = paybind_shared::db::pg_pool(url, max_connections).await?;
@@ -55,13 +55,16 @@ impl PgStore {
                 }
             }
         }
+        // Each on its own: one that fails again fails alone.
         let mut outcomes = Vec::with_capacity(requests.len());
         for r in requests {
-            let mut one = self.reserve_batch(std::slice::from_ref(r)).await?;
-            outcomes.push(
-                one.pop()
+            let outcome = match self.reserve_batch(std::slice::from_ref(r)).await {
+                Ok(mut one) => one
+                    .pop()
                     .ok_or_else(|| StoreError::Corrupt("no outcome".into()))?,
-            );
+                Err(e) => ReserveOutcome::Failed(e.to_string()),
+            };
+            outcomes.push(outcome);
         }
         Ok(outcomes)
     }
@@ -69,8 +72,8 @@ impl PgStore {
     async fn reserve_batch(&self, requests: &[ReservePayment]) -> StoreResult<Vec<ReserveOutcome>> {
         let mut order: Vec<usize> = (0..requests.len()).collect();
         order.sort_by(|a, b| requests[*a].binding_id.cmp(&requests[*b].binding_id));
-        let col = |f: &dyn Fn(&ReservePayment) -> String| -> Vec<String> {
-            order.iter().map(|i| f(&requests[*i])).collect()
+        let col = |f: &dyn Fn(&ReservePayment) -> &str| -> Vec<String> {
+            order.iter().map(|i| f(&requests[*i]).to_owned()).collect()
         };
         let num = |f: &dyn Fn(&ReservePayment) -> i64| -> Vec<i64> {
             order.iter().map(|i| f(&requests[*i])).collect()
@@ -86,16 +89,16 @@ impl PgStore {
                  a.request_hash, a.day, a.now_ms) r \
              ORDER BY a.ord",
         )
-        .bind(col(&|r| r.payment_id.clone()))
-        .bind(col(&|r| r.merchant_id.clone()))
-        .bind(col(&|r| r.binding_id.clone()))
-        .bind(col(&|r| r.merchant_user_id.clone()))
-        .bind(col(&|r| r.order_id.clone()))
-        .bind(num(&|r| r.amount_minor))
-        .bind(col(&|r| r.currency.clone()))
-        .bind(col(&|r| r.description.clone()))
-        .bind(col(&|r| r.idempotency_key.clone()))
-        .bind(col(&|r| r.request_hash.clone()))
+        .bind(col(&|r| r.payment_id.as_str()))
+        .bind(col(&|r| r.merchant_id.as_str()))
+        .bind(col(&|r| r.binding_id.as_str()))
+        .bind(col(&|r| r.merchant_user_id.as_str()))
+        .bind(col(&|r| r.order_id.as_str()))
+        .bind(num(&|r| r.amount.amount_minor()))
+        .bind(col(&|r| r.amount.currency().code()))
+        .bind(col(&|r| &r.description))
+        .bind(col(&|r| r.idempotency_key.as_str()))
+        .bind(col(&|r| &r.request_hash))
         .bind(num(&|r| r.day))
         .bind(num(&|r| r.now_ms))
         .fetch_all(&self.pool)
@@ -121,21 +124,21 @@ impl PgStore {
 
     async fn outcome(&self, r: &ReservePayment, row: Reserved) -> StoreResult<ReserveOutcome> {
         Ok(match row.o_outcome.as_str() {
-            "RESERVED" => ReserveOutcome::Reserved(VaultedCard {
-                pan_ct: row
-                    .o_pan_ct
+            "RESERVED" => ReserveOutcome::Reserved(chargeable_card(
+                row.o_pan_ct
                     .ok_or_else(|| StoreError::Corrupt("no card".into()))?,
-                pan_key_id: row.o_pan_key_id.unwrap_or_default(),
-                exp_month: row.o_exp_month,
-                exp_year: row.o_exp_year,
-            }),
+                row.o_pan_key_id
+                    .ok_or_else(|| StoreError::Corrupt("no card key".into()))?,
+                row.o_exp_month,
+                row.o_exp_year,
+            )?),
             "EXISTING" => {
                 let existing: PaymentRow = sqlx::query_as(SELECT_PAYMENT_BY_KEY)
                     .bind(&r.merchant_id)
                     .bind(&r.idempotency_key)
                     .fetch_one(&self.pool)
                     .await?;
-                ReserveOutcome::Existing(existing)
+                ReserveOutcome::Existing(existing.into_payment()?)
             }
             "NOT_FOUND" => ReserveOutcome::NotFound,
             "REVOKED" => ReserveOutcome::Revoked,
@@ -155,12 +158,10 @@ impl PgStore {
         outcomes: &[PaymentOutcome],
     ) -> StoreResult<Vec<PaymentRow>> {
         let ids: Vec<&str> = outcomes.iter().map(|o| o.payment_id.as_str()).collect();
-        let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
-        let reasons: Vec<Option<&str>> = outcomes
-            .iter()
-            .map(|o| o.decline_reason.as_deref())
-            .collect();
-        let refs: Vec<Option<&str>> = outcomes.iter().map(|o| o.acquirer_ref.as_deref()).collect();
+        let columns: Vec<_> = outcomes.iter().map(|o| state_columns(&o.state)).collect();
+        let statuses: Vec<&str> = columns.iter().map(|c| c.0).collect();
+        let reasons: Vec<Option<&str>> = columns.iter().map(|c| c.1).collect();
+        let refs: Vec<Option<&str>> = columns.iter().map(|c| c.2.as_deref()).collect();
         let times: Vec<i64> = outcomes.iter().map(|o| o.now_ms).collect();
         Ok(sqlx::query_as(
             "WITH v AS ( \

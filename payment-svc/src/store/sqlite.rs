@@ -1,9 +1,9 @@
 //! SQLite, the embedded default: WAL, `synchronous = FULL` (money), the file
 //! created on first run. All writes go through one connection, so SQLite's
 //! single writer never meets a busy lock; reads use a pool of their own.
-use sqlx::{Sqlite, SqlitePool};
+use sqlx::SqlitePool;
 
-super::common::impl_store!(SqliteStore, Sqlite);
+super::common::impl_store!(SqliteStore);
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -11,7 +11,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    const BACKEND: &'static str = "sqlite";
+    const BACKEND: Backend = Backend::Sqlite;
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let (writer, reader) = paybind_shared::db::sqlite_pools(url, max_connections).await?;
@@ -52,7 +52,7 @@ impl SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(existing) = existing {
-            return Ok(ReserveOutcome::Existing(existing));
+            return Ok(ReserveOutcome::Existing(existing.into_payment()?));
         }
         let binding: Option<BindingRow> =
             sqlx::query_as("SELECT * FROM bindings WHERE id = $1 AND merchant_id = $2")
@@ -60,24 +60,33 @@ impl SqliteStore {
                 .bind(&r.merchant_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(b) = binding.filter(|b| b.merchant_user_id == r.merchant_user_id) else {
+        let Some(b) = binding
+            .map(BindingRow::into_binding)
+            .transpose()?
+            .filter(|b| b.merchant_user_id == r.merchant_user_id)
+        else {
             return Ok(ReserveOutcome::NotFound);
         };
-        if b.status != "ACTIVE" {
+        if b.revoked.is_some() {
             return Ok(ReserveOutcome::Revoked);
         }
-        if b.currency != r.currency {
+        if b.limits.currency() != r.amount.currency() {
             return Ok(ReserveOutcome::CurrencyMismatch);
         }
+        let amount = r.amount.amount_minor();
         let used = if b.usage_day == r.day {
-            b.usage_amount
+            b.used_on_usage_day
         } else {
             0
         };
-        if r.amount_minor > b.per_payment_limit || used + r.amount_minor > b.daily_limit {
+        let (per_payment, daily) = (
+            b.limits.per_payment.amount_minor(),
+            b.limits.daily.amount_minor(),
+        );
+        if amount > per_payment || used + amount > daily {
             return Ok(ReserveOutcome::LimitExceeded {
-                per_payment_limit: b.per_payment_limit,
-                remaining_today: b.daily_limit - used,
+                per_payment_limit: per_payment,
+                remaining_today: daily - used,
             });
         }
         sqlx::query(
@@ -91,8 +100,8 @@ impl SqliteStore {
         .bind(&r.merchant_user_id)
         .bind(&r.binding_id)
         .bind(&r.order_id)
-        .bind(r.amount_minor)
-        .bind(&r.currency)
+        .bind(amount)
+        .bind(r.amount.currency().code())
         .bind(&r.description)
         .bind(r.day)
         .bind(&r.idempotency_key)
@@ -104,15 +113,10 @@ impl SqliteStore {
         sqlx::query("UPDATE bindings SET usage_day = $2, usage_amount = $3 WHERE id = $1")
             .bind(&r.binding_id)
             .bind(r.day)
-            .bind(used + r.amount_minor)
+            .bind(used + amount)
             .execute(&mut *tx)
             .await?;
-        Ok(ReserveOutcome::Reserved(VaultedCard {
-            pan_ct: b.pan_ct,
-            pan_key_id: b.pan_key_id,
-            exp_month: b.exp_month,
-            exp_year: b.exp_year,
-        }))
+        Ok(ReserveOutcome::Reserved(b.card.chargeable()))
     }
 
     /// All outcomes in one transaction: one commit (one fsync) for the batch.
@@ -123,20 +127,21 @@ impl SqliteStore {
         let mut tx = self.writer.begin().await?;
         let mut settled = Vec::with_capacity(outcomes.len());
         for o in outcomes {
+            let (status, decline_reason, acquirer_ref) = state_columns(&o.state);
             let payment: Option<PaymentRow> = sqlx::query_as(
                 "UPDATE payments SET status = $2, decline_reason = $3, acquirer_ref = $4, \
                  updated_ms = $5 WHERE id = $1 AND status = 'PENDING' RETURNING *",
             )
             .bind(&o.payment_id)
-            .bind(&o.status)
-            .bind(&o.decline_reason)
-            .bind(&o.acquirer_ref)
+            .bind(status)
+            .bind(decline_reason)
+            .bind(acquirer_ref)
             .bind(o.now_ms)
             .fetch_optional(&mut *tx)
             .await?;
             let Some(p) = payment else { continue };
-            if let (true, Some(binding_id), Some(day)) =
-                (p.status == "DECLINED", &p.binding_id, p.counted_day)
+            if let (PaymentState::Declined { .. }, Some(binding_id), Some(day)) =
+                (&o.state, &p.binding_id, p.counted_day)
             {
                 // A decline gives its amount back to the day it was counted on.
                 sqlx::query(

@@ -335,19 +335,23 @@ async fn main() -> anyhow::Result<()> {
 
     // Register the shop before payment-svc starts (the same database).
     {
+        use paybind_shared::money::{Currency, Money, MAX_AMOUNT_MINOR};
         let store = payment_svc::store::connect(&payment_db, 2).await?;
+        let cny = Currency::parse("CNY")?;
         payment_svc::domain::merchants::register(
             store.as_ref(),
-            &payment_svc::domain::merchants::Merchant {
-                id: "load-shop".into(),
+            &payment_svc::domain::model::Merchant {
+                id: paybind_shared::ids::MerchantId::parse("load-shop")?,
                 display_name: "Load Shop".into(),
                 cert_identity: "load-shop".into(),
                 allowed_origins: vec![],
                 return_urls: vec!["https://shop.example/return".into()],
                 direct_entry: true,
-                currency: paybind_shared::money::Currency::parse("CNY")?,
-                per_payment_limit: 50_000,
-                daily_limit: paybind_shared::money::MAX_AMOUNT_MINOR,
+                currency: cny,
+                limits: payment_svc::domain::model::Limits {
+                    per_payment: Money::new(50_000, cny)?,
+                    daily: Money::new(MAX_AMOUNT_MINOR, cny)?,
+                },
             },
         )
         .await?;

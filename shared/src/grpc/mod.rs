@@ -5,6 +5,12 @@ use std::{collections::HashMap, time::Duration};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::fields::Rejected;
+
+mod caller;
+
+pub use caller::{caller, Authenticate, CallerLayer, CallerService};
+
 /// The `google.rpc.ErrorInfo.domain` of every paybind error.
 pub const ERROR_DOMAIN: &str = "paybind.dev";
 
@@ -13,10 +19,10 @@ pub const ERROR_DOMAIN: &str = "paybind.dev";
 #[derive(Debug)]
 pub struct ErrorStatus {
     code: Code,
-    reason: &'static str,
+    reason: std::borrow::Cow<'static, str>,
     message: String,
     metadata: HashMap<String, String>,
-    field: Option<(String, String)>,
+    violations: Vec<(String, String)>,
     retry_after: Option<Duration>,
 }
 
@@ -24,10 +30,10 @@ impl ErrorStatus {
     pub fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
-            reason,
+            reason: reason.into(),
             message: message.into(),
             metadata: HashMap::new(),
-            field: None,
+            violations: Vec::new(),
             retry_after: None,
         }
     }
@@ -41,8 +47,45 @@ impl ErrorStatus {
     /// Names the request field at fault (also added as metadata `field`).
     pub fn field(mut self, path: &str) -> Self {
         self.metadata.insert("field".to_owned(), path.to_owned());
-        self.field = Some((path.to_owned(), self.message.clone()));
+        self.violations
+            .push((path.to_owned(), self.message.clone()));
         self
+    }
+
+    /// Another paybind service's error, passed on as it was received.
+    pub fn passed_on(
+        code: Code,
+        reason: String,
+        message: String,
+        metadata: HashMap<String, String>,
+        violations: Vec<(String, String)>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            message,
+            metadata,
+            violations,
+            retry_after,
+        }
+    }
+
+    /// A request refused for its fields: `INVALID_ARGUMENT`, the first
+    /// field's reason (and its path as metadata `field`), and a `BadRequest`
+    /// that lists every rejected field.
+    pub fn rejected(rejected: &Rejected) -> Self {
+        let first = rejected.first();
+        let mut status = Self::new(Code::InvalidArgument, first.reason, rejected.to_string());
+        status
+            .metadata
+            .insert("field".to_owned(), first.field.to_owned());
+        status.violations = rejected
+            .violations()
+            .iter()
+            .map(|v| (v.field.to_owned(), v.message.clone()))
+            .collect();
+        status
     }
 
     pub fn retry_after(mut self, delay: Duration) -> Self {
@@ -53,7 +96,7 @@ impl ErrorStatus {
     pub fn build(self) -> Status {
         let mut details = ErrorDetails::new();
         details.set_error_info(self.reason, ERROR_DOMAIN, self.metadata);
-        if let Some((field, description)) = self.field {
+        for (field, description) in self.violations {
             details.add_bad_request_violation(field, description);
         }
         if let Some(delay) = self.retry_after {
@@ -154,5 +197,32 @@ mod tests {
         let details = status.get_error_details();
         let bad = details.bad_request().expect("bad request detail");
         assert_eq!(bad.field_violations[0].field, "card.cvv");
+    }
+
+    #[test]
+    fn a_rejected_request_lists_every_field() {
+        use crate::fields::{AllOk, Invalid};
+        let rejected = (
+            Err::<(), _>(Invalid::new("INVALID_CARD_NUMBER", "bad number").at("card.number")),
+            Err::<(), _>(Invalid::new("INVALID_CVV", "bad cvv").at("card.cvv")),
+        )
+            .all_ok()
+            .expect_err("rejected");
+        let status = ErrorStatus::rejected(&rejected).build();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(reason_of(&status).as_deref(), Some("INVALID_CARD_NUMBER"));
+        assert_eq!(
+            metadata_of(&status).get("field").map(String::as_str),
+            Some("card.number")
+        );
+        let fields: Vec<String> = status
+            .get_error_details()
+            .bad_request()
+            .expect("bad request")
+            .field_violations
+            .iter()
+            .map(|v| v.field.clone())
+            .collect();
+        assert_eq!(fields, ["card.number", "card.cvv"]);
     }
 }

@@ -1,0 +1,197 @@
+//! Rows as stored, and the one translation between them and the domain's
+//! types: each table's columns listed once (`table_row!`), each stored enum
+//! spelled once (`stored_enum!`, checked by the migrations' CHECK
+//! constraints); an unknown stored value is an error naming its column.
+use paybind_shared::{
+    db::{StoreError, StoreResult},
+    ids::{BindingId, BindingToken, IdempotencyKey, MerchantUserId, OrderId, PaymentId, SessionId},
+    model::{CardBrand, CardExpiry, Presentation},
+    money::Money,
+    person::Phone,
+    stored_enum, table_row,
+};
+
+use crate::domain::model::{CardOnFile, Order, OrderStatus, ShopperPage, User};
+
+stored_enum!(pub order_status: OrderStatus, "orders.status", {
+    PendingPayment => "PENDING_PAYMENT",
+    AwaitingShopper => "AWAITING_SHOPPER",
+    Paid => "PAID",
+    Declined => "DECLINED",
+    Cancelled => "CANCELLED",
+});
+stored_enum!(pub presentation: Presentation, "orders.presentation", {
+    Redirect => "PRESENTATION_REDIRECT",
+    Embedded => "PRESENTATION_EMBEDDED",
+    Popup => "PRESENTATION_POPUP",
+});
+stored_enum!(pub card_brand: CardBrand, "users.card_brand", {
+    Visa => "VISA",
+    Mastercard => "MASTERCARD",
+    UnionPay => "UNIONPAY",
+    Amex => "AMEX",
+    Jcb => "JCB",
+    Discover => "DISCOVER",
+    Other => "OTHER",
+});
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::Corrupt(what)
+}
+
+table_row!(
+    /// A user, with the active binding (if any) in its card columns.
+    UserRow {
+        id: String,
+        display_name: String,
+        phone: Option<String>,
+        created_ms: i64,
+        binding_id: Option<String>,
+        binding_token: Option<String>,
+        card_brand: Option<String>,
+        card_last4: Option<String>,
+        exp_month: Option<i64>,
+        exp_year: Option<i64>,
+        bound_ms: Option<i64>,
+    }
+);
+
+impl UserRow {
+    pub fn from_user(u: &User) -> Self {
+        let card = u.card.as_ref();
+        Self {
+            id: u.id.as_str().to_owned(),
+            display_name: u.display_name.clone(),
+            phone: u.phone.as_ref().map(|p| p.e164().to_owned()),
+            created_ms: u.created_ms,
+            binding_id: card.map(|c| c.binding_id.as_str().to_owned()),
+            binding_token: card.map(|c| c.token.expose().to_owned()),
+            card_brand: card.map(|c| card_brand::to_stored(c.brand).to_owned()),
+            card_last4: card.map(|c| c.last4.clone()),
+            exp_month: card.map(|c| i64::from(c.expiry.month)),
+            exp_year: card.map(|c| i64::from(c.expiry.year)),
+            bound_ms: card.map(|c| c.bound_ms),
+        }
+    }
+
+    pub fn into_user(self) -> StoreResult<User> {
+        let id = self.id.clone();
+        let card = match (self.binding_id, self.binding_token) {
+            (Some(binding_id), Some(token)) => {
+                let missing = |c: &str| corrupt(format!("users.{c} is missing for {id}"));
+                let (month, year) = (
+                    self.exp_month.ok_or_else(|| missing("exp_month"))?,
+                    self.exp_year.ok_or_else(|| missing("exp_year"))?,
+                );
+                let expiry = match (u8::try_from(month), u16::try_from(year)) {
+                    (Ok(month), Ok(year)) => CardExpiry { month, year },
+                    _ => return Err(corrupt(format!("users.exp_month of {id}: {month}/{year}"))),
+                };
+                Some(CardOnFile {
+                    binding_id: BindingId::from_stored(binding_id),
+                    token: BindingToken::from_trusted(token),
+                    brand: card_brand::from_stored(
+                        self.card_brand
+                            .as_deref()
+                            .ok_or_else(|| missing("card_brand"))?,
+                    )?,
+                    last4: self.card_last4.unwrap_or_default(),
+                    expiry,
+                    bound_ms: self.bound_ms.unwrap_or(self.created_ms),
+                })
+            }
+            _ => None,
+        };
+        Ok(User {
+            // Phones are parsed when written; one written before that rule
+            // (and not a mobile number) is not offered for prefill.
+            phone: self.phone.as_deref().and_then(|p| Phone::parse(p).ok()),
+            id: MerchantUserId::from_stored(self.id),
+            display_name: self.display_name,
+            created_ms: self.created_ms,
+            card,
+        })
+    }
+}
+
+table_row!(
+    OrderRow {
+        id: String,
+        user_id: String,
+        amount_minor: i64,
+        currency: String,
+        description: String,
+        status: String,
+        decline_reason: Option<String>,
+        payment_id: Option<String>,
+        refunded_minor: i64,
+        session_id: Option<String>,
+        page_url: Option<String>,
+        paid_with_card_on_file: bool,
+        presentation: String,
+        return_url: String,
+        idempotency_key: String,
+        request_hash: String,
+        created_ms: i64,
+        updated_ms: i64,
+    }
+);
+
+impl OrderRow {
+    pub fn from_order(o: &Order) -> Self {
+        Self {
+            id: o.id.as_str().to_owned(),
+            user_id: o.user_id.as_str().to_owned(),
+            amount_minor: o.amount.amount_minor(),
+            currency: o.amount.currency().code().to_owned(),
+            description: o.description.clone(),
+            status: order_status::to_stored(o.status).to_owned(),
+            decline_reason: o.decline_reason.clone(),
+            payment_id: o.payment_id.as_ref().map(|p| p.as_str().to_owned()),
+            refunded_minor: o.refunded_minor,
+            session_id: o.page.as_ref().map(|p| p.session_id.as_str().to_owned()),
+            page_url: o.page.as_ref().map(|p| p.page_url.clone()),
+            paid_with_card_on_file: o.paid_with_card_on_file,
+            presentation: presentation::to_stored(o.presentation).to_owned(),
+            return_url: o.return_url.clone(),
+            idempotency_key: o.idempotency_key.as_str().to_owned(),
+            request_hash: o.request_hash.clone(),
+            created_ms: o.created_ms,
+            updated_ms: o.updated_ms,
+        }
+    }
+
+    pub fn into_order(self) -> StoreResult<Order> {
+        let amount = Money::parse(self.amount_minor, &self.currency)
+            .map_err(|e| corrupt(format!("orders.amount_minor of {}: {e}", self.id)))?;
+        let page = match (self.session_id, self.page_url) {
+            (Some(session_id), Some(page_url)) => Some(ShopperPage {
+                session_id: SessionId::from_stored(session_id),
+                page_url,
+            }),
+            _ => None,
+        };
+        Ok(Order {
+            status: order_status::from_stored(&self.status)?,
+            presentation: presentation::from_stored(&self.presentation)?,
+            id: OrderId::from_stored(self.id),
+            user_id: MerchantUserId::from_stored(self.user_id),
+            amount,
+            description: self.description,
+            decline_reason: self.decline_reason,
+            payment_id: self.payment_id.map(PaymentId::from_stored),
+            refunded_minor: self.refunded_minor,
+            page,
+            paid_with_card_on_file: self.paid_with_card_on_file,
+            return_url: self.return_url,
+            idempotency_key: IdempotencyKey::from_stored(self.idempotency_key),
+            request_hash: self.request_hash,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+        })
+    }
+}
+
+pub fn orders(rows: Vec<OrderRow>) -> StoreResult<Vec<Order>> {
+    rows.into_iter().map(OrderRow::into_order).collect()
+}

@@ -1,0 +1,143 @@
+//! A merchant registered at payment-svc: who its client certificate is,
+//! where its pages may return, what it may do, and its default auth-free
+//! limits.
+use paybind_shared::{fields::identifier, ids::MerchantId, money::Currency};
+use url::Url;
+
+use super::binding::Limits;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merchant {
+    pub id: MerchantId,
+    pub display_name: String,
+    /// The subject CN of the merchant's client certificate.
+    pub cert_identity: String,
+    /// Origins allowed to frame the binding page and to receive its messages.
+    pub allowed_origins: Vec<String>,
+    /// URL prefixes a session's return URL must start with.
+    pub return_urls: Vec<String>,
+    /// May send card data itself (SubmitBindInfo / VerifyBind).
+    pub direct_entry: bool,
+    /// The currency it charges in; the limits are in it.
+    pub currency: Currency,
+    /// The auth-free limits each new binding gets.
+    pub limits: Limits,
+}
+
+impl Merchant {
+    /// Checks a new registration: every field, so that a merchant that is
+    /// stored is a merchant that works.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        identifier(self.id.as_str(), "merchant id")?;
+        identifier(&self.cert_identity, "certificate identity")?;
+        if self.display_name.trim().is_empty() || self.display_name.chars().count() > 100 {
+            anyhow::bail!("display name must be 1 to 100 characters");
+        }
+        for origin in &self.allowed_origins {
+            let url = Url::parse(origin).map_err(|e| anyhow::anyhow!("origin {origin:?}: {e}"))?;
+            if url.origin().ascii_serialization() != *origin {
+                anyhow::bail!("origin {origin:?} must be scheme://host[:port] with no path");
+            }
+        }
+        if self.return_urls.is_empty() {
+            anyhow::bail!("at least one return URL is required");
+        }
+        for prefix in &self.return_urls {
+            let url =
+                Url::parse(prefix).map_err(|e| anyhow::anyhow!("return URL {prefix:?}: {e}"))?;
+            if !matches!(url.scheme(), "https" | "http") {
+                anyhow::bail!("return URL {prefix:?} must be http(s)");
+            }
+        }
+        if self.limits.per_payment.currency() != self.currency
+            || self.limits.daily.currency() != self.currency
+        {
+            anyhow::bail!("the limits must be in the merchant's currency");
+        }
+        if self.limits.per_payment.amount_minor() > self.limits.daily.amount_minor() {
+            anyhow::bail!("the per-payment limit cannot exceed the daily limit");
+        }
+        Ok(())
+    }
+
+    /// Whether `return_url` is on one of the registered return URLs: same
+    /// scheme, host and port, and a path under the registered one.
+    pub fn allows_return_url(&self, return_url: &str) -> bool {
+        let Ok(candidate) = Url::parse(return_url) else {
+            return false;
+        };
+        self.return_urls.iter().any(|prefix| {
+            let Ok(prefix) = Url::parse(prefix) else {
+                return false;
+            };
+            candidate.origin() == prefix.origin()
+                && candidate.username().is_empty()
+                && candidate.password().is_none()
+                && path_under(candidate.path(), prefix.path())
+        })
+    }
+}
+
+fn path_under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    path == prefix || path.starts_with(&format!("{prefix}/")) || prefix.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paybind_shared::money::Money;
+
+    fn cny() -> Currency {
+        Currency::parse("CNY").expect("CNY")
+    }
+
+    fn shop() -> Merchant {
+        Merchant {
+            id: MerchantId::parse("demo-shop").expect("id"),
+            display_name: "Demo Shop".into(),
+            cert_identity: "demo-shop".into(),
+            allowed_origins: vec!["https://shop.example".into()],
+            return_urls: vec!["https://shop.example/bind/return".into()],
+            direct_entry: true,
+            currency: cny(),
+            limits: Limits {
+                per_payment: Money::new(50_000, cny()).expect("limit"),
+                daily: Money::new(200_000, cny()).expect("limit"),
+            },
+        }
+    }
+
+    #[test]
+    fn return_urls_must_be_under_a_registered_prefix() {
+        let m = shop();
+        assert!(m.allows_return_url("https://shop.example/bind/return"));
+        assert!(m.allows_return_url("https://shop.example/bind/return/x?y=1"));
+        for bad in [
+            "https://shop.example/bind/returnx",
+            "https://shop.example/other",
+            "https://shop.example.evil.com/bind/return",
+            "http://shop.example/bind/return",
+            "https://user@shop.example/bind/return",
+            "https://shop.example:8443/bind/return",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert!(!m.allows_return_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn validation_catches_bad_registrations() {
+        assert!(shop().validate().is_ok());
+        let mut m = shop();
+        m.allowed_origins = vec!["https://shop.example/path".into()];
+        assert!(m.validate().is_err());
+        let mut m = shop();
+        m.limits.per_payment = Money::new(300_000, cny()).expect("limit");
+        assert!(m.validate().is_err());
+        let mut m = shop();
+        m.return_urls.clear();
+        assert!(m.validate().is_err());
+    }
+}

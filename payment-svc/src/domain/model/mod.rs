@@ -1,0 +1,16 @@
+//! What payment-svc keeps, as the domain speaks of it: merchants, bindings,
+//! payments and refunds, and bind sessions with their state machine. The
+//! store reads and writes these (and nothing looser); `grpc` shows them to
+//! merchants. Plain data: the rules that change them live beside, in
+//! `domain`.
+mod binding;
+mod merchant;
+mod payment;
+mod session;
+
+pub use binding::{Binding, ChargeableCard, Holder, Limits, Revocation, VaultedCard};
+pub use merchant::Merchant;
+pub use payment::{Payment, PaymentState, Refund};
+pub use session::{
+    AttemptError, BindSession, Purchase, SentCode, SessionKind, SessionState, Submitted,
+};

@@ -1,0 +1,187 @@
+//! The shopper's information for an open session: parsed, the card checked
+//! with the acquirer, the data sealed, and a one-time code sent; and sending
+//! the code again.
+use std::time::Duration;
+
+use paybind_shared::{
+    clock::now_ms,
+    fields::{AllOk, At},
+    ids::SessionId,
+    model::SessionStatus,
+    money::format_minor,
+};
+
+use super::{require_status, RawSubmission, SessionView, Submission};
+use crate::domain::{
+    acquirer::{AcquirerError, CardRef},
+    card::{parse_expiry, Cvv},
+    error::{DomainError, DomainResult},
+    merchants::Merchant,
+    model::{BindSession, Holder, SentCode, SessionState, Submitted, VaultedCard},
+    otp,
+    shopper::{FullName, IdNumber, Phone},
+    vault::Purpose,
+    Services,
+};
+
+impl Services {
+    /// Parses a submission's fields, every one: the error lists each field
+    /// at fault by its request path. Parsing needs today's date (expiry,
+    /// birth date), so it happens here rather than in the handler.
+    pub fn parse_submission(&self, raw: &RawSubmission<'_>) -> DomainResult<Submission> {
+        let today = self.local_date(now_ms());
+        let card = crate::domain::card::CardNumber::parse(raw.card_number).at("card.number");
+        let brand = card.as_ref().ok().map(|c| c.brand());
+        let (name, id_number, phone, card, expiry, cvv) = (
+            FullName::parse(raw.full_name).at("shopper.full_name"),
+            IdNumber::parse(raw.id_number, today).at("shopper.id_number"),
+            Phone::parse(raw.phone).at("shopper.phone"),
+            card,
+            parse_expiry(
+                raw.expiry_month,
+                raw.expiry_year,
+                today,
+                ("card.expiry_month", "card.expiry_year"),
+            ),
+            Cvv::parse(raw.cvv, brand).at("card.cvv"),
+        )
+            .all_ok()?;
+        Ok(Submission {
+            name,
+            id_number,
+            phone,
+            card,
+            expiry,
+            cvv,
+        })
+    }
+
+    /// The shopper's information for an OPEN session: the card is verified
+    /// with the acquirer, the data sealed, and a code sent to the phone.
+    pub async fn submit(
+        &self,
+        merchant: &Merchant,
+        session_id: &SessionId,
+        submission: Submission,
+    ) -> DomainResult<SessionView> {
+        let mut session = self.load_session(merchant, session_id).await?;
+        require_status(&session, SessionStatus::Open)?;
+
+        let card = CardRef {
+            number: &submission.card,
+            expiry: submission.expiry,
+            cvv: Some(&submission.cvv),
+        };
+        match self.acquirer.verify(&card).await {
+            Ok(()) => {}
+            Err(AcquirerError::Declined(reason)) => {
+                return Err(self.record_decline(session, reason, None).await);
+            }
+            Err(AcquirerError::Unavailable(why)) => {
+                tracing::warn!(%session_id, %why, "acquirer unavailable at card verification");
+                return Err(DomainError::AcquirerUnavailable);
+            }
+        }
+
+        let digits = submission.card.expose_digits().as_bytes();
+        let submitted = Submitted {
+            card: VaultedCard {
+                fingerprint: self.fingerprints.mac_hex(&[b"paybind/card/v1", digits]),
+                pan: self.vault.seal(Purpose::CardNumber, digits)?,
+                brand: submission.card.brand(),
+                last4: submission.card.last4().to_owned(),
+                expiry: submission.expiry,
+            },
+            holder: Holder {
+                name: submission.name,
+                id_number: self
+                    .vault
+                    .seal(Purpose::IdNumber, submission.id_number.expose().as_bytes())?,
+                phone: submission.phone,
+            },
+        };
+        let now = now_ms();
+        let code = otp::generate();
+        session.state = SessionState::AwaitingVerification {
+            submitted,
+            code: SentCode {
+                hash: otp::hash(&self.otp_hasher, &session.id, &code),
+                expires_ms: now + otp::CODE_TTL_MS,
+                tries_left: otp::MAX_TRIES,
+                sent_ms: now,
+                resends: 0,
+            },
+        };
+        session.last_error = None;
+        let session = self.write_state(session, None).await?;
+        self.send_code(merchant, &session, &code).await?;
+        tracing::info!(session_id = %session.id, "card verified, code sent");
+        self.session_view(session).await
+    }
+
+    /// A new code for a session awaiting verification, throttled.
+    pub async fn resend_code(
+        &self,
+        merchant: &Merchant,
+        session_id: &SessionId,
+    ) -> DomainResult<SessionView> {
+        let mut session = self.load_session(merchant, session_id).await?;
+        require_status(&session, SessionStatus::AwaitingVerification)?;
+        let now = now_ms();
+        let SessionState::AwaitingVerification { code: sent, .. } = &mut session.state else {
+            // Charging: the code was already right.
+            return Err(DomainError::SessionState {
+                status: SessionStatus::AwaitingVerification,
+                hint: "verify the code, or ask for a new one",
+            });
+        };
+        if sent.resends >= otp::MAX_RESENDS {
+            return Err(DomainError::ResendThrottled {
+                retry_after: Duration::ZERO,
+            });
+        }
+        let since = now - sent.sent_ms;
+        if since < otp::RESEND_INTERVAL_MS {
+            return Err(DomainError::ResendThrottled {
+                retry_after: Duration::from_millis((otp::RESEND_INTERVAL_MS - since) as u64),
+            });
+        }
+        let code = otp::generate();
+        *sent = SentCode {
+            hash: otp::hash(&self.otp_hasher, &session.id, &code),
+            expires_ms: now + otp::CODE_TTL_MS,
+            tries_left: otp::MAX_TRIES,
+            sent_ms: now,
+            resends: sent.resends + 1,
+        };
+        let session = self.write_state(session, None).await?;
+        self.send_code(merchant, &session, &code).await?;
+        self.session_view(session).await
+    }
+
+    async fn send_code(
+        &self,
+        merchant: &Merchant,
+        session: &BindSession,
+        code: &str,
+    ) -> DomainResult<()> {
+        let Some(phone) = session.code_sent_to() else {
+            return Err(anyhow::anyhow!("session {} has no phone to send to", session.id).into());
+        };
+        let what = match &session.purchase {
+            Some(p) => format!(
+                "bind your card and pay {}",
+                format_minor(p.amount.amount_minor(), p.amount.currency())
+            ),
+            None => "bind your card".to_owned(),
+        };
+        let text = format!(
+            "[paybind] {code} is your code to {what} at {}. It expires in 5 minutes. Never share it.",
+            merchant.display_name
+        );
+        self.sms.send(phone, &text).await.map_err(|e| {
+            tracing::error!(session_id = %session.id, error = %e, "could not send the code");
+            DomainError::SmsUnavailable
+        })
+    }
+}

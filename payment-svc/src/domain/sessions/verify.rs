@@ -1,0 +1,249 @@
+//! The shopper's code: completes the binding; for BindAndPay, charges first
+//! and binds only if the charge succeeds. A declined card uses an attempt.
+use paybind_shared::{
+    clock::now_ms,
+    ids::{BindingId, PaymentId, SessionId},
+    model::SessionStatus,
+};
+
+use super::{concurrent, require_status, SessionView};
+use crate::{
+    domain::{
+        acquirer::{AcquirerError, CardRef, DeclineReason},
+        error::{DomainError, DomainResult},
+        merchants::Merchant,
+        model::{
+            AttemptError, BindSession, Binding, Payment, PaymentState, SessionState, Submitted,
+        },
+        otp, Services,
+    },
+    store::{PaymentOutcome, SessionChange, StoreError},
+};
+
+impl Services {
+    /// The shopper's code. Completes the binding; for BindAndPay, charges
+    /// first and binds only if the charge succeeds. A retry on a completed
+    /// session returns it unchanged.
+    pub async fn verify_code(
+        &self,
+        merchant: &Merchant,
+        session_id: &SessionId,
+        code: &str,
+    ) -> DomainResult<SessionView> {
+        let mut session = self.load_session(merchant, session_id).await?;
+        match &session.state {
+            SessionState::Completed { .. } => return self.session_view(session).await,
+            // A charge was started and its outcome not recorded (a crash or
+            // an acquirer outage): finish it; the acquirer is idempotent.
+            SessionState::Charging { .. } => return self.finish_charge(merchant, session).await,
+            _ => {}
+        }
+        require_status(&session, SessionStatus::AwaitingVerification)?;
+        let now = now_ms();
+        let SessionState::AwaitingVerification {
+            submitted,
+            code: sent,
+        } = &mut session.state
+        else {
+            return Err(anyhow::anyhow!("session {} awaits no code", session.id).into());
+        };
+        if sent.expires_ms <= now {
+            return Err(DomainError::CodeExpired);
+        }
+        if !otp::matches(&self.otp_hasher, &session.id, code, &sent.hash) {
+            sent.tries_left = sent.tries_left.saturating_sub(1);
+            let tries_left = sent.tries_left;
+            session.last_error = Some(AttemptError::WrongCode);
+            if tries_left == 0 {
+                session.state = SessionState::Failed;
+            }
+            self.write_state(session, None).await?;
+            return Err(if tries_left == 0 {
+                DomainError::SessionFailed
+            } else {
+                DomainError::WrongCode { tries_left }
+            });
+        }
+        let submitted = submitted.clone();
+
+        let Some(purchase) = session.purchase.clone() else {
+            let binding = self.binding_from(merchant, &session, &submitted, now);
+            session.state = SessionState::Completed {
+                binding_id: binding.id.clone(),
+                payment_id: None,
+            };
+            session.last_error = None;
+            let session = self.write_state(session, Some(binding)).await?;
+            tracing::info!(session_id = %session.id, binding_id = ?session.binding_id(), "binding created");
+            return self.session_view(session).await;
+        };
+
+        // BindAndPay: record the attempt as PENDING (and the session as
+        // CHARGING) before the acquirer is asked, so nothing is charged that
+        // is not recorded.
+        let payment = Payment {
+            id: PaymentId::generate(),
+            merchant_id: merchant.id.clone(),
+            merchant_user_id: session.merchant_user_id.clone(),
+            binding_id: None,
+            session_id: Some(session.id.clone()),
+            order_id: purchase.order_id,
+            amount: purchase.amount,
+            description: purchase.description,
+            state: PaymentState::Pending,
+            counted_day: None,
+            refunded_minor: 0,
+            shopper_authenticated: true,
+            idempotency_key: None,
+            request_hash: None,
+            created_ms: now,
+            updated_ms: now,
+        };
+        session.state = SessionState::Charging {
+            submitted,
+            payment_id: payment.id.clone(),
+        };
+        let session = self
+            .write(SessionChange {
+                session,
+                new_binding: None,
+                new_payment: Some(payment),
+                payment_final: None,
+            })
+            .await?;
+        self.finish_charge(merchant, session).await
+    }
+
+    /// Charges a CHARGING session's payment and records the outcome.
+    async fn finish_charge(
+        &self,
+        merchant: &Merchant,
+        mut session: BindSession,
+    ) -> DomainResult<SessionView> {
+        let (
+            SessionState::Charging {
+                submitted,
+                payment_id,
+            },
+            Some(purchase),
+        ) = (session.state.clone(), session.purchase.clone())
+        else {
+            return Err(anyhow::anyhow!("session {} is not charging", session.id).into());
+        };
+        let number = self.open_card(&submitted.card.chargeable())?;
+        let card = CardRef {
+            number: &number,
+            expiry: submitted.card.expiry,
+            cvv: None,
+        };
+        match self
+            .acquirer
+            .charge(&payment_id, &card, purchase.amount)
+            .await
+        {
+            Ok(acquirer_ref) => {
+                let now = now_ms();
+                let binding = self.binding_from(merchant, &session, &submitted, now);
+                let session_id = session.id.clone();
+                session.state = SessionState::Completed {
+                    binding_id: binding.id.clone(),
+                    payment_id: Some(payment_id.clone()),
+                };
+                session.last_error = None;
+                let written = self
+                    .store
+                    .apply_session_change(SessionChange {
+                        session,
+                        new_binding: Some(binding),
+                        new_payment: None,
+                        payment_final: Some(PaymentOutcome {
+                            payment_id,
+                            state: PaymentState::Succeeded { acquirer_ref },
+                            now_ms: now,
+                        }),
+                    })
+                    .await;
+                let session = match written {
+                    Ok(session) => session,
+                    // Another request finished this session first.
+                    Err(StoreError::VersionConflict) => {
+                        let fresh = self.load_session(merchant, &session_id).await?;
+                        return self.session_view(fresh).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                tracing::info!(session_id = %session.id, binding_id = ?session.binding_id(), "bound and paid");
+                self.session_view(session).await
+            }
+            Err(AcquirerError::Declined(reason)) => {
+                Err(self.record_decline(session, reason, Some(payment_id)).await)
+            }
+            Err(AcquirerError::Unavailable(why)) => {
+                tracing::warn!(session_id = %session.id, %why, "acquirer unavailable; the charge will be finished on retry");
+                Err(DomainError::AcquirerUnavailable)
+            }
+        }
+    }
+
+    /// A declined card uses one attempt: the session is OPEN again for
+    /// another card, or FAILED when none are left. No binding is created;
+    /// what the shopper submitted is forgotten.
+    pub(super) async fn record_decline(
+        &self,
+        mut session: BindSession,
+        reason: DeclineReason,
+        payment_id: Option<PaymentId>,
+    ) -> DomainError {
+        session.attempts_left = session.attempts_left.saturating_sub(1);
+        let attempts_left = session.attempts_left;
+        session.state = if attempts_left == 0 {
+            SessionState::Failed
+        } else {
+            SessionState::Open
+        };
+        session.last_error = Some(AttemptError::CardDeclined);
+        let change = SessionChange {
+            session,
+            new_binding: None,
+            new_payment: None,
+            payment_final: payment_id.map(|payment_id| PaymentOutcome {
+                payment_id,
+                state: PaymentState::Declined { reason },
+                now_ms: now_ms(),
+            }),
+        };
+        match self.store.apply_session_change(change).await {
+            Ok(session) => {
+                tracing::info!(session_id = %session.id, %reason, attempts_left, "card declined");
+                DomainError::CardDeclined {
+                    reason,
+                    attempts_left,
+                }
+            }
+            Err(e) => concurrent(e),
+        }
+    }
+
+    /// Joins the session's merchant information with the shopper's: the
+    /// binding information.
+    fn binding_from(
+        &self,
+        merchant: &Merchant,
+        session: &BindSession,
+        submitted: &Submitted,
+        now: i64,
+    ) -> Binding {
+        Binding {
+            id: BindingId::from_raw(&rand::random()),
+            merchant_id: merchant.id.clone(),
+            merchant_user_id: session.merchant_user_id.clone(),
+            card: submitted.card.clone(),
+            holder: submitted.holder.clone(),
+            limits: merchant.limits,
+            usage_day: 0,
+            used_on_usage_day: 0,
+            created_ms: now,
+            revoked: None,
+        }
+    }
+}

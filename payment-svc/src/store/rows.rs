@@ -1,0 +1,727 @@
+//! Rows as stored, and the one translation between them and the domain's
+//! types. Every table's columns are listed once (in its `row!`), every
+//! stored enum is spelled once (in its `stored_enum!`), and a value the
+//! domain cannot have — an unknown status, a state without its data — is a
+//! `StoreError::Corrupt` that names the table, never a default.
+//!
+//! Every integer is i64 (BIGINT on both backends); times are unix ms.
+use paybind_shared::{
+    db::{StoreError, StoreResult},
+    ids::{
+        BindingId, IdempotencyKey, MerchantId, MerchantUserId, OrderId, PaymentId, RefundId,
+        SessionId,
+    },
+    model::{BindingStatus, CardBrand, PaymentStatus, Presentation, RefundStatus},
+    money::{Currency, Money},
+    person::{FullName, Phone},
+    stored_enum, table_row,
+};
+
+use crate::domain::{
+    acquirer::DeclineReason,
+    card::Expiry,
+    model::{
+        AttemptError, BindSession, Binding, ChargeableCard, Holder, Limits, Merchant, Payment,
+        PaymentState, Purchase, Refund, Revocation, SentCode, SessionKind, SessionState, Submitted,
+        VaultedCard,
+    },
+    vault::Sealed,
+};
+
+// The spellings, each checked by a CHECK constraint in the migrations.
+stored_enum!(pub payment_status: PaymentStatus, "payments.status", {
+    Pending => "PENDING",
+    Succeeded => "SUCCEEDED",
+    Declined => "DECLINED",
+});
+stored_enum!(pub refund_status: RefundStatus, "refunds.status", {
+    Pending => "PENDING",
+    Succeeded => "SUCCEEDED",
+    Failed => "FAILED",
+});
+stored_enum!(pub binding_status: BindingStatus, "bindings.status", {
+    Active => "ACTIVE",
+    Revoked => "REVOKED",
+});
+stored_enum!(pub card_brand: CardBrand, "card_brand", {
+    Visa => "VISA",
+    Mastercard => "MASTERCARD",
+    UnionPay => "UNIONPAY",
+    Amex => "AMEX",
+    Jcb => "JCB",
+    Discover => "DISCOVER",
+    Other => "OTHER",
+});
+stored_enum!(pub decline_reason: DeclineReason, "payments.decline_reason", {
+    InsufficientFunds => "INSUFFICIENT_FUNDS",
+    DoNotHonor => "DO_NOT_HONOR",
+    ExpiredCard => "EXPIRED_CARD",
+    CvvMismatch => "CVV_MISMATCH",
+    ProcessingError => "PROCESSING_ERROR",
+});
+stored_enum!(pub session_kind: SessionKind, "bind_sessions.kind", {
+    Bind => "BIND",
+    BindAndPay => "BIND_AND_PAY",
+});
+stored_enum!(pub presentation: Presentation, "bind_sessions.presentation", {
+    Redirect => "REDIRECT",
+    Embedded => "EMBEDDED",
+    Popup => "POPUP",
+});
+stored_enum!(pub attempt_error: AttemptError, "bind_sessions.last_error", {
+    CardDeclined => "CARD_DECLINED",
+    WrongCode => "WRONG_CODE",
+});
+
+/// The stored status of a session: its state's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionStateName {
+    Open,
+    AwaitingVerification,
+    Charging,
+    Completed,
+    Failed,
+}
+stored_enum!(session_state: SessionStateName, "bind_sessions.status", {
+    Open => "OPEN",
+    AwaitingVerification => "AWAITING_VERIFICATION",
+    Charging => "CHARGING",
+    Completed => "COMPLETED",
+    Failed => "FAILED",
+});
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::Corrupt(what)
+}
+
+fn money(amount: i64, currency: &str, what: impl Fn() -> String) -> StoreResult<Money> {
+    Money::parse(amount, currency).map_err(|e| corrupt(format!("{}: {e}", what())))
+}
+
+fn expiry(month: i64, year: i64, what: impl Fn() -> String) -> StoreResult<Expiry> {
+    match (u8::try_from(month), u16::try_from(year)) {
+        (Ok(month), Ok(year)) if (1..=12).contains(&month) => Ok(Expiry { month, year }),
+        _ => Err(corrupt(format!("{}: expiry {month}/{year}", what()))),
+    }
+}
+
+fn count(value: i64, what: impl Fn() -> String) -> StoreResult<u32> {
+    u32::try_from(value).map_err(|_| corrupt(format!("{}: {value} is not a count", what())))
+}
+
+// ------------------------------------------------------------- merchants
+
+table_row!(
+    /// A registered merchant. `allowed_origins` and `return_urls` are JSON arrays.
+    MerchantRow {
+        id: String,
+        display_name: String,
+        cert_identity: String,
+        allowed_origins: String,
+        return_urls: String,
+        direct_entry: bool,
+        currency: String,
+        per_payment_limit: i64,
+        daily_limit: i64,
+        created_ms: i64,
+    }
+);
+
+impl MerchantRow {
+    pub fn from_merchant(m: &Merchant, now_ms: i64) -> StoreResult<Self> {
+        let json = |v: &Vec<String>| {
+            serde_json::to_string(v).map_err(|e| corrupt(format!("merchant {}: {e}", m.id)))
+        };
+        Ok(Self {
+            id: m.id.as_str().to_owned(),
+            display_name: m.display_name.clone(),
+            cert_identity: m.cert_identity.clone(),
+            allowed_origins: json(&m.allowed_origins)?,
+            return_urls: json(&m.return_urls)?,
+            direct_entry: m.direct_entry,
+            currency: m.currency.code().to_owned(),
+            per_payment_limit: m.limits.per_payment.amount_minor(),
+            daily_limit: m.limits.daily.amount_minor(),
+            created_ms: now_ms,
+        })
+    }
+
+    pub fn into_merchant(self) -> StoreResult<Merchant> {
+        let what = |column: &str| corrupt(format!("merchants.{column} of {}", self.id));
+        let limit = |amount: i64, column: &str| {
+            money(amount, &self.currency, || {
+                format!("merchants.{column} of {}", self.id)
+            })
+        };
+        Ok(Merchant {
+            allowed_origins: serde_json::from_str(&self.allowed_origins)
+                .map_err(|_| what("allowed_origins"))?,
+            return_urls: serde_json::from_str(&self.return_urls)
+                .map_err(|_| what("return_urls"))?,
+            currency: Currency::parse(&self.currency).map_err(|_| what("currency"))?,
+            limits: Limits {
+                per_payment: limit(self.per_payment_limit, "per_payment_limit")?,
+                daily: limit(self.daily_limit, "daily_limit")?,
+            },
+            display_name: self.display_name,
+            cert_identity: self.cert_identity,
+            direct_entry: self.direct_entry,
+            id: MerchantId::from_stored(self.id),
+        })
+    }
+}
+
+// -------------------------------------------------------------- sessions
+
+table_row!(
+    /// A bind session: one row whose submission, code and outcome columns
+    /// are set as its state has them (see `into_session`).
+    SessionRow {
+        id: String,
+        merchant_id: String,
+        merchant_user_id: String,
+        kind: String,
+        presentation: String,
+        return_url: String,
+        prefill_name: Option<String>,
+        prefill_phone: Option<String>,
+        status: String,
+        version: i64,
+        created_ms: i64,
+        expires_ms: i64,
+        attempts_left: i64,
+        idempotency_key: String,
+        request_hash: String,
+        order_id: Option<String>,
+        amount_minor: Option<i64>,
+        currency: Option<String>,
+        description: Option<String>,
+        shopper_name: Option<String>,
+        id_number_ct: Option<Vec<u8>>,
+        id_key_id: Option<String>,
+        phone: Option<String>,
+        pan_ct: Option<Vec<u8>>,
+        pan_key_id: Option<String>,
+        card_fingerprint: Option<String>,
+        card_brand: Option<String>,
+        card_last4: Option<String>,
+        exp_month: Option<i64>,
+        exp_year: Option<i64>,
+        otp_hash: Option<String>,
+        otp_expires_ms: Option<i64>,
+        otp_tries_left: i64,
+        otp_sent_ms: Option<i64>,
+        otp_resends: i64,
+        last_error: Option<String>,
+        binding_id: Option<String>,
+        payment_id: Option<String>,
+    }
+);
+
+impl SessionRow {
+    pub fn from_session(s: &BindSession) -> Self {
+        let (status, submitted, code, binding_id, payment_id) = match &s.state {
+            SessionState::Open => (SessionStateName::Open, None, None, None, None),
+            SessionState::AwaitingVerification { submitted, code } => (
+                SessionStateName::AwaitingVerification,
+                Some(submitted),
+                Some(code),
+                None,
+                None,
+            ),
+            SessionState::Charging {
+                submitted,
+                payment_id,
+            } => (
+                SessionStateName::Charging,
+                Some(submitted),
+                None,
+                None,
+                Some(payment_id),
+            ),
+            SessionState::Completed {
+                binding_id,
+                payment_id,
+            } => (
+                SessionStateName::Completed,
+                None,
+                None,
+                Some(binding_id),
+                payment_id.as_ref(),
+            ),
+            SessionState::Failed => (SessionStateName::Failed, None, None, None, None),
+        };
+        let purchase = s.purchase.as_ref();
+        let card = submitted.map(|x| &x.card);
+        let holder = submitted.map(|x| &x.holder);
+        Self {
+            id: s.id.as_str().to_owned(),
+            merchant_id: s.merchant_id.as_str().to_owned(),
+            merchant_user_id: s.merchant_user_id.as_str().to_owned(),
+            kind: session_kind::to_stored(s.kind()).to_owned(),
+            presentation: presentation::to_stored(s.presentation).to_owned(),
+            return_url: s.return_url.clone(),
+            prefill_name: s.prefill_name.as_ref().map(|n| n.as_str().to_owned()),
+            prefill_phone: s.prefill_phone.as_ref().map(|p| p.e164().to_owned()),
+            status: session_state::to_stored(status).to_owned(),
+            version: s.version,
+            created_ms: s.created_ms,
+            expires_ms: s.expires_ms,
+            attempts_left: i64::from(s.attempts_left),
+            idempotency_key: s.idempotency_key.as_str().to_owned(),
+            request_hash: s.request_hash.clone(),
+            order_id: purchase.map(|p| p.order_id.as_str().to_owned()),
+            amount_minor: purchase.map(|p| p.amount.amount_minor()),
+            currency: purchase.map(|p| p.amount.currency().code().to_owned()),
+            description: purchase.map(|p| p.description.clone()),
+            shopper_name: holder.map(|h| h.name.as_str().to_owned()),
+            id_number_ct: holder.map(|h| h.id_number.blob.clone()),
+            id_key_id: holder.map(|h| h.id_number.key_id.clone()),
+            phone: holder.map(|h| h.phone.e164().to_owned()),
+            pan_ct: card.map(|c| c.pan.blob.clone()),
+            pan_key_id: card.map(|c| c.pan.key_id.clone()),
+            card_fingerprint: card.map(|c| c.fingerprint.clone()),
+            card_brand: card.map(|c| card_brand::to_stored(c.brand).to_owned()),
+            card_last4: card.map(|c| c.last4.clone()),
+            exp_month: card.map(|c| i64::from(c.expiry.month)),
+            exp_year: card.map(|c| i64::from(c.expiry.year)),
+            otp_hash: code.map(|c| c.hash.clone()),
+            otp_expires_ms: code.map(|c| c.expires_ms),
+            otp_tries_left: code.map_or(0, |c| i64::from(c.tries_left)),
+            otp_sent_ms: code.map(|c| c.sent_ms),
+            otp_resends: code.map_or(0, |c| i64::from(c.resends)),
+            last_error: s.last_error.map(|e| attempt_error::to_stored(e).to_owned()),
+            binding_id: binding_id.map(|b| b.as_str().to_owned()),
+            payment_id: payment_id.map(|p| p.as_str().to_owned()),
+        }
+    }
+
+    pub fn into_session(self) -> StoreResult<BindSession> {
+        let id = self.id.clone();
+        let missing = |column: &str| {
+            corrupt(format!(
+                "bind_sessions.{column} is missing for session {id}"
+            ))
+        };
+        let kind = session_kind::from_stored(&self.kind)?;
+        let purchase = match kind {
+            SessionKind::Bind => None,
+            SessionKind::BindAndPay => Some(Purchase {
+                order_id: OrderId::from_stored(self.order_id.ok_or_else(|| missing("order_id"))?),
+                amount: money(
+                    self.amount_minor.ok_or_else(|| missing("amount_minor"))?,
+                    self.currency
+                        .as_deref()
+                        .ok_or_else(|| missing("currency"))?,
+                    || format!("bind_sessions.amount_minor of {id}"),
+                )?,
+                description: self.description.unwrap_or_default(),
+            }),
+        };
+        let submitted = || -> StoreResult<Submitted> {
+            Ok(Submitted {
+                card: VaultedCard {
+                    fingerprint: self
+                        .card_fingerprint
+                        .clone()
+                        .ok_or_else(|| missing("card_fingerprint"))?,
+                    pan: Sealed {
+                        key_id: self
+                            .pan_key_id
+                            .clone()
+                            .ok_or_else(|| missing("pan_key_id"))?,
+                        blob: self.pan_ct.clone().ok_or_else(|| missing("pan_ct"))?,
+                    },
+                    brand: card_brand::from_stored(
+                        self.card_brand
+                            .as_deref()
+                            .ok_or_else(|| missing("card_brand"))?,
+                    )?,
+                    last4: self
+                        .card_last4
+                        .clone()
+                        .ok_or_else(|| missing("card_last4"))?,
+                    expiry: expiry(
+                        self.exp_month.ok_or_else(|| missing("exp_month"))?,
+                        self.exp_year.ok_or_else(|| missing("exp_year"))?,
+                        || format!("bind_sessions of {id}"),
+                    )?,
+                },
+                holder: Holder {
+                    name: FullName::from_stored(
+                        self.shopper_name
+                            .clone()
+                            .ok_or_else(|| missing("shopper_name"))?,
+                    ),
+                    id_number: Sealed {
+                        key_id: self.id_key_id.clone().ok_or_else(|| missing("id_key_id"))?,
+                        blob: self
+                            .id_number_ct
+                            .clone()
+                            .ok_or_else(|| missing("id_number_ct"))?,
+                    },
+                    phone: Phone::from_stored(self.phone.clone().ok_or_else(|| missing("phone"))?),
+                },
+            })
+        };
+        let payment_id = self.payment_id.clone().map(PaymentId::from_stored);
+        let state = match session_state::from_stored(&self.status)? {
+            SessionStateName::Open => SessionState::Open,
+            SessionStateName::AwaitingVerification => SessionState::AwaitingVerification {
+                submitted: submitted()?,
+                code: SentCode {
+                    hash: self.otp_hash.clone().ok_or_else(|| missing("otp_hash"))?,
+                    expires_ms: self
+                        .otp_expires_ms
+                        .ok_or_else(|| missing("otp_expires_ms"))?,
+                    tries_left: count(self.otp_tries_left, || {
+                        format!("bind_sessions.otp_tries_left of {id}")
+                    })?,
+                    sent_ms: self.otp_sent_ms.ok_or_else(|| missing("otp_sent_ms"))?,
+                    resends: count(self.otp_resends, || {
+                        format!("bind_sessions.otp_resends of {id}")
+                    })?,
+                },
+            },
+            SessionStateName::Charging => SessionState::Charging {
+                submitted: submitted()?,
+                payment_id: payment_id.ok_or_else(|| missing("payment_id"))?,
+            },
+            SessionStateName::Completed => SessionState::Completed {
+                binding_id: BindingId::from_stored(
+                    self.binding_id
+                        .clone()
+                        .ok_or_else(|| missing("binding_id"))?,
+                ),
+                payment_id,
+            },
+            SessionStateName::Failed => SessionState::Failed,
+        };
+        Ok(BindSession {
+            merchant_id: MerchantId::from_stored(self.merchant_id),
+            merchant_user_id: MerchantUserId::from_stored(self.merchant_user_id),
+            presentation: presentation::from_stored(&self.presentation)?,
+            return_url: self.return_url,
+            prefill_name: self.prefill_name.map(FullName::from_stored),
+            prefill_phone: self.prefill_phone.map(Phone::from_stored),
+            purchase,
+            idempotency_key: IdempotencyKey::from_stored(self.idempotency_key),
+            request_hash: self.request_hash,
+            created_ms: self.created_ms,
+            expires_ms: self.expires_ms,
+            attempts_left: count(self.attempts_left.max(0), || {
+                format!("bind_sessions.attempts_left of {}", self.id)
+            })?,
+            last_error: self
+                .last_error
+                .as_deref()
+                .map(attempt_error::from_stored)
+                .transpose()?,
+            state,
+            version: self.version,
+            id: SessionId::from_stored(self.id),
+        })
+    }
+}
+
+// -------------------------------------------------------------- bindings
+
+table_row!(
+    /// A binding with its vaulted card and the shopper's personal information.
+    BindingRow {
+        id: String,
+        merchant_id: String,
+        merchant_user_id: String,
+        status: String,
+        card_fingerprint: String,
+        pan_ct: Vec<u8>,
+        pan_key_id: String,
+        card_brand: String,
+        card_last4: String,
+        exp_month: i64,
+        exp_year: i64,
+        holder_name: String,
+        id_number_ct: Vec<u8>,
+        id_key_id: String,
+        phone: String,
+        currency: String,
+        per_payment_limit: i64,
+        daily_limit: i64,
+        usage_day: i64,
+        usage_amount: i64,
+        created_ms: i64,
+        revoked_ms: Option<i64>,
+        revoke_reason: Option<String>,
+    }
+);
+
+impl BindingRow {
+    pub fn from_binding(b: &Binding) -> Self {
+        Self {
+            id: b.id.as_str().to_owned(),
+            merchant_id: b.merchant_id.as_str().to_owned(),
+            merchant_user_id: b.merchant_user_id.as_str().to_owned(),
+            status: binding_status::to_stored(b.status()).to_owned(),
+            card_fingerprint: b.card.fingerprint.clone(),
+            pan_ct: b.card.pan.blob.clone(),
+            pan_key_id: b.card.pan.key_id.clone(),
+            card_brand: card_brand::to_stored(b.card.brand).to_owned(),
+            card_last4: b.card.last4.clone(),
+            exp_month: i64::from(b.card.expiry.month),
+            exp_year: i64::from(b.card.expiry.year),
+            holder_name: b.holder.name.as_str().to_owned(),
+            id_number_ct: b.holder.id_number.blob.clone(),
+            id_key_id: b.holder.id_number.key_id.clone(),
+            phone: b.holder.phone.e164().to_owned(),
+            currency: b.limits.currency().code().to_owned(),
+            per_payment_limit: b.limits.per_payment.amount_minor(),
+            daily_limit: b.limits.daily.amount_minor(),
+            usage_day: b.usage_day,
+            usage_amount: b.used_on_usage_day,
+            created_ms: b.created_ms,
+            revoked_ms: b.revoked.as_ref().map(|r| r.at_ms),
+            revoke_reason: b.revoked.as_ref().map(|r| r.reason.clone()),
+        }
+    }
+
+    pub fn into_binding(self) -> StoreResult<Binding> {
+        let id = self.id.clone();
+        let what = |column: &str| format!("bindings.{column} of {id}");
+        let revoked = match binding_status::from_stored(&self.status)? {
+            BindingStatus::Active => None,
+            BindingStatus::Revoked => Some(Revocation {
+                at_ms: self
+                    .revoked_ms
+                    .ok_or_else(|| corrupt(format!("{} is missing", what("revoked_ms"))))?,
+                reason: self.revoke_reason.unwrap_or_default(),
+            }),
+        };
+        Ok(Binding {
+            card: VaultedCard {
+                fingerprint: self.card_fingerprint,
+                pan: Sealed {
+                    key_id: self.pan_key_id,
+                    blob: self.pan_ct,
+                },
+                brand: card_brand::from_stored(&self.card_brand)?,
+                last4: self.card_last4,
+                expiry: expiry(self.exp_month, self.exp_year, || what("exp_month"))?,
+            },
+            holder: Holder {
+                name: FullName::from_stored(self.holder_name),
+                id_number: Sealed {
+                    key_id: self.id_key_id,
+                    blob: self.id_number_ct,
+                },
+                phone: Phone::from_stored(self.phone),
+            },
+            limits: Limits {
+                per_payment: money(self.per_payment_limit, &self.currency, || {
+                    what("per_payment_limit")
+                })?,
+                daily: money(self.daily_limit, &self.currency, || what("daily_limit"))?,
+            },
+            usage_day: self.usage_day,
+            used_on_usage_day: self.usage_amount,
+            created_ms: self.created_ms,
+            revoked,
+            merchant_id: MerchantId::from_stored(self.merchant_id),
+            merchant_user_id: MerchantUserId::from_stored(self.merchant_user_id),
+            id: BindingId::from_stored(self.id),
+        })
+    }
+}
+
+// -------------------------------------------------------------- payments
+
+table_row!(
+    PaymentRow {
+        id: String,
+        merchant_id: String,
+        merchant_user_id: String,
+        binding_id: Option<String>,
+        session_id: Option<String>,
+        order_id: String,
+        amount_minor: i64,
+        currency: String,
+        description: String,
+        status: String,
+        decline_reason: Option<String>,
+        acquirer_ref: Option<String>,
+        counted_day: Option<i64>,
+        refunded_minor: i64,
+        shopper_authenticated: bool,
+        idempotency_key: Option<String>,
+        request_hash: Option<String>,
+        created_ms: i64,
+        updated_ms: i64,
+    }
+);
+
+/// A payment state's columns: status, decline reason, acquirer reference.
+pub fn state_columns(state: &PaymentState) -> (&'static str, Option<&'static str>, Option<String>) {
+    match state {
+        PaymentState::Pending => (
+            payment_status::to_stored(PaymentStatus::Pending),
+            None,
+            None,
+        ),
+        PaymentState::Succeeded { acquirer_ref } => (
+            payment_status::to_stored(PaymentStatus::Succeeded),
+            None,
+            Some(acquirer_ref.clone()),
+        ),
+        PaymentState::Declined { reason } => (
+            payment_status::to_stored(PaymentStatus::Declined),
+            Some(decline_reason::to_stored(*reason)),
+            None,
+        ),
+    }
+}
+
+impl PaymentRow {
+    pub fn from_payment(p: &Payment) -> Self {
+        let (status, decline_reason, acquirer_ref) = state_columns(&p.state);
+        Self {
+            id: p.id.as_str().to_owned(),
+            merchant_id: p.merchant_id.as_str().to_owned(),
+            merchant_user_id: p.merchant_user_id.as_str().to_owned(),
+            binding_id: p.binding_id.as_ref().map(|b| b.as_str().to_owned()),
+            session_id: p.session_id.as_ref().map(|s| s.as_str().to_owned()),
+            order_id: p.order_id.as_str().to_owned(),
+            amount_minor: p.amount.amount_minor(),
+            currency: p.amount.currency().code().to_owned(),
+            description: p.description.clone(),
+            status: status.to_owned(),
+            decline_reason: decline_reason.map(str::to_owned),
+            acquirer_ref,
+            counted_day: p.counted_day,
+            refunded_minor: p.refunded_minor,
+            shopper_authenticated: p.shopper_authenticated,
+            idempotency_key: p.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+            request_hash: p.request_hash.clone(),
+            created_ms: p.created_ms,
+            updated_ms: p.updated_ms,
+        }
+    }
+
+    pub fn into_payment(self) -> StoreResult<Payment> {
+        let id = self.id.clone();
+        let missing = |column: &str| corrupt(format!("payments.{column} is missing for {id}"));
+        let state = match payment_status::from_stored(&self.status)? {
+            PaymentStatus::Pending => PaymentState::Pending,
+            PaymentStatus::Succeeded => PaymentState::Succeeded {
+                acquirer_ref: self
+                    .acquirer_ref
+                    .clone()
+                    .ok_or_else(|| missing("acquirer_ref"))?,
+            },
+            PaymentStatus::Declined => PaymentState::Declined {
+                reason: decline_reason::from_stored(
+                    self.decline_reason
+                        .as_deref()
+                        .ok_or_else(|| missing("decline_reason"))?,
+                )?,
+            },
+        };
+        Ok(Payment {
+            amount: money(self.amount_minor, &self.currency, || {
+                format!("payments.amount_minor of {id}")
+            })?,
+            state,
+            merchant_id: MerchantId::from_stored(self.merchant_id),
+            merchant_user_id: MerchantUserId::from_stored(self.merchant_user_id),
+            binding_id: self.binding_id.map(BindingId::from_stored),
+            session_id: self.session_id.map(SessionId::from_stored),
+            order_id: OrderId::from_stored(self.order_id),
+            description: self.description,
+            counted_day: self.counted_day,
+            refunded_minor: self.refunded_minor,
+            shopper_authenticated: self.shopper_authenticated,
+            idempotency_key: self.idempotency_key.map(IdempotencyKey::from_stored),
+            request_hash: self.request_hash,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            id: PaymentId::from_stored(self.id),
+        })
+    }
+}
+
+// --------------------------------------------------------------- refunds
+
+table_row!(RefundRow {
+    id: String,
+    merchant_id: String,
+    payment_id: String,
+    amount_minor: i64,
+    currency: String,
+    status: String,
+    reason: String,
+    idempotency_key: String,
+    request_hash: String,
+    created_ms: i64,
+    updated_ms: i64,
+});
+
+impl RefundRow {
+    pub fn from_refund(r: &Refund) -> Self {
+        Self {
+            id: r.id.as_str().to_owned(),
+            merchant_id: r.merchant_id.as_str().to_owned(),
+            payment_id: r.payment_id.as_str().to_owned(),
+            amount_minor: r.amount.amount_minor(),
+            currency: r.amount.currency().code().to_owned(),
+            status: refund_status::to_stored(r.status).to_owned(),
+            reason: r.reason.clone(),
+            idempotency_key: r.idempotency_key.as_str().to_owned(),
+            request_hash: r.request_hash.clone(),
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
+
+    pub fn into_refund(self) -> StoreResult<Refund> {
+        Ok(Refund {
+            amount: money(self.amount_minor, &self.currency, || {
+                format!("refunds.amount_minor of {}", self.id)
+            })?,
+            status: refund_status::from_stored(&self.status)?,
+            merchant_id: MerchantId::from_stored(self.merchant_id),
+            payment_id: PaymentId::from_stored(self.payment_id),
+            reason: self.reason,
+            idempotency_key: IdempotencyKey::from_stored(self.idempotency_key),
+            request_hash: self.request_hash,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            id: RefundId::from_stored(self.id),
+        })
+    }
+}
+
+/// The card a reservation hands back, as stored.
+pub fn chargeable_card(
+    pan_ct: Vec<u8>,
+    pan_key_id: String,
+    exp_month: i64,
+    exp_year: i64,
+) -> StoreResult<ChargeableCard> {
+    Ok(ChargeableCard {
+        pan: Sealed {
+            key_id: pan_key_id,
+            blob: pan_ct,
+        },
+        expiry: expiry(exp_month, exp_year, || "bindings.exp_month".to_owned())?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_status_is_refused_by_name() {
+        let err = payment_status::from_stored("SETTLED").expect_err("unknown");
+        assert!(err.to_string().contains("payments.status"), "{err}");
+        assert!(err.to_string().contains("SETTLED"), "{err}");
+    }
+}

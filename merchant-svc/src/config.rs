@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use paybind_shared::{config::DatabaseSettings, tls::TlsFiles};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const DEFAULTS: &str = r#"
 environment = "development"
@@ -28,7 +28,7 @@ default_return_url = "http://localhost:8080/"
 settle_interval_ms = 2000
 "#;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     pub environment: String,
     pub grpc: GrpcSettings,
@@ -43,13 +43,13 @@ pub struct Settings {
     pub shop: ShopSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GrpcSettings {
     pub listen: SocketAddr,
 }
 
 /// How to reach payment-svc: as this merchant, over mTLS.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct PaymentSettings {
     /// e.g. `https://localhost:50051`.
     pub endpoint: String,
@@ -64,7 +64,7 @@ pub struct PaymentSettings {
     pub attempts: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ShopSettings {
     /// The shop's currency (ISO 4217).
     pub currency: String,
@@ -76,6 +76,46 @@ pub struct ShopSettings {
 }
 
 impl Settings {
+    /// A development configuration: SQLite under `dir`, the development
+    /// certificates under `certs` (its own server certificate, and
+    /// `merchant`'s client certificate at payment-svc), one operator.
+    pub fn development(
+        dir: &std::path::Path,
+        certs: &std::path::Path,
+        listen: SocketAddr,
+        payment: SocketAddr,
+        merchant: &str,
+        operator: &str,
+    ) -> Self {
+        let cert = |name: &str| TlsFiles {
+            ca_cert: certs.join("ca.pem"),
+            cert: certs.join(format!("{name}.pem")),
+            key: certs.join(format!("{name}-key.pem")),
+        };
+        Self {
+            environment: "development".to_owned(),
+            grpc: GrpcSettings { listen },
+            database: DatabaseSettings::new(
+                format!("sqlite:{}", dir.join("merchant.db").display()),
+                8,
+            ),
+            tls: cert("merchant-svc"),
+            allowed_clients: vec![operator.to_owned()],
+            payment: PaymentSettings {
+                endpoint: format!("https://localhost:{}", payment.port()),
+                server_name: "localhost".to_owned(),
+                tls: cert(merchant),
+                timeout_ms: 5000,
+                attempts: 3,
+            },
+            shop: ShopSettings {
+                currency: "CNY".to_owned(),
+                default_return_url: "http://localhost:8080/".to_owned(),
+                settle_interval_ms: 2000,
+            },
+        }
+    }
+
     pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let settings: Self = paybind_shared::config::load(DEFAULTS, file, "MERCHANT__")?;
         settings.validate()?;

@@ -4,7 +4,10 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use paybind_proto::merchant::v1::merchant_service_server::MerchantServiceServer;
-use paybind_shared::{grpc::CallerLayer, money::Currency};
+use paybind_shared::{
+    grpc::{CallerLayer, MAX_REQUEST_BYTES},
+    money::Currency,
+};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::Layer;
@@ -63,7 +66,7 @@ impl App {
         })
         .layer(
             MerchantServiceServer::new(MerchantApi::new(self.shop.clone()))
-                .max_decoding_message_size(64 * 1024),
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
         );
 
         let interval = Duration::from_millis(self.settings.shop.settle_interval_ms);

@@ -3,7 +3,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use paybind_proto::payment::v1::binding_service_server::BindingServiceServer;
-use paybind_shared::grpc::CallerLayer;
+use paybind_shared::grpc::{CallerLayer, MAX_REQUEST_BYTES};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::Layer;
@@ -21,9 +21,6 @@ use crate::{
     grpc::{BindingApi, MerchantAuth},
     store,
 };
-
-/// Largest request payment-svc decodes; binding requests are small.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 pub struct App {
     listener: TcpListener,
@@ -115,7 +112,7 @@ impl App {
         let tls = self.settings.tls.server_config()?;
         let api = CallerLayer::new(MerchantAuth(self.services.clone())).layer(
             BindingServiceServer::new(BindingApi::new(self.services.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
         );
         tracing::info!(
             addr = %self.grpc_addr,

@@ -19,6 +19,7 @@ use paybind_proto::{
     payment::v1::binding_service_client::BindingServiceClient,
 };
 use paybind_shared::{
+    config::DatabaseSettings,
     ids::MerchantId,
     money::{Currency, Money},
     tls::TlsFiles,
@@ -32,6 +33,7 @@ use payment_svc::{
     },
     startup::App,
 };
+use secrecy::ExposeSecret;
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::{Channel, Endpoint};
@@ -107,7 +109,8 @@ pub struct Stack {
     pub addr: std::net::SocketAddr,
     pub acquirer: Arc<Simulator>,
     pub db_file: Option<PathBuf>,
-    config: PathBuf,
+    /// payment-svc's settings, to start it again on the same database.
+    settings: Settings,
     /// payment-svc's server and SMS outbox; replaced when it restarts.
     payment: std::sync::Mutex<PaymentServer>,
     pg_databases: Vec<String>,
@@ -118,6 +121,7 @@ pub struct Stack {
 /// merchant-svc, when the stack runs it too.
 struct MerchantPart {
     addr: std::net::SocketAddr,
+    db_url: String,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<anyhow::Result<()>>,
 }
@@ -177,6 +181,46 @@ async fn fresh_postgres_database() -> anyhow::Result<Option<(String, String)>> {
     Ok(Some((format!("{base}/{name}"), name)))
 }
 
+/// An empty database of its own for a test: a SQLite file in a temporary
+/// folder, or a fresh PostgreSQL database (dropped by `drop`).
+pub struct ScratchDatabase {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl ScratchDatabase {
+    /// `None` (after saying so) when PostgreSQL is unavailable and not
+    /// required.
+    pub async fn create(backend: Backend) -> anyhow::Result<Option<Self>> {
+        Ok(match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir()?;
+                Some(Self {
+                    url: format!("sqlite:{}", dir.path().join("scratch.db").display()),
+                    pg_name: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => fresh_postgres_database().await?.map(|(url, name)| Self {
+                url,
+                pg_name: Some(name),
+                _dir: None,
+            }),
+        })
+    }
+
+    pub async fn drop(self) -> anyhow::Result<()> {
+        if let Some(name) = self.pg_name {
+            let mut admin = PgConnection::connect(&postgres_admin_url()).await?;
+            admin
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 fn hex_id() -> String {
     paybind_shared::ids::new_id("x")[2..18].to_owned()
 }
@@ -199,10 +243,9 @@ impl Stack {
             },
         };
         let pg_databases = pg_database.into_iter().collect();
-        let config = dir.path().join("payment.toml");
-        std::fs::write(&config, test_config(&db_url, &pki.server, dir.path()))?;
-        let settings = Settings::load(Some(&config))?;
-        let app = App::build(settings).await?;
+        let settings = test_settings(&db_url, &pki.server, dir.path());
+        settings.validate()?;
+        let app = App::build(settings.clone()).await?;
         let services = app.services();
         for (identity, direct_entry) in [(SHOP_A, true), (SHOP_B, true), (SHOP_NO_DIRECT, false)] {
             payment_svc::domain::merchants::register(
@@ -219,7 +262,7 @@ impl Stack {
             addr,
             acquirer,
             db_file,
-            config,
+            settings,
             payment,
             pg_databases,
             merchant: None,
@@ -246,40 +289,30 @@ impl Stack {
             },
         };
         let pki = pki();
-        let c = pki.dir.display();
-        let config = stack._dir.path().join("merchant.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"environment = "development"
-allowed_clients = ["{OPERATOR}"]
-[grpc]
-listen = "127.0.0.1:0"
-[database]
-url = "{db_url}"
-max_connections = 8
-[tls]
-ca_cert = "{c}/ca.pem"
-cert = "{c}/merchant-svc.pem"
-key = "{c}/merchant-svc-key.pem"
-[payment]
-endpoint = "https://localhost:{port}"
-server_name = "localhost"
-timeout_ms = 2000
-attempts = 3
-[payment.tls]
-ca_cert = "{c}/ca.pem"
-cert = "{c}/{SHOP_A}.pem"
-key = "{c}/{SHOP_A}-key.pem"
-[shop]
-currency = "CNY"
-default_return_url = "{RETURN_URL}"
-settle_interval_ms = 200
-"#,
-                port = stack.addr.port(),
-            ),
-        )?;
-        let settings = merchant_svc::config::Settings::load(Some(&config))?;
+        let client = |name: &str| pki.client_files(name);
+        let settings = merchant_svc::config::Settings {
+            environment: "development".into(),
+            grpc: merchant_svc::config::GrpcSettings {
+                listen: "127.0.0.1:0".parse()?,
+            },
+            database: DatabaseSettings::new(db_url, 8),
+            tls: client("merchant-svc"),
+            allowed_clients: vec![OPERATOR.into()],
+            payment: merchant_svc::config::PaymentSettings {
+                endpoint: format!("https://localhost:{}", stack.addr.port()),
+                server_name: "localhost".into(),
+                tls: client(SHOP_A),
+                timeout_ms: 2000,
+                attempts: 3,
+            },
+            shop: merchant_svc::config::ShopSettings {
+                currency: "CNY".into(),
+                default_return_url: RETURN_URL.into(),
+                settle_interval_ms: 200,
+            },
+        };
+        settings.validate()?;
+        let settings_db_url = settings.database.url.expose_secret().to_owned();
         let app = merchant_svc::startup::App::build(settings).await?;
         let addr = app.grpc_addr();
         let (tx, rx) = oneshot::channel::<()>();
@@ -288,6 +321,7 @@ settle_interval_ms = 200
         }));
         stack.merchant = Some(MerchantPart {
             addr,
+            db_url: settings_db_url,
             shutdown: tx,
             server,
         });
@@ -299,19 +333,34 @@ settle_interval_ms = 200
         &self,
         identity: &str,
     ) -> anyhow::Result<MerchantServiceClient<Channel>> {
-        let addr = self
+        Ok(MerchantServiceClient::new(
+            channel_to(self.merchant_addr()?, identity).await?,
+        ))
+    }
+
+    /// payment-svc's database, for tests that look at (or tamper with) what
+    /// is stored.
+    pub fn payment_db_url(&self) -> String {
+        self.settings.database.url.expose_secret().to_owned()
+    }
+
+    /// merchant-svc's database.
+    pub fn merchant_db_url(&self) -> anyhow::Result<String> {
+        Ok(self
             .merchant
             .as_ref()
             .context("merchant-svc is not running")?
-            .addr;
-        let tls = pki().client_files(identity).client_config("localhost")?;
-        let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))?
-            .tls_config(tls)?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .connect()
-            .await?;
-        Ok(MerchantServiceClient::new(channel))
+            .db_url
+            .clone())
+    }
+
+    /// The address merchant-svc serves on.
+    pub fn merchant_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        Ok(self
+            .merchant
+            .as_ref()
+            .context("merchant-svc is not running")?
+            .addr)
     }
 
     /// payment-svc's development SMS outbox.
@@ -341,7 +390,7 @@ settle_interval_ms = 200
     /// Starts payment-svc again on the same port and database, with the same
     /// acquirer ledger.
     pub async fn restart_payment(&self) -> anyhow::Result<()> {
-        let mut settings = Settings::load(Some(&self.config))?;
+        let mut settings = self.settings.clone();
         settings.grpc.listen = self.addr;
         let app = App::build_with_acquirer(settings, self.acquirer.clone()).await?;
         *self.lock_payment() = spawn_payment(app)?;
@@ -350,14 +399,9 @@ settle_interval_ms = 200
 
     /// A client presenting `identity`'s certificate.
     pub async fn client(&self, identity: &str) -> anyhow::Result<BindingServiceClient<Channel>> {
-        let tls = pki().client_files(identity).client_config("localhost")?;
-        let channel = Endpoint::from_shared(format!("https://localhost:{}", self.addr.port()))?
-            .tls_config(tls)?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .connect()
-            .await?;
-        Ok(BindingServiceClient::new(channel))
+        Ok(BindingServiceClient::new(
+            channel_to(self.addr, identity).await?,
+        ))
     }
 
     /// The one-time code most recently sent to `phone` (E.164).
@@ -384,6 +428,87 @@ settle_interval_ms = 200
     }
 }
 
+/// An mTLS channel to a service at `addr`, presenting `identity`'s
+/// certificate.
+pub async fn channel_to(addr: std::net::SocketAddr, identity: &str) -> anyhow::Result<Channel> {
+    let tls = pki().client_files(identity).client_config("localhost")?;
+    Ok(
+        Endpoint::from_shared(format!("https://localhost:{}", addr.port()))?
+            .tls_config(tls)?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .connect()
+            .await?,
+    )
+}
+
+/// Sends `body` as the request message of `path` (e.g.
+/// `/paybind.payment.v1.BindingService/Bind`) exactly as given: for tests of
+/// what a server does with bytes no generated client would send.
+pub async fn raw_call(
+    channel: Channel,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static(path);
+    Ok(grpc
+        .unary(tonic::Request::new(body), path, RawCodec)
+        .await?
+        .into_inner())
+}
+
+/// A codec that passes message bytes through untouched.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let len = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, len).to_vec()))
+    }
+}
+
 fn merchant(identity: &str, direct_entry: bool) -> anyhow::Result<Merchant> {
     let cny = Currency::parse("CNY")?;
     Ok(Merchant {
@@ -401,41 +526,31 @@ fn merchant(identity: &str, direct_entry: bool) -> anyhow::Result<Merchant> {
     })
 }
 
-fn test_config(db_url: &str, server: &TlsFiles, dir: &Path) -> String {
-    use base64::{engine::general_purpose::STANDARD, Engine};
-    let key = || STANDARD.encode(rand::random::<[u8; 32]>());
-    format!(
-        r#"environment = "development"
-public_base_url = "https://pay.example"
-[grpc]
-listen = "127.0.0.1:0"
-[database]
-url = "{db_url}"
-max_connections = 8
-[tls]
-ca_cert = "{ca}"
-cert = "{cert}"
-key = "{key_file}"
-[sms]
-provider = "dev-outbox"
-outbox_file = "{outbox}"
-[secrets]
-active_vault_key = "k1"
-token_key = "{t}"
-fingerprint_key = "{f}"
-otp_key = "{o}"
-[secrets.vault_keys]
-k1 = "{v}"
-"#,
-        ca = server.ca_cert.display(),
-        cert = server.cert.display(),
-        key_file = server.key.display(),
-        outbox = dir.join("sms-outbox.jsonl").display(),
-        t = key(),
-        f = key(),
-        o = key(),
-        v = key(),
-    )
+/// payment-svc for a test: its database, the test PKI's server
+/// certificate, the development SMS outbox, fresh keys.
+fn test_settings(db_url: &str, server: &TlsFiles, dir: &Path) -> Settings {
+    use payment_svc::config::{GrpcSettings, LimitSettings, Secrets, SessionSettings, SmsSettings};
+    Settings {
+        environment: "development".into(),
+        public_base_url: "https://pay.example".into(),
+        grpc: GrpcSettings {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        },
+        database: DatabaseSettings::new(db_url, 8),
+        tls: server.clone(),
+        limits: LimitSettings {
+            utc_offset_minutes: 480,
+        },
+        sessions: SessionSettings {
+            ttl_secs: 900,
+            max_card_attempts: 3,
+        },
+        sms: SmsSettings {
+            provider: "dev-outbox".into(),
+            outbox_file: Some(dir.join("sms-outbox.jsonl")),
+        },
+        secrets: Secrets::generate(),
+    }
 }
 
 /// The `ErrorInfo.reason` of a status, or "" if it has none.

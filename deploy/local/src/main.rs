@@ -50,13 +50,12 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
-    let merchant_config = merchant_config(
+    let merchant_settings = merchant_settings(
         &cli.dir,
         &setup.certs,
         cli.merchant_listen,
         payment.grpc_addr(),
     )?;
-    let merchant_settings = merchant_svc::config::Settings::load(Some(&merchant_config))?;
     let merchant = merchant_svc::startup::App::build(merchant_settings).await?;
     let shop = merchant.shop();
     for (id, name, phone) in DEMO_USERS {
@@ -96,55 +95,36 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// merchant-svc's development config: its server certificate, the demo
-/// merchant's client certificate at payment-svc, and its SQLite database.
-fn merchant_config(
+/// merchant-svc's development settings: its server certificate, the demo
+/// merchant's client certificate at payment-svc, its SQLite database. Also
+/// written to `merchant.toml`, to run merchant-svc on its own with them.
+fn merchant_settings(
     dir: &Path,
     certs: &Path,
     listen: SocketAddr,
     payment: SocketAddr,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<merchant_svc::config::Settings> {
     pki::ensure_server(
         certs,
         "merchant-svc",
         &["localhost", "127.0.0.1", "merchant-svc"],
     )?;
     pki::ensure_client(certs, OPERATOR)?;
-    let file = dir.join("merchant.toml");
-    let c = certs.display();
-    let d = dir.display();
-    std::fs::write(
-        &file,
-        format!(
-            r#"# merchant-svc development configuration, written by paybind-local.
-environment = "development"
-allowed_clients = ["{OPERATOR}"]
-
-[grpc]
-listen = "{listen}"
-
-[database]
-url = "sqlite:{d}/merchant.db"
-
-[tls]
-ca_cert = "{c}/ca.pem"
-cert = "{c}/merchant-svc.pem"
-key = "{c}/merchant-svc-key.pem"
-
-[payment]
-endpoint = "https://localhost:{port}"
-server_name = "localhost"
-
-[payment.tls]
-ca_cert = "{c}/ca.pem"
-cert = "{c}/{merchant}.pem"
-key = "{c}/{merchant}-key.pem"
-"#,
-            port = payment.port(),
-            merchant = payment_svc::dev::DEMO_MERCHANT,
-        ),
+    let settings = merchant_svc::config::Settings::development(
+        dir,
+        certs,
+        listen,
+        payment,
+        payment_svc::dev::DEMO_MERCHANT,
+        OPERATOR,
+    );
+    settings.validate()?;
+    paybind_shared::config::write_toml(
+        &dir.join("merchant.toml"),
+        "merchant-svc development configuration, written by paybind-local.",
+        &settings,
     )?;
-    Ok(file)
+    Ok(settings)
 }
 
 fn banner(dir: &Path, certs: &Path, payment: SocketAddr, merchant: SocketAddr) -> String {

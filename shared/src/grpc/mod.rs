@@ -1,15 +1,27 @@
 //! gRPC plumbing shared by both servers: error statuses with a machine-readable
-//! reason, and the health and reflection services.
+//! reason (also for the errors tonic makes itself), the caller layer, and
+//! the health and reflection services.
 use std::{collections::HashMap, time::Duration};
 
-use tonic::{Code, Status};
+use tonic::{body::Body, transport::server::Router, Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+use tower::{layer::util::Identity, layer::util::Stack, util::MapResponseLayer};
 
 use crate::fields::Rejected;
 
 mod caller;
+mod transport_errors;
 
 pub use caller::{caller, Authenticate, CallerLayer, CallerService};
+
+/// The largest request message either service decodes (documented in the
+/// contract); a larger one is RESOURCE_EXHAUSTED / MESSAGE_TOO_LARGE.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// A paybind server: tonic's router behind the map that gives every error a
+/// reason.
+pub type PaybindRouter =
+    Router<Stack<MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>, Identity>>;
 
 /// The `google.rpc.ErrorInfo.domain` of every paybind error.
 pub const ERROR_DOMAIN: &str = "paybind.dev";
@@ -136,7 +148,7 @@ pub fn metadata_of(status: &Status) -> HashMap<String, String> {
 pub async fn server_router(
     tls: tonic::transport::ServerTlsConfig,
     serving: &str,
-) -> anyhow::Result<tonic::transport::server::Router> {
+) -> anyhow::Result<PaybindRouter> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(serving, tonic_health::ServingStatus::Serving)
@@ -146,6 +158,9 @@ pub async fn server_router(
         .tls_config(tls)?
         .timeout(Duration::from_secs(30))
         .concurrency_limit_per_connection(256)
+        .layer(MapResponseLayer::new(
+            transport_errors::with_reason as fn(http::Response<Body>) -> http::Response<Body>,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))

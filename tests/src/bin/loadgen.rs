@@ -266,7 +266,6 @@ async fn main() -> anyhow::Result<()> {
     pki::ensure_server(&certs, "merchant-svc", &["localhost"])?;
     let shop_tls = pki::ensure_client(&certs, "load-shop")?;
     let operator_tls = pki::ensure_client(&certs, "operator")?;
-    let c = certs.display();
 
     let mut created_databases: Vec<String> = Vec::new();
     let (payment_db, merchant_db) = match args.backend.as_str() {
@@ -297,41 +296,31 @@ async fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("--backend must be sqlite or postgres, not {other}"),
     };
     let (payment_port, merchant_port) = (free_port(), free_port());
-    let outbox = d.join("sms.jsonl");
-    let key = || {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
-    };
+    let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let db = args.db_connections;
+    let mut payment_settings =
+        payment_svc::config::Settings::development(d, localhost(payment_port));
+    payment_settings.public_base_url = "https://pay.example".into();
+    payment_settings.database = paybind_shared::config::DatabaseSettings::new(&payment_db, db);
+    let outbox = payment_settings
+        .sms
+        .outbox_file
+        .clone()
+        .context("the development settings keep an SMS outbox file")?;
     let payment_config = d.join("payment.toml");
-    std::fs::write(
-        &payment_config,
-        format!(
-            "public_base_url = \"https://pay.example\"\n[grpc]\nlisten = \"127.0.0.1:{payment_port}\"\n\
-             [database]\nurl = \"{payment_db}\"\nmax_connections = {db}\n\
-             [tls]\nca_cert = \"{c}/ca.pem\"\ncert = \"{c}/payment-svc.pem\"\nkey = \"{c}/payment-svc-key.pem\"\n\
-             [sms]\nprovider = \"dev-outbox\"\noutbox_file = \"{}\"\n\
-             [secrets]\nactive_vault_key = \"k1\"\ntoken_key = \"{}\"\nfingerprint_key = \"{}\"\notp_key = \"{}\"\n\
-             [secrets.vault_keys]\nk1 = \"{}\"\n",
-            outbox.display(),
-            key(),
-            key(),
-            key(),
-            key()
-        ),
-    )?;
+    paybind_shared::config::write_toml(&payment_config, "loadgen", &payment_settings)?;
+    let mut merchant_settings = merchant_svc::config::Settings::development(
+        d,
+        &certs,
+        localhost(merchant_port),
+        localhost(payment_port),
+        "load-shop",
+        "operator",
+    );
+    merchant_settings.database = paybind_shared::config::DatabaseSettings::new(&merchant_db, db);
+    merchant_settings.shop.default_return_url = "https://shop.example/return".into();
     let merchant_config = d.join("merchant.toml");
-    std::fs::write(
-        &merchant_config,
-        format!(
-            "allowed_clients = [\"operator\"]\n[grpc]\nlisten = \"127.0.0.1:{merchant_port}\"\n\
-             [database]\nurl = \"{merchant_db}\"\nmax_connections = {db}\n\
-             [tls]\nca_cert = \"{c}/ca.pem\"\ncert = \"{c}/merchant-svc.pem\"\nkey = \"{c}/merchant-svc-key.pem\"\n\
-             [payment]\nendpoint = \"https://localhost:{payment_port}\"\nserver_name = \"localhost\"\n\
-             [payment.tls]\nca_cert = \"{c}/ca.pem\"\ncert = \"{c}/load-shop.pem\"\nkey = \"{c}/load-shop-key.pem\"\n\
-             [shop]\ndefault_return_url = \"https://shop.example/return\"\n"
-        ),
-    )?;
+    paybind_shared::config::write_toml(&merchant_config, "loadgen", &merchant_settings)?;
 
     // Register the shop before payment-svc starts (the same database).
     {

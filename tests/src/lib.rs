@@ -526,31 +526,15 @@ fn merchant(identity: &str, direct_entry: bool) -> anyhow::Result<Merchant> {
     })
 }
 
-/// payment-svc for a test: its database, the test PKI's server
-/// certificate, the development SMS outbox, fresh keys.
+/// payment-svc for a test: the development settings (fresh keys, the SMS
+/// outbox under `dir`) on its own database, with the test PKI's server
+/// certificate, on a free port.
 fn test_settings(db_url: &str, server: &TlsFiles, dir: &Path) -> Settings {
-    use payment_svc::config::{GrpcSettings, LimitSettings, Secrets, SessionSettings, SmsSettings};
-    Settings {
-        environment: "development".into(),
-        public_base_url: "https://pay.example".into(),
-        grpc: GrpcSettings {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        },
-        database: DatabaseSettings::new(db_url, 8),
-        tls: server.clone(),
-        limits: LimitSettings {
-            utc_offset_minutes: 480,
-        },
-        sessions: SessionSettings {
-            ttl_secs: 900,
-            max_card_attempts: 3,
-        },
-        sms: SmsSettings {
-            provider: "dev-outbox".into(),
-            outbox_file: Some(dir.join("sms-outbox.jsonl")),
-        },
-        secrets: Secrets::generate(),
-    }
+    let mut settings = Settings::development(dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    settings.public_base_url = "https://pay.example".into();
+    settings.database = DatabaseSettings::new(db_url, 8);
+    settings.tls = server.clone();
+    settings
 }
 
 /// The `ErrorInfo.reason` of a status, or "" if it has none.

@@ -21,6 +21,8 @@ endpoint = "https://localhost:50051"
 server_name = "localhost"
 timeout_ms = 5000
 attempts = 3
+overall_timeout_ms = 12000
+quick_timeout_ms = 500
 
 [shop]
 currency = "CNY"
@@ -58,10 +60,16 @@ pub struct PaymentSettings {
     /// The merchant's client certificate at payment-svc, and the CA of
     /// payment-svc's certificate.
     pub tls: TlsFiles,
-    /// Deadline of each call.
+    /// Deadline of each try of a call.
     pub timeout_ms: u64,
-    /// Tries of a call that failed with UNAVAILABLE or a deadline.
+    /// Tries of a call that failed without an answer (UNAVAILABLE, a
+    /// deadline — payment-svc's or this client's own — or ABORTED).
     pub attempts: u32,
+    /// Deadline of a call with all its tries and the pauses between them.
+    pub overall_timeout_ms: u64,
+    /// Deadline of a read that only decorates an answer (today's limits on
+    /// GetUser): tried once, and the answer goes without it if it is late.
+    pub quick_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -107,6 +115,8 @@ impl Settings {
                 tls: cert(merchant),
                 timeout_ms: 5000,
                 attempts: 3,
+                overall_timeout_ms: 12_000,
+                quick_timeout_ms: 500,
             },
             shop: ShopSettings {
                 currency: "CNY".to_owned(),
@@ -133,6 +143,12 @@ impl Settings {
         }
         if !(1..=10).contains(&self.payment.attempts) {
             anyhow::bail!("payment.attempts must be between 1 and 10");
+        }
+        if self.payment.overall_timeout_ms < self.payment.timeout_ms {
+            anyhow::bail!("payment.overall_timeout_ms must be at least payment.timeout_ms");
+        }
+        if !(10..=self.payment.timeout_ms).contains(&self.payment.quick_timeout_ms) {
+            anyhow::bail!("payment.quick_timeout_ms must be between 10 and payment.timeout_ms");
         }
         if self.shop.settle_interval_ms < 50 {
             anyhow::bail!("shop.settle_interval_ms must be at least 50");

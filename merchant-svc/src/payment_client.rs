@@ -7,6 +7,7 @@
 use std::{future::Future, time::Duration};
 
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
 use paybind_proto::payment::v1::{self as pb, binding_service_client::BindingServiceClient};
 use paybind_shared::{
     ids::{BindingId, BindingToken, MerchantUserId, PaymentId, SessionId},
@@ -32,15 +33,24 @@ use crate::{
 #[derive(Clone)]
 pub struct PaymentClient {
     inner: BindingServiceClient<Channel>,
+    /// Each try's deadline.
     timeout: Duration,
     attempts: u32,
+    /// The deadline of a call with all its tries.
+    overall: Duration,
+    /// The deadline of a read that only decorates an answer.
+    quick: Duration,
 }
 
-/// Whether a failed call may be sent again unchanged.
+/// Whether a failed call may be sent again unchanged: it got no answer
+/// (unreachable; a deadline, payment-svc's or this client's own, which
+/// tonic reports as CANCELLED) or payment-svc asked for a retry (ABORTED).
+/// Every call carries an idempotency key or is a read, so a call that did
+/// take effect is answered the same way the second time.
 pub fn is_retryable(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Cancelled
     )
 }
 
@@ -175,9 +185,13 @@ impl PaymentClient {
             inner: BindingServiceClient::new(channel),
             timeout: Duration::from_millis(settings.timeout_ms),
             attempts: settings.attempts.max(1),
+            overall: Duration::from_millis(settings.overall_timeout_ms),
+            quick: Duration::from_millis(settings.quick_timeout_ms),
         })
     }
 
+    /// Sends a call, and again after a failure without an answer, with
+    /// jittered exponential pauses, within the overall deadline.
     async fn call<T, R, F, Fut>(
         &self,
         method: &'static str,
@@ -189,20 +203,27 @@ impl PaymentClient {
         F: Fn(BindingServiceClient<Channel>, Request<T>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
-        let mut delay = Duration::from_millis(100);
-        let mut attempt = 1;
-        loop {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(self.attempts.saturating_sub(1) as usize)
+            .with_jitter();
+        let tries = (|| async {
             let mut req = Request::new(request.clone());
             req.set_timeout(self.timeout);
-            match send(self.inner.clone(), req).await {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) if is_retryable(&status) && attempt < self.attempts => {
-                    tracing::warn!(method, attempt, code = ?status.code(), "payment-svc call failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 3;
-                    attempt += 1;
-                }
-                Err(status) => return Err(classify(status)),
+            send(self.inner.clone(), req).await
+        })
+        .retry(backoff)
+        .when(is_retryable)
+        .notify(|status: &Status, pause| {
+            tracing::warn!(method, code = ?status.code(), ?pause, "payment-svc call failed without an answer; trying again");
+        });
+        match tokio::time::timeout(self.overall, tries).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(classify(status)),
+            Err(_) => {
+                tracing::warn!(method, overall = ?self.overall, "payment-svc did not answer within the overall deadline");
+                Err(PaymentError::UnknownOutcome)
             }
         }
     }
@@ -365,17 +386,23 @@ impl PaymentGateway for PaymentClient {
     }
 
     async fn bindings_of(&self, user_id: &MerchantUserId) -> PaymentResult<Vec<BindingInfo>> {
-        let request = pb::ListBindingsRequest {
+        // Only decorates an answer: one quick try, never the full deadline.
+        let mut request = Request::new(pb::ListBindingsRequest {
             merchant_user_id: user_id.as_str().to_owned(),
             page_size: 100,
             page_token: String::new(),
             include_revoked: true,
-        };
-        let answer = self
-            .call("ListBindings", request, |mut c, r| async move {
-                c.list_bindings(r).await
-            })
-            .await?;
-        answer.bindings.into_iter().map(binding).collect()
+        });
+        request.set_timeout(self.quick);
+        let answer = tokio::time::timeout(self.quick, self.inner.clone().list_bindings(request))
+            .await
+            .map_err(|_| PaymentError::UnknownOutcome)?
+            .map_err(classify)?;
+        answer
+            .into_inner()
+            .bindings
+            .into_iter()
+            .map(binding)
+            .collect()
     }
 }

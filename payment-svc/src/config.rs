@@ -30,6 +30,9 @@ max_card_attempts = 3
 [sms]
 provider = "none"
 
+[recovery]
+interval_ms = 1000
+
 [secrets]
 active_vault_key = "k1"
 "#;
@@ -47,7 +50,26 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub sessions: SessionSettings,
     pub sms: SmsSettings,
+    #[serde(default)]
+    pub acquirer: AcquirerSettings,
+    pub recovery: RecoverySettings,
     pub secrets: Secrets,
+}
+
+/// The simulated card network (the one simulated part of paybind).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct AcquirerSettings {
+    /// Keeps the simulator's ledger in this file (JSON lines), so that what
+    /// it charged outlives a payment-svc restart or crash, as a real card
+    /// network's records do. Without it the ledger is in memory.
+    pub journal_file: Option<PathBuf>,
+}
+
+/// Settling charges left in flight by a process that is gone.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RecoverySettings {
+    /// How often to look for them.
+    pub interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -141,6 +163,9 @@ impl Settings {
         if !(60..=86_400).contains(&self.sessions.ttl_secs) {
             anyhow::bail!("sessions.ttl_secs must be between 60 and 86400");
         }
+        if !(50..=60_000).contains(&self.recovery.interval_ms) {
+            anyhow::bail!("recovery.interval_ms must be between 50 and 60000");
+        }
         if !(1..=10).contains(&self.sessions.max_card_attempts) {
             anyhow::bail!("sessions.max_card_attempts must be between 1 and 10");
         }
@@ -178,6 +203,10 @@ impl Settings {
                 provider: "dev-outbox".to_owned(),
                 outbox_file: Some(dir.join("sms-outbox.jsonl")),
             },
+            acquirer: AcquirerSettings {
+                journal_file: Some(dir.join("acquirer-ledger.jsonl")),
+            },
+            recovery: RecoverySettings { interval_ms: 1000 },
             secrets: Secrets::generate(),
         }
     }

@@ -35,7 +35,11 @@ impl App {
     /// Connects the database (migrating it), loads the keys and binds the
     /// gRPC listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        Self::build_with_acquirer(settings, Arc::new(Simulator::new())).await
+        let simulator = match &settings.acquirer.journal_file {
+            Some(path) => Simulator::with_journal(path)?,
+            None => Simulator::new(),
+        };
+        Self::build_with_acquirer(settings, Arc::new(simulator)).await
     }
 
     /// As `build`, with a given simulated acquirer (tests keep its ledger
@@ -70,6 +74,7 @@ impl App {
             tokens: TokenCodec::new(KeyedHasher::new("secrets.token_key", &secrets.token_key)?),
             acquirer: simulator.clone(),
             sms,
+            in_flight: Default::default(),
             policy: Policy {
                 utc_offset_minutes: settings.limits.utc_offset_minutes,
                 session_ttl_ms: settings.sessions.ttl_secs * 1000,
@@ -119,14 +124,19 @@ impl App {
             backend = self.services.store.backend().name(),
             "payment-svc serving gRPC over mTLS"
         );
-        paybind_shared::grpc::server_router(
+        let services = self.services.clone();
+        let interval = Duration::from_millis(self.settings.recovery.interval_ms);
+        let recovery = tokio::spawn(async move { services.recover_forever(interval).await });
+        let served = paybind_shared::grpc::server_router(
             tls,
             <BindingServiceServer<BindingApi> as tonic::server::NamedService>::NAME,
         )
         .await?
         .add_service(api)
         .serve_with_incoming_shutdown(paybind_shared::grpc::incoming(self.listener), shutdown)
-        .await?;
+        .await;
+        recovery.abort();
+        served?;
         Ok(())
     }
 }

@@ -16,21 +16,32 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 /// Largest batch written at once.
 const MAX_BATCH: usize = 128;
 
-type Reply<O> = oneshot::Sender<Result<O, String>>;
+type Reply<O, E> = oneshot::Sender<Result<O, BatchError<E>>>;
 
-pub struct Batcher<I, O> {
-    queue: mpsc::UnboundedSender<(I, Reply<O>)>,
+/// Why an item was not written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BatchError<E> {
+    /// The batch it was in failed: the writer's error, given to each caller.
+    #[error("batch write failed: {0}")]
+    Write(E),
+    /// The writer gave a wrong number of results, or has stopped.
+    #[error("the batch writer failed: {0}")]
+    Writer(String),
 }
 
-impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+pub struct Batcher<I, O, E = String> {
+    queue: mpsc::UnboundedSender<(I, Reply<O, E>)>,
+}
+
+impl<I: Send + 'static, O: Send + 'static, E: Clone + Send + 'static> Batcher<I, O, E> {
     /// `write` gets a batch and returns one result per item, in order; at
     /// most `max_in_flight` batches are written at once.
     pub fn spawn<F, Fut>(max_in_flight: usize, write: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, String>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
     {
-        let (queue, mut incoming) = mpsc::unbounded_channel::<(I, Reply<O>)>();
+        let (queue, mut incoming) = mpsc::unbounded_channel::<(I, Reply<O, E>)>();
         let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
         let write = Arc::new(write);
         tokio::spawn(async move {
@@ -49,7 +60,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 }
                 let write = write.clone();
                 tokio::spawn(async move {
-                    let (items, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
+                    let (items, replies): (Vec<I>, Vec<Reply<O, E>>) = batch.into_iter().unzip();
                     let count = items.len();
                     match write(items).await {
                         Ok(results) if results.len() == count => {
@@ -60,12 +71,12 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                         Ok(results) => {
                             let e = format!("batch of {count} gave {} results", results.len());
                             for reply in replies {
-                                let _ = reply.send(Err(e.clone()));
+                                let _ = reply.send(Err(BatchError::Writer(e.clone())));
                             }
                         }
                         Err(e) => {
                             for reply in replies {
-                                let _ = reply.send(Err(e.clone()));
+                                let _ = reply.send(Err(BatchError::Write(e.clone())));
                             }
                         }
                     }
@@ -77,16 +88,11 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 
     /// Queues one item and waits for its committed result.
-    pub async fn submit(&self, item: I) -> anyhow::Result<O> {
+    pub async fn submit(&self, item: I) -> Result<O, BatchError<E>> {
+        let stopped = || BatchError::Writer("the batch writer has stopped".to_owned());
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((item, reply))
-            .map_err(|_| anyhow::anyhow!("the batch writer has stopped"))?;
-        match answer.await {
-            Ok(Ok(result)) => Ok(result),
-            Ok(Err(e)) => Err(anyhow::anyhow!("batch write failed: {e}")),
-            Err(_) => Err(anyhow::anyhow!("the batch writer has stopped")),
-        }
+        self.queue.send((item, reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -98,15 +104,18 @@ mod tests {
     async fn every_caller_gets_its_own_result_and_batches_form_under_load() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let batcher = Arc::new(Batcher::spawn(1, move |items: Vec<u32>| {
-            seen.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(items.len());
-            async move {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                Ok(items.into_iter().map(|i| i * 10).collect())
-            }
-        }));
+        let batcher = Arc::new(Batcher::<u32, u32, String>::spawn(
+            1,
+            move |items: Vec<u32>| {
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(items.len());
+                async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    Ok(items.into_iter().map(|i| i * 10).collect())
+                }
+            },
+        ));
         let mut tasks = Vec::new();
         for i in 0..100u32 {
             let b = batcher.clone();
@@ -130,6 +139,9 @@ mod tests {
             Err::<Vec<u32>, _>("disk full".to_owned())
         });
         let err = batcher.submit(1).await.expect_err("fails");
-        assert!(err.to_string().contains("disk full"));
+        assert!(
+            matches!(&err, BatchError::Write(e) if e == "disk full"),
+            "{err}"
+        );
     }
 }

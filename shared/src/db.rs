@@ -71,6 +71,69 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+impl StoreError {
+    /// A failure that says nothing about the request: the database was
+    /// unreachable or busy, or picked this transaction to break a deadlock.
+    /// The same request may succeed if sent again; callers see UNAVAILABLE.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(e) => is_transient(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database error is transient (see [`StoreError::is_transient`]):
+/// a lost or refused connection, an exhausted or closed pool, and the
+/// PostgreSQL states of connection failures (class 08), serialization
+/// failures and deadlocks (40001, 40P01), shutdowns (57P0x), too many
+/// connections (53300) and lock timeouts (55P03); SQLite's busy and locked.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => {
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || matches!(
+                        code.as_ref(),
+                        "40001" | "40P01" | "53300" | "55P03" | "5" | "6" | "261" | "517"
+                    )
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// Runs `attempt` again while it fails transiently — a deadlock victim, a
+/// dropped connection — up to `tries` times in all, pausing a few jittered
+/// milliseconds, growing, between tries. The last error is returned.
+pub async fn retry_transient<T, F, Fut>(what: &str, tries: u32, mut attempt: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut pause_ms = 5u64;
+    let mut tried = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_transient() && tried < tries => {
+                tracing::warn!(what, tried, error = %e, "transient database failure; trying again");
+                let jitter = rand::random::<u64>() % pause_ms.max(1);
+                tokio::time::sleep(Duration::from_millis(pause_ms + jitter)).await;
+                pause_ms = (pause_ms * 3).min(500);
+                tried += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Turns unique-key violations into [`StoreError::Conflict`], in one place.
 pub fn classify(err: sqlx::Error) -> StoreError {
     if matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation()) {
@@ -238,6 +301,36 @@ mod tests {
             update,
             "UPDATE t SET id = $1, version = $2, a = $3 WHERE id = $1 AND version = $4 RETURNING id"
         );
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_tried_again_and_others_are_not() {
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let result: StoreResult<u32> = retry_transient("test", 4, || {
+            let n = tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    Err(StoreError::Database(sqlx::Error::PoolTimedOut))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result.expect("third try"), 2);
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let result: StoreResult<()> = retry_transient("test", 4, || {
+            tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Err(StoreError::Corrupt("x".into())) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(tries.into_inner(), 1, "not transient: not tried again");
+        let result: StoreResult<()> = retry_transient("test", 3, || async {
+            Err(StoreError::Database(sqlx::Error::PoolClosed))
+        })
+        .await;
+        assert!(result.expect_err("gives up").is_transient());
     }
 
     #[test]

@@ -304,6 +304,8 @@ impl Stack {
                 tls: client(SHOP_A),
                 timeout_ms: 2000,
                 attempts: 3,
+                overall_timeout_ms: 6000,
+                quick_timeout_ms: 300,
             },
             shop: merchant_svc::config::ShopSettings {
                 currency: "CNY".into(),

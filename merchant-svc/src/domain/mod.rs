@@ -6,7 +6,11 @@
 use std::sync::Arc;
 
 use paybind_shared::{
-    batch::Batcher, db::StoreError, fields::Rejected, ids::OrderId, money::Currency,
+    batch::{BatchError, Batcher},
+    db::StoreError,
+    fields::Rejected,
+    ids::OrderId,
+    money::Currency,
 };
 
 use crate::store::Store;
@@ -21,7 +25,7 @@ mod users;
 pub use checkout::CheckoutInput;
 pub use orders::OrderListing;
 pub use sessions::SessionOutcome;
-pub use users::{NewUser, UserView};
+pub use users::{KnownLimits, NewUser, UserView};
 
 use model::{Order, OrderTransition, OrderUpdate};
 use payment::{PaymentError, PaymentGateway, Refusal};
@@ -52,10 +56,37 @@ pub enum ShopError {
     /// payment-svc refused the call: passed on as it is.
     #[error("payment-svc: {}", .0.message)]
     Refused(Refusal),
+    /// The shop's database did not answer or broke off: safe to retry
+    /// with the same idempotency key.
+    #[error("the shop's database is unavailable; retry with the same idempotency key")]
+    DatabaseUnavailable,
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for ShopError {
+    fn from(e: StoreError) -> Self {
+        if e.is_transient() {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::DatabaseUnavailable
+        } else {
+            Self::Store(e)
+        }
+    }
+}
+
+impl From<BatchError<Arc<StoreError>>> for ShopError {
+    fn from(e: BatchError<Arc<StoreError>>) -> Self {
+        match e {
+            BatchError::Write(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::DatabaseUnavailable
+            }
+            other => Self::Internal(anyhow::anyhow!("{other}")),
+        }
+    }
 }
 
 impl ShopError {
@@ -89,8 +120,11 @@ pub struct Shop {
     pub currency: Currency,
     pub default_return_url: String,
     /// Checkout's two writes, each in batches (group commit).
-    pub order_inserts: Batcher<Order, (Order, bool)>,
-    pub order_updates: Batcher<OrderTransition, Option<Order>>,
+    pub order_inserts: Batcher<Order, (Order, bool), Arc<StoreError>>,
+    pub order_updates: Batcher<OrderTransition, Option<Order>, Arc<StoreError>>,
+    /// The last limits read per card (GetUser shows them when payment-svc
+    /// is slow).
+    limits: users::LimitsCache,
 }
 
 impl Shop {
@@ -104,22 +138,12 @@ impl Shop {
         let insert_store = store.clone();
         let order_inserts = Batcher::spawn(in_flight, move |orders: Vec<Order>| {
             let store = insert_store.clone();
-            async move {
-                store
-                    .insert_orders(&orders)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            async move { store.insert_orders(&orders).await.map_err(Arc::new) }
         });
         let update_store = store.clone();
         let order_updates = Batcher::spawn(in_flight, move |transitions: Vec<OrderTransition>| {
             let store = update_store.clone();
-            async move {
-                store
-                    .update_orders(&transitions)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            async move { store.update_orders(&transitions).await.map_err(Arc::new) }
         });
         Self {
             store,
@@ -128,6 +152,7 @@ impl Shop {
             default_return_url,
             order_inserts,
             order_updates,
+            limits: users::LimitsCache::default(),
         }
     }
 

@@ -1,8 +1,10 @@
 //! Users, their card on file, binding, and removing the card.
+use std::{collections::HashMap, sync::Mutex};
+
 use paybind_shared::{
     clock::now_ms,
     db::StoreError,
-    ids::{IdempotencyKey, MerchantUserId},
+    ids::{BindingId, IdempotencyKey, MerchantUserId},
     model::{BindingStatus, Presentation},
     person::Phone,
 };
@@ -24,7 +26,44 @@ pub struct NewUser {
 /// A user with what payment-svc says of their binding's limits today.
 pub struct UserView {
     pub user: User,
-    pub limits: Option<LimitsToday>,
+    pub limits: Option<KnownLimits>,
+}
+
+/// A binding's limits as payment-svc gave them, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownLimits {
+    pub limits: LimitsToday,
+    pub as_of_ms: i64,
+}
+
+/// The last limits read per card, shown when payment-svc is slow to answer.
+#[derive(Default)]
+pub struct LimitsCache(Mutex<HashMap<BindingId, KnownLimits>>);
+
+impl LimitsCache {
+    /// How many cards' figures are kept at most: a bound, not a policy.
+    const MAX_ENTRIES: usize = 10_000;
+
+    fn remember(&self, binding: &BindingId, limits: LimitsToday) -> KnownLimits {
+        let known = KnownLimits {
+            limits,
+            as_of_ms: now_ms(),
+        };
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(binding.clone(), known);
+        known
+    }
+
+    fn last(&self, binding: &BindingId) -> Option<KnownLimits> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(binding)
+            .copied()
+    }
 }
 
 impl Shop {
@@ -59,16 +98,17 @@ impl Shop {
         };
         let bindings = match self.payments.bindings_of(&user.id).await {
             Ok(bindings) => bindings,
-            // The card stays on file; only today's figures are unknown.
+            // The card stays on file; today's figures are the last known.
             Err(e) => {
-                tracing::warn!(error = %e, "could not read limits from payment-svc");
-                return Ok(UserView { user, limits: None });
+                tracing::warn!(error = %e, "could not read limits from payment-svc in time");
+                let limits = self.limits.last(&binding_id);
+                return Ok(UserView { user, limits });
             }
         };
         match bindings.into_iter().find(|b| b.id == binding_id) {
             Some(b) if b.status == BindingStatus::Active => Ok(UserView {
+                limits: b.limits.map(|l| self.limits.remember(&binding_id, l)),
                 user,
-                limits: b.limits,
             }),
             _ => {
                 self.store.clear_card_if(&user.id, &binding_id).await?;

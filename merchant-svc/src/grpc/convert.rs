@@ -179,8 +179,9 @@ pub fn user(view: UserView) -> mpb::User {
         last4: c.last4,
         expiry_month: i32::from(c.expiry.month),
         expiry_year: i32::from(c.expiry.year),
-        limits: l.map(limits),
+        limits: l.map(|k| limits(k.limits)),
         bound_time: Some(timestamp(c.bound_ms)),
+        limits_as_of: l.map(|k| timestamp(k.as_of_ms)),
     });
     mpb::User {
         user_id: u.id.into_string(),

@@ -33,6 +33,8 @@ impl From<ShopError> for Status {
                 }
             }
             ShopError::Refused(refusal) => return refused(refusal),
+            ShopError::DatabaseUnavailable => status(Code::Unavailable, "DATABASE_UNAVAILABLE")
+                .retry_after(std::time::Duration::from_secs(1)),
             ShopError::Store(e) => {
                 tracing::error!(error = %e, "store error");
                 ErrorStatus::new(Code::Internal, "INTERNAL", "internal error")

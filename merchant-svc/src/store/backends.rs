@@ -37,6 +37,9 @@ impl PgStore {
     }
 }
 
+/// Tries of a batch that fails transiently before it fails.
+const TRIES: u32 = 5;
+
 static INSERT_ORDER: LazyLock<String> = LazyLock::new(|| {
     insert_sql(
         "orders",
@@ -159,13 +162,17 @@ macro_rules! impl_store {
             }
 
             async fn insert_orders(&self, orders: &[Order]) -> StoreResult<Vec<(Order, bool)>> {
-                let mut tx = self.writer.begin().await?;
-                let mut out = Vec::with_capacity(orders.len());
-                for o in orders {
-                    out.push(insert_order_on(&mut tx, o).await?);
-                }
-                tx.commit().await?;
-                Ok(out)
+                // Safe to try again: an order already there is returned as such.
+                db::retry_transient("insert orders", TRIES, || async {
+                    let mut tx = self.writer.begin().await?;
+                    let mut out = Vec::with_capacity(orders.len());
+                    for o in orders {
+                        out.push(insert_order_on(&mut tx, o).await?);
+                    }
+                    tx.commit().await?;
+                    Ok(out)
+                })
+                .await
             }
 
             async fn get_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
@@ -192,13 +199,18 @@ macro_rules! impl_store {
             }
 
             async fn update_orders(&self, transitions: &[OrderTransition]) -> StoreResult<Vec<Option<Order>>> {
-                let mut tx = self.writer.begin().await?;
-                let mut out = Vec::with_capacity(transitions.len());
-                for t in transitions {
-                    out.push(update_order_on(&mut tx, t).await?);
-                }
-                tx.commit().await?;
-                Ok(out)
+                // Safe to try again: a move already made finds the order moved
+                // (`None`), and the caller reads it.
+                db::retry_transient("update orders", TRIES, || async {
+                    let mut tx = self.writer.begin().await?;
+                    let mut out = Vec::with_capacity(transitions.len());
+                    for t in transitions {
+                        out.push(update_order_on(&mut tx, t).await?);
+                    }
+                    tx.commit().await?;
+                    Ok(out)
+                })
+                .await
             }
 
             async fn set_refunded(&self, id: &OrderId, refunded: i64, now_ms: i64) -> StoreResult<Option<Order>> {

@@ -1,13 +1,14 @@
 //! The acquirer (card network) — the one simulated part of paybind. The trait
 //! is what a real acquirer integration implements; [`Simulator`] follows the
 //! documented test cards (README, "Test cards").
-use std::{collections::HashMap, fmt, sync::Mutex};
+use std::{collections::HashMap, fmt, io::Write, path::Path, sync::Mutex};
 
 use async_trait::async_trait;
 use paybind_shared::{
     ids::{new_id, PaymentId, RefundId},
     money::Money,
 };
+use serde::{Deserialize, Serialize};
 
 use super::card::{CardNumber, Cvv, Expiry};
 
@@ -22,6 +23,19 @@ pub enum DeclineReason {
 }
 
 impl DeclineReason {
+    const ALL: [Self; 5] = [
+        Self::InsufficientFunds,
+        Self::DoNotHonor,
+        Self::ExpiredCard,
+        Self::CvvMismatch,
+        Self::ProcessingError,
+    ];
+
+    /// The reason its code names (`INSUFFICIENT_FUNDS`, …).
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InsufficientFunds => "INSUFFICIENT_FUNDS",
@@ -47,6 +61,18 @@ pub enum AcquirerError {
     /// call is idempotent by its id).
     #[error("acquirer unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Where a charge stands at the card network, once settled for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// It was charged: the acquirer's reference.
+    Charged { acquirer_ref: String },
+    /// It was refused.
+    Declined(DeclineReason),
+    /// The network never saw it, and now never will: a charge sent later
+    /// under this payment id is refused.
+    NeverCharged,
 }
 
 /// The card as the acquirer needs it. The CVV is present only at binding time.
@@ -75,6 +101,10 @@ pub trait Acquirer: Send + Sync + 'static {
         acquirer_ref: &str,
         amount: Money,
     ) -> Result<(), AcquirerError>;
+    /// Settles the charge of `payment_id` for good, for a payment whose
+    /// charging process is gone: a charge the network made (or refused) is
+    /// returned as it was; one it never saw is voided. Idempotent.
+    async fn resolve(&self, payment_id: &PaymentId) -> Result<Resolution, AcquirerError>;
 }
 
 /// What a test card does; every other valid number is approved.
@@ -91,19 +121,110 @@ pub fn test_card_behaviour(number: &str) -> (Option<DeclineReason>, Option<Decli
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Approved(String),
+    Declined(DeclineReason),
+    /// Resolved as never charged: a later charge is refused.
+    Voided,
+}
+
 #[derive(Debug, Clone)]
 struct Charge {
-    result: Result<String, AcquirerError>,
+    outcome: Outcome,
     amount: i64,
     refunded: i64,
 }
 
+/// One line of the simulator's journal.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Entry {
+    Charge {
+        id: String,
+        approved: Option<String>,
+        declined: Option<String>,
+        amount: i64,
+    },
+    Void {
+        id: String,
+    },
+    Refund {
+        id: String,
+        acquirer_ref: String,
+        amount: i64,
+    },
+}
+
+#[derive(Default)]
+struct Ledger {
+    charges: HashMap<String, Charge>,
+    refunds: HashMap<String, i64>,
+}
+
+impl Ledger {
+    fn apply(&mut self, entry: Entry) {
+        match entry {
+            Entry::Charge {
+                id,
+                approved,
+                declined,
+                amount,
+            } => {
+                let outcome = match (
+                    approved,
+                    declined.as_deref().and_then(DeclineReason::from_code),
+                ) {
+                    (Some(r), _) => Outcome::Approved(r),
+                    (None, Some(reason)) => Outcome::Declined(reason),
+                    (None, None) => Outcome::Declined(DeclineReason::ProcessingError),
+                };
+                self.charges.insert(
+                    id,
+                    Charge {
+                        outcome,
+                        amount,
+                        refunded: 0,
+                    },
+                );
+            }
+            Entry::Void { id } => {
+                self.charges.insert(
+                    id,
+                    Charge {
+                        outcome: Outcome::Voided,
+                        amount: 0,
+                        refunded: 0,
+                    },
+                );
+            }
+            Entry::Refund {
+                id,
+                acquirer_ref,
+                amount,
+            } => {
+                if let Some(c) = self
+                    .charges
+                    .values_mut()
+                    .find(|c| c.outcome == Outcome::Approved(acquirer_ref.clone()))
+                {
+                    c.refunded += amount;
+                }
+                self.refunds.insert(id, amount);
+            }
+        }
+    }
+}
+
 /// The built-in acquirer: deterministic by card number, with a ledger that
 /// makes charges and refunds idempotent by id, as a real acquirer's are.
+/// With a journal file the ledger outlives the process, as a real card
+/// network's does: a payment-svc killed mid-charge finds on restart what
+/// was charged.
 #[derive(Default)]
 pub struct Simulator {
-    charges: Mutex<HashMap<String, Charge>>,
-    refunds: Mutex<HashMap<String, i64>>,
+    ledger: Mutex<Ledger>,
+    journal: Option<Mutex<std::fs::File>>,
 }
 
 impl Simulator {
@@ -111,26 +232,80 @@ impl Simulator {
         Self::default()
     }
 
+    /// A simulator whose ledger is kept in `path` (JSON lines), replayed at
+    /// start and appended to before each answer.
+    pub fn with_journal(path: &Path) -> anyhow::Result<Self> {
+        let mut ledger = Ledger::default();
+        if path.exists() {
+            let text = std::fs::read_to_string(path)?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str::<Entry>(line) {
+                    Ok(entry) => ledger.apply(entry),
+                    // A line cut short by a crash mid-write: its answer was
+                    // never given, so it is as if it never happened.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an unreadable acquirer journal line")
+                    }
+                }
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            ledger: Mutex::new(ledger),
+            journal: Some(Mutex::new(file)),
+        })
+    }
+
     /// How many distinct charges were approved: what the shoppers were
     /// actually charged. Tests use it to prove nothing is charged twice.
     pub fn approved_charges(&self) -> usize {
-        self.lock_charges()
+        self.lock()
+            .charges
             .values()
-            .filter(|c| c.result.is_ok())
+            .filter(|c| matches!(c.outcome, Outcome::Approved(_)))
             .count()
     }
 
     /// Total approved amount, minus refunds, in minor units.
     pub fn net_charged(&self) -> i64 {
-        self.lock_charges()
+        self.lock()
+            .charges
             .values()
-            .filter(|c| c.result.is_ok())
+            .filter(|c| matches!(c.outcome, Outcome::Approved(_)))
             .map(|c| c.amount - c.refunded)
             .sum()
     }
 
-    fn lock_charges(&self) -> std::sync::MutexGuard<'_, HashMap<String, Charge>> {
-        self.charges.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `entry` (journal first, then the ledger); the caller holds
+    /// the ledger's lock, so the journal's order is the ledger's.
+    fn record(&self, ledger: &mut Ledger, entry: Entry) -> Result<(), AcquirerError> {
+        if let Some(journal) = &self.journal {
+            let mut line = serde_json::to_vec(&entry)
+                .map_err(|e| AcquirerError::Unavailable(e.to_string()))?;
+            line.push(b'\n');
+            journal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write_all(&line)
+                .map_err(|e| AcquirerError::Unavailable(format!("journal: {e}")))?;
+        }
+        ledger.apply(entry);
+        Ok(())
+    }
+}
+
+fn answer(outcome: &Outcome) -> Result<String, AcquirerError> {
+    match outcome {
+        Outcome::Approved(r) => Ok(r.clone()),
+        Outcome::Declined(reason) => Err(AcquirerError::Declined(*reason)),
+        Outcome::Voided => Err(AcquirerError::Declined(DeclineReason::ProcessingError)),
     }
 }
 
@@ -149,24 +324,25 @@ impl Acquirer for Simulator {
         card: &CardRef<'_>,
         amount: Money,
     ) -> Result<String, AcquirerError> {
-        let mut charges = self.lock_charges();
-        if let Some(existing) = charges.get(payment_id.as_str()) {
-            return existing.result.clone();
+        let mut ledger = self.lock();
+        if let Some(existing) = ledger.charges.get(payment_id.as_str()) {
+            return answer(&existing.outcome);
         }
         let (at_verify, at_charge) = test_card_behaviour(card.number.expose_digits());
-        let result = match at_charge.or(at_verify) {
-            Some(reason) => Err(AcquirerError::Declined(reason)),
-            None => Ok(new_id("acq")),
+        let (approved, declined) = match at_charge.or(at_verify) {
+            Some(reason) => (None, Some(reason.as_str().to_owned())),
+            None => (Some(new_id("acq")), None),
         };
-        charges.insert(
-            payment_id.as_str().to_owned(),
-            Charge {
-                result: result.clone(),
+        self.record(
+            &mut ledger,
+            Entry::Charge {
+                id: payment_id.as_str().to_owned(),
+                approved,
+                declined,
                 amount: amount.amount_minor(),
-                refunded: 0,
             },
-        );
-        result
+        )?;
+        answer(&ledger.charges[payment_id.as_str()].outcome)
     }
 
     async fn refund(
@@ -175,21 +351,45 @@ impl Acquirer for Simulator {
         acquirer_ref: &str,
         amount: Money,
     ) -> Result<(), AcquirerError> {
-        let mut refunds = self.refunds.lock().unwrap_or_else(|p| p.into_inner());
-        if refunds.contains_key(refund_id.as_str()) {
+        let mut ledger = self.lock();
+        if ledger.refunds.contains_key(refund_id.as_str()) {
             return Ok(());
         }
-        let mut charges = self.lock_charges();
-        let charge = charges
-            .values_mut()
-            .find(|c| c.result.as_deref() == Ok(acquirer_ref))
+        let charge = ledger
+            .charges
+            .values()
+            .find(|c| c.outcome == Outcome::Approved(acquirer_ref.to_owned()))
             .ok_or(AcquirerError::Declined(DeclineReason::ProcessingError))?;
         if charge.refunded + amount.amount_minor() > charge.amount {
             return Err(AcquirerError::Declined(DeclineReason::ProcessingError));
         }
-        charge.refunded += amount.amount_minor();
-        refunds.insert(refund_id.as_str().to_owned(), amount.amount_minor());
-        Ok(())
+        self.record(
+            &mut ledger,
+            Entry::Refund {
+                id: refund_id.as_str().to_owned(),
+                acquirer_ref: acquirer_ref.to_owned(),
+                amount: amount.amount_minor(),
+            },
+        )
+    }
+
+    async fn resolve(&self, payment_id: &PaymentId) -> Result<Resolution, AcquirerError> {
+        let mut ledger = self.lock();
+        if !ledger.charges.contains_key(payment_id.as_str()) {
+            self.record(
+                &mut ledger,
+                Entry::Void {
+                    id: payment_id.as_str().to_owned(),
+                },
+            )?;
+        }
+        Ok(match &ledger.charges[payment_id.as_str()].outcome {
+            Outcome::Approved(r) => Resolution::Charged {
+                acquirer_ref: r.clone(),
+            },
+            Outcome::Declined(reason) => Resolution::Declined(*reason),
+            Outcome::Voided => Resolution::NeverCharged,
+        })
     }
 }
 
@@ -247,5 +447,80 @@ mod tests {
             "over the charge"
         );
         assert_eq!(sim.net_charged(), 40);
+    }
+
+    #[tokio::test]
+    async fn resolving_voids_what_was_never_charged_and_keeps_what_was() {
+        let sim = Simulator::new();
+        let ok = card("4242424242424242");
+        let r = CardRef {
+            number: &ok,
+            expiry: Expiry {
+                month: 12,
+                year: 2030,
+            },
+            cvv: None,
+        };
+        let (charged, never) = (PaymentId::generate(), PaymentId::generate());
+        let reference = sim.charge(&charged, &r, cny(100)).await.expect("approved");
+        assert_eq!(
+            sim.resolve(&charged).await,
+            Ok(Resolution::Charged {
+                acquirer_ref: reference
+            })
+        );
+        assert_eq!(sim.resolve(&never).await, Ok(Resolution::NeverCharged));
+        assert_eq!(
+            sim.charge(&never, &r, cny(100)).await,
+            Err(AcquirerError::Declined(DeclineReason::ProcessingError)),
+            "a voided charge is refused when it comes late"
+        );
+        assert_eq!(sim.resolve(&never).await, Ok(Resolution::NeverCharged));
+        assert_eq!(sim.approved_charges(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_journal_keeps_the_ledger_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ledger.jsonl");
+        let ok = card("4242424242424242");
+        let poor = card("4000000000009995");
+        let exp = Expiry {
+            month: 12,
+            year: 2030,
+        };
+        let (p1, p2, p3) = (
+            PaymentId::generate(),
+            PaymentId::generate(),
+            PaymentId::generate(),
+        );
+        let reference = {
+            let sim = Simulator::with_journal(&path).expect("journal");
+            let r = |n| CardRef {
+                number: n,
+                expiry: exp,
+                cvv: None,
+            };
+            let reference = sim.charge(&p1, &r(&ok), cny(500)).await.expect("ok");
+            let _ = sim.charge(&p2, &r(&poor), cny(500)).await;
+            sim.resolve(&p3).await.expect("voided");
+            sim.refund(&RefundId::generate(), &reference, cny(200))
+                .await
+                .expect("refund");
+            reference
+        };
+        let again = Simulator::with_journal(&path).expect("replayed");
+        assert_eq!(
+            again.resolve(&p1).await,
+            Ok(Resolution::Charged {
+                acquirer_ref: reference
+            })
+        );
+        assert_eq!(
+            again.resolve(&p2).await,
+            Ok(Resolution::Declined(DeclineReason::InsufficientFunds))
+        );
+        assert_eq!(again.resolve(&p3).await, Ok(Resolution::NeverCharged));
+        assert_eq!(again.net_charged(), 300);
     }
 }

@@ -3,7 +3,9 @@
 //! or token ever reaches a message).
 use std::time::Duration;
 
-use paybind_shared::{db::StoreError, model::SessionStatus};
+use std::sync::Arc;
+
+use paybind_shared::{batch::BatchError, db::StoreError, model::SessionStatus};
 
 use super::acquirer::DeclineReason;
 
@@ -63,10 +65,38 @@ pub enum DomainError {
     AcquirerUnavailable,
     #[error("the SMS gateway is not available")]
     SmsUnavailable,
+    /// The database did not answer or broke off (after tries inside the
+    /// service): the request may be sent again, with the same key.
+    #[error("the payment database is unavailable; retry with the same idempotency key")]
+    DatabaseUnavailable,
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl DomainError {
+    /// A store failure: transient ones are the database being unavailable.
+    pub fn store(e: StoreError) -> Self {
+        if e.is_transient() {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::DatabaseUnavailable
+        } else {
+            Self::Store(e)
+        }
+    }
+}
+
+impl From<BatchError<Arc<StoreError>>> for DomainError {
+    fn from(e: BatchError<Arc<StoreError>>) -> Self {
+        match e {
+            BatchError::Write(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::DatabaseUnavailable
+            }
+            other => Self::Internal(anyhow::anyhow!("{other}")),
+        }
+    }
 }
 
 /// A session status in words, for messages.
@@ -81,3 +111,9 @@ fn describe(status: SessionStatus) -> &'static str {
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;
+
+impl From<StoreError> for DomainError {
+    fn from(e: StoreError) -> Self {
+        Self::store(e)
+    }
+}

@@ -8,10 +8,12 @@ pub mod acquirer;
 pub mod bindings;
 pub mod card;
 pub mod error;
+pub mod in_flight;
 pub mod merchants;
 pub mod model;
 pub mod otp;
 pub mod payments;
+pub mod recovery;
 pub mod sessions;
 pub mod shopper;
 pub mod sms;
@@ -30,8 +32,13 @@ use vault::{KeyedHasher, Vault};
 
 use crate::{
     domain::model::Payment,
-    store::{PaymentOutcome, ReserveOutcome, ReservePayment, Store},
+    store::{PaymentOutcome, ReserveOutcome, ReservePayment, Store, StoreError},
 };
+
+/// Pay's reservations, written in batches.
+pub type Reservations = Batcher<ReservePayment, ReserveOutcome, Arc<StoreError>>;
+/// Pay's outcomes, written in batches; `None` for a payment settled already.
+pub type Outcomes = Batcher<PaymentOutcome, Option<Payment>, Arc<StoreError>>;
 
 /// Tunables of the domain, from configuration.
 #[derive(Debug, Clone)]
@@ -57,38 +64,29 @@ pub struct Services {
     pub acquirer: Arc<dyn Acquirer>,
     /// Pay's two writes, each in batches (group commit): the reservation
     /// and the outcome.
-    pub reservations: Batcher<ReservePayment, ReserveOutcome>,
-    pub outcomes: Batcher<PaymentOutcome, Option<Payment>>,
+    pub reservations: Reservations,
+    pub outcomes: Outcomes,
     pub sms: Arc<dyn SmsSender>,
     pub policy: Policy,
+    /// The charges this process is making now.
+    pub in_flight: in_flight::InFlight,
 }
 
 impl Services {
     /// The batch writers of the hot path, over `store`.
     pub fn pay_writers(
         store: Arc<dyn Store>,
-    ) -> (
-        Batcher<ReservePayment, ReserveOutcome>,
-        Batcher<PaymentOutcome, Option<Payment>>,
-    ) {
+    ) -> (Reservations, Outcomes) {
         let in_flight = store.backend().batches_in_flight();
         let reserve_store = store.clone();
         let reservations = Batcher::spawn(in_flight, move |requests: Vec<ReservePayment>| {
             let store = reserve_store.clone();
-            async move {
-                store
-                    .reserve_payments(&requests)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            async move { store.reserve_payments(&requests).await.map_err(Arc::new) }
         });
         let outcomes = Batcher::spawn(in_flight, move |outcomes: Vec<PaymentOutcome>| {
             let store = store.clone();
             async move {
-                let settled = store
-                    .finalize_payments(&outcomes)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let settled = store.finalize_payments(&outcomes).await.map_err(Arc::new)?;
                 Ok(outcomes
                     .iter()
                     .map(|o| settled.iter().find(|p| p.id == o.payment_id).cloned())

@@ -29,11 +29,9 @@ use crate::store::{
     PaymentOutcome, RefundReserveOutcome, ReserveOutcome, ReservePayment, ReserveRefund,
 };
 
-/// How long a duplicate waits for the first request's outcome.
+/// How long a duplicate waits for the first request's outcome, while that
+/// request's process is alive and charging.
 const DUPLICATE_WAIT: Duration = Duration::from_secs(3);
-/// A PENDING payment older than this was abandoned (crash, outage) and a
-/// retry finishes it.
-const ABANDONED_AFTER_MS: i64 = 10_000;
 
 /// A Pay request, parsed. (`Debug` masks the token.)
 #[derive(Debug, Clone)]
@@ -93,7 +91,10 @@ impl Services {
             now_ms: now,
         };
         match self.reservations.submit(request).await? {
-            ReserveOutcome::Reserved(card) => self.charge(&payment_id, &card, input.amount).await,
+            ReserveOutcome::Reserved(card) => {
+                let _charging = self.in_flight.hold(&payment_id);
+                self.charge(&payment_id, &card, input.amount).await
+            }
             ReserveOutcome::Existing(existing) => {
                 if existing.request_hash.as_deref() != Some(request_hash.as_str()) {
                     return Err(DomainError::IdempotencyKeyReused);
@@ -143,6 +144,15 @@ impl Services {
                 return Err(DomainError::AcquirerUnavailable);
             }
         };
+        self.record_outcome(payment_id, state).await
+    }
+
+    /// Records a charge's outcome (and frees its in-flight row).
+    pub(super) async fn record_outcome(
+        &self,
+        payment_id: &PaymentId,
+        state: PaymentState,
+    ) -> DomainResult<Payment> {
         let status = state.status();
         let outcome = PaymentOutcome {
             payment_id: payment_id.clone(),
@@ -165,7 +175,10 @@ impl Services {
             // (the acquirer is idempotent by payment id).
             Err(e) => {
                 tracing::error!(%payment_id, error = %e, "could not record a payment outcome");
-                Err(DomainError::RequestInProgress)
+                Err(match DomainError::from(e) {
+                    DomainError::DatabaseUnavailable => DomainError::DatabaseUnavailable,
+                    _ => DomainError::RequestInProgress,
+                })
             }
         }
     }
@@ -177,12 +190,15 @@ impl Services {
     }
 
     /// A payment found by its idempotency key: returned once it is settled.
-    /// A duplicate arriving while the first request is in flight waits for
-    /// it; one whose first request was abandoned finishes it.
+    /// A duplicate arriving while the first request is being charged waits
+    /// for it; one whose first request was abandoned — its process gone (a
+    /// crash, a restart), or this process no longer charging it — finishes
+    /// it at once.
     async fn settled(&self, merchant: &Merchant, mut payment: Payment) -> DomainResult<Payment> {
         let started = tokio::time::Instant::now();
         while payment.state == PaymentState::Pending {
-            if now_ms() - payment.created_ms > ABANDONED_AFTER_MS {
+            if self.take_over(&payment.id).await? {
+                let _charging = self.in_flight.hold(&payment.id);
                 return self.finish_abandoned(merchant, payment).await;
             }
             if started.elapsed() > DUPLICATE_WAIT {
@@ -196,6 +212,22 @@ impl Services {
                 .ok_or(DomainError::PaymentNotFound)?;
         }
         Ok(payment)
+    }
+
+    /// Takes over a charge in flight whose process is gone, or that this
+    /// process owns but no longer charges: `true` if this process now owns
+    /// it. A charge another live process is making is left to it.
+    pub(super) async fn take_over(&self, payment_id: &PaymentId) -> DomainResult<bool> {
+        if self.in_flight.contains(payment_id) {
+            return Ok(false);
+        }
+        // No row: its outcome is being recorded right now.
+        let Some(charge) = self.store.pending_charge(payment_id).await? else {
+            return Ok(false);
+        };
+        let abandoned = charge.owner == Some(self.store.instance())
+            || !self.store.owner_alive(charge.owner).await?;
+        Ok(abandoned && self.store.claim_charge(payment_id, charge.owner).await?)
     }
 
     async fn finish_abandoned(

@@ -65,6 +65,8 @@ impl From<DomainError> for Status {
             }
             DomainError::AcquirerUnavailable => status(Code::Unavailable, "ACQUIRER_UNAVAILABLE"),
             DomainError::SmsUnavailable => status(Code::Unavailable, "SMS_UNAVAILABLE"),
+            DomainError::DatabaseUnavailable => status(Code::Unavailable, "DATABASE_UNAVAILABLE")
+                .retry_after(std::time::Duration::from_secs(1)),
             DomainError::Store(e) => {
                 tracing::error!(error = %e, "store error");
                 ErrorStatus::new(Code::Internal, "INTERNAL", "internal error")

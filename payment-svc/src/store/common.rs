@@ -62,10 +62,73 @@ macro_rules! impl_store {
             rows.into_iter().map(PaymentRow::into_payment).collect()
         }
 
+        fn pending_charge((payment_id, owner, created_ms): (String, Option<i64>, i64)) -> PendingCharge {
+            PendingCharge {
+                payment_id: PaymentId::from_stored(payment_id),
+                owner,
+                created_ms,
+            }
+        }
+
         #[async_trait::async_trait]
         impl Store for $store {
             fn backend(&self) -> Backend {
                 Self::BACKEND
+            }
+
+            fn instance(&self) -> i64 {
+                self.instance
+            }
+
+            async fn owner_alive(&self, owner: Option<i64>) -> StoreResult<bool> {
+                match owner {
+                    None => Ok(false),
+                    Some(owner) if owner == self.instance => Ok(true),
+                    Some(owner) => self.other_owner_alive(owner).await,
+                }
+            }
+
+            async fn pending_charges(&self, created_before_ms: i64, limit: i64) -> StoreResult<Vec<PendingCharge>> {
+                let rows: Vec<(String, Option<i64>, i64)> = sqlx::query_as(
+                    "SELECT payment_id, owner, created_ms FROM pending_charges \
+                     WHERE created_ms < $1 ORDER BY created_ms LIMIT $2",
+                )
+                .bind(created_before_ms)
+                .bind(limit)
+                .fetch_all(self.writer())
+                .await?;
+                Ok(rows.into_iter().map(pending_charge).collect())
+            }
+
+            async fn pending_charge(&self, payment_id: &PaymentId) -> StoreResult<Option<PendingCharge>> {
+                let row: Option<(String, Option<i64>, i64)> = sqlx::query_as(
+                    "SELECT payment_id, owner, created_ms FROM pending_charges WHERE payment_id = $1",
+                )
+                .bind(payment_id)
+                .fetch_optional(self.writer())
+                .await?;
+                Ok(row.map(pending_charge))
+            }
+
+            async fn claim_charge(&self, payment_id: &PaymentId, from: Option<i64>) -> StoreResult<bool> {
+                let claimed: Option<(String,)> = sqlx::query_as(
+                    "UPDATE pending_charges SET owner = $3 \
+                     WHERE payment_id = $1 AND owner IS NOT DISTINCT FROM $2 RETURNING payment_id",
+                )
+                .bind(payment_id)
+                .bind(from)
+                .bind(self.instance)
+                .fetch_optional(self.writer())
+                .await?;
+                Ok(claimed.is_some())
+            }
+
+            async fn forget_charge(&self, payment_id: &PaymentId) -> StoreResult<()> {
+                sqlx::query("DELETE FROM pending_charges WHERE payment_id = $1")
+                    .bind(payment_id)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
             }
 
             async fn insert_merchant(&self, m: &Merchant, now_ms: i64) -> StoreResult<()> {
@@ -170,6 +233,15 @@ macro_rules! impl_store {
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(classify)?;
+                    // A new payment is PENDING: its charge is in flight, ours.
+                    sqlx::query(
+                        "INSERT INTO pending_charges (payment_id, owner, created_ms) VALUES ($1, $2, $3)",
+                    )
+                    .bind(&payment.id)
+                    .bind(self.instance)
+                    .bind(payment.created_ms)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 if let Some(outcome) = &payment_final {
                     let (status, decline_reason, acquirer_ref) = state_columns(&outcome.state);
@@ -185,6 +257,10 @@ macro_rules! impl_store {
                     .bind(&binding_id)
                     .execute(&mut *tx)
                     .await?;
+                    sqlx::query("DELETE FROM pending_charges WHERE payment_id = $1")
+                        .bind(&outcome.payment_id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 let expected = session.version;
                 session.version += 1;

@@ -126,6 +126,16 @@ pub enum RefundReserveOutcome {
     },
 }
 
+/// A charge in flight (migration 0004): a PENDING payment, and the
+/// payment-svc process making its charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCharge {
+    pub payment_id: PaymentId,
+    /// The owning process's key; `None` for one left before owners were kept.
+    pub owner: Option<i64>,
+    pub created_ms: i64,
+}
+
 /// One page of a user's bindings, newest first.
 #[derive(Debug, Clone)]
 pub struct BindingQuery {
@@ -139,6 +149,26 @@ pub struct BindingQuery {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
+
+    // Charges in flight, and whose they are.
+    /// This process's key: the owner of the charges it makes.
+    fn instance(&self) -> i64;
+    /// Whether the process owning a charge is alive (one of unknown owner
+    /// is not). On PostgreSQL each process holds an advisory lock on its
+    /// key for as long as it lives; on SQLite one process owns the file.
+    async fn owner_alive(&self, owner: Option<i64>) -> StoreResult<bool>;
+    /// Charges in flight since before `created_before_ms`, oldest first.
+    async fn pending_charges(
+        &self,
+        created_before_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<PendingCharge>>;
+    async fn pending_charge(&self, payment_id: &PaymentId) -> StoreResult<Option<PendingCharge>>;
+    /// Takes a charge over from `from`, its owner as read: `false` if
+    /// another process took it first (or it was settled meanwhile).
+    async fn claim_charge(&self, payment_id: &PaymentId, from: Option<i64>) -> StoreResult<bool>;
+    /// Forgets a charge whose payment is settled already.
+    async fn forget_charge(&self, payment_id: &PaymentId) -> StoreResult<()>;
 
     // Merchants.
     async fn insert_merchant(&self, merchant: &Merchant, now_ms: i64) -> StoreResult<()>;

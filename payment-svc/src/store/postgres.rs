@@ -1,11 +1,67 @@
 //! PostgreSQL, the production backend. The hot path is the `reserve_payment`
-//! function (migration 0002): one round trip per payment.
-use sqlx::PgPool;
+//! function (migrations 0002, 0004): one round trip per payment.
+use std::{str::FromStr, time::Duration};
+
+use paybind_shared::db::retry_transient;
+use sqlx::{postgres::PgConnectOptions, Connection, PgConnection, PgPool};
+
+/// Tries of a batch that fails transiently (a deadlock victim, a dropped
+/// connection) before it fails.
+const TRIES: u32 = 5;
 
 super::common::impl_store!(PgStore);
 
 pub struct PgStore {
     pool: PgPool,
+    /// This process's key: it holds an advisory lock on it while it lives,
+    /// so any process can tell whether a charge's owner is gone.
+    instance: i64,
+    /// The connection that holds the lock, kept alive (and taken again if
+    /// it breaks) until the store is dropped.
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+/// Takes the advisory lock of `instance` on a connection of its own.
+async fn hold_instance_lock(
+    options: &PgConnectOptions,
+    instance: i64,
+) -> StoreResult<PgConnection> {
+    let mut conn = PgConnection::connect_with(options).await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(instance)
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
+/// Keeps the lock held: checks the connection every two seconds and, if it
+/// broke, connects and takes the lock again.
+async fn keep_instance_lock(options: PgConnectOptions, instance: i64, mut conn: PgConnection) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if conn.ping().await.is_ok() {
+            continue;
+        }
+        tracing::warn!("lost the connection holding this process's advisory lock; taking it again");
+        loop {
+            match hold_instance_lock(&options, instance).await {
+                Ok(again) => {
+                    conn = again;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not take this process's advisory lock yet");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -27,7 +83,29 @@ impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let pool = paybind_shared::db::pg_pool(url, max_connections).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let instance = rand::random::<i64>() | 1;
+        let options = PgConnectOptions::from_str(url)?;
+        let conn = hold_instance_lock(&options, instance).await?;
+        let keeper = tokio::spawn(keep_instance_lock(options, instance, conn));
+        Ok(Self {
+            pool,
+            instance,
+            keeper,
+        })
+    }
+
+    /// Whether another process holds `owner`'s lock: taking it succeeds only
+    /// if its holder is gone (its connection closed when it died); it is
+    /// given back at once.
+    async fn other_owner_alive(&self, owner: i64) -> StoreResult<bool> {
+        let (alive,): (bool,) = sqlx::query_as(
+            "SELECT CASE WHEN pg_try_advisory_lock($1) THEN NOT pg_advisory_unlock($1) \
+                         ELSE TRUE END",
+        )
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(alive)
     }
 
     fn writer(&self) -> &PgPool {
@@ -48,7 +126,8 @@ impl PgStore {
         requests: &[ReservePayment],
     ) -> StoreResult<Vec<ReserveOutcome>> {
         if requests.len() > 1 {
-            match self.reserve_batch(requests).await {
+            let batch = retry_transient("reserve payments", TRIES, || self.reserve_batch(requests));
+            match batch.await {
                 Ok(outcomes) => return Ok(outcomes),
                 Err(e) => {
                     tracing::warn!(error = %e, "reservation batch failed; trying each on its own")
@@ -58,7 +137,10 @@ impl PgStore {
         // Each on its own: one that fails again fails alone.
         let mut outcomes = Vec::with_capacity(requests.len());
         for r in requests {
-            let outcome = match self.reserve_batch(std::slice::from_ref(r)).await {
+            let one = retry_transient("reserve a payment", TRIES, || {
+                self.reserve_batch(std::slice::from_ref(r))
+            });
+            let outcome = match one.await {
                 Ok(mut one) => one
                     .pop()
                     .ok_or_else(|| StoreError::Corrupt("no outcome".into()))?,
@@ -86,7 +168,7 @@ impl PgStore {
                       description, idem_key, request_hash, day, now_ms, ord) \
              CROSS JOIN LATERAL reserve_payment(a.payment_id, a.merchant_id, a.binding_id, \
                  a.user_id, a.order_id, a.amount, a.currency, a.description, a.idem_key, \
-                 a.request_hash, a.day, a.now_ms) r \
+                 a.request_hash, a.day, a.now_ms, $13) r \
              ORDER BY a.ord",
         )
         .bind(col(&|r| r.payment_id.as_str()))
@@ -101,6 +183,7 @@ impl PgStore {
         .bind(col(&|r| &r.request_hash))
         .bind(num(&|r| r.day))
         .bind(num(&|r| r.now_ms))
+        .bind(self.instance)
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
@@ -151,19 +234,65 @@ impl PgStore {
         })
     }
 
-    /// All outcomes in one statement: the payments updated, and declined
-    /// amounts given back to the day they were counted on.
+    /// Records outcomes, trying again after a transient failure.
     async fn finalize_payments_impl(
         &self,
         outcomes: &[PaymentOutcome],
     ) -> StoreResult<Vec<PaymentRow>> {
+        retry_transient("record payment outcomes", TRIES, || {
+            self.finalize_once(outcomes)
+        })
+        .await
+    }
+
+    /// Deadlock-free by lock order: every writer that locks several
+    /// bindings takes them by id (`reserve_batch` sorts its requests by
+    /// binding), and a batch with declines locks the bindings whose usage
+    /// it gives back, by id, before it changes anything.
+    async fn finalize_once(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>> {
+        let declined: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| matches!(o.state, PaymentState::Declined { .. }))
+            .map(|o| o.payment_id.as_str())
+            .collect();
+        if declined.is_empty() {
+            return self
+                .finalize_statement(outcomes)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Into::into);
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT b.id FROM bindings b WHERE b.id IN \
+                 (SELECT p.binding_id FROM payments p WHERE p.id = ANY($1::text[])) \
+             ORDER BY b.id FOR UPDATE OF b",
+        )
+        .bind(&declined)
+        .persistent(false)
+        .fetch_all(&mut *tx)
+        .await?;
+        let rows = self
+            .finalize_statement(outcomes)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// All outcomes in one statement: the payments updated, and declined
+    /// amounts given back to the day they were counted on.
+    fn finalize_statement<'q>(
+        &self,
+        outcomes: &'q [PaymentOutcome],
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, PaymentRow, sqlx::postgres::PgArguments> {
         let ids: Vec<&str> = outcomes.iter().map(|o| o.payment_id.as_str()).collect();
         let columns: Vec<_> = outcomes.iter().map(|o| state_columns(&o.state)).collect();
         let statuses: Vec<&str> = columns.iter().map(|c| c.0).collect();
         let reasons: Vec<Option<&str>> = columns.iter().map(|c| c.1).collect();
-        let refs: Vec<Option<&str>> = columns.iter().map(|c| c.2.as_deref()).collect();
+        let refs: Vec<Option<String>> = columns.iter().map(|c| c.2.clone()).collect();
         let times: Vec<i64> = outcomes.iter().map(|o| o.now_ms).collect();
-        Ok(sqlx::query_as(
+        sqlx::query_as(
             "WITH v AS ( \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
                      AS v(id, status, reason, ref, now_ms)), \
@@ -173,6 +302,8 @@ impl PgStore {
                  FROM v WHERE payments.id = ANY($1::text[]) AND payments.id = v.id \
                      AND payments.status = 'PENDING' \
                  RETURNING payments.*), \
+             settled AS ( \
+                 DELETE FROM pending_charges WHERE payment_id = ANY($1::text[]) RETURNING 1), \
              released AS ( \
                  UPDATE bindings b SET usage_amount = b.usage_amount - d.total \
                  FROM (SELECT binding_id, counted_day, SUM(amount_minor) AS total FROM p \
@@ -191,7 +322,5 @@ impl PgStore {
         // Planned for each batch: a cached generic plan made while the table
         // was small would keep scanning the whole table as it grows.
         .persistent(false)
-        .fetch_all(&self.pool)
-        .await?)
     }
 }

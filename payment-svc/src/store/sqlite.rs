@@ -8,6 +8,8 @@ super::common::impl_store!(SqliteStore);
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// This process's key (one process owns a SQLite database).
+    instance: i64,
 }
 
 impl SqliteStore {
@@ -16,7 +18,17 @@ impl SqliteStore {
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let (writer, reader) = paybind_shared::db::sqlite_pools(url, max_connections).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            instance: rand::random::<i64>() | 1,
+        })
+    }
+
+    /// One process owns a SQLite database: a charge of another owner was
+    /// left by a process that is gone.
+    async fn other_owner_alive(&self, _owner: i64) -> StoreResult<bool> {
+        Ok(false)
     }
 
     fn writer(&self) -> &SqlitePool {
@@ -36,7 +48,7 @@ impl SqliteStore {
         let mut tx = self.writer.begin().await?;
         let mut outcomes = Vec::with_capacity(requests.len());
         for r in requests {
-            outcomes.push(Self::reserve_one(&mut tx, r).await?);
+            outcomes.push(Self::reserve_one(&mut tx, r, self.instance).await?);
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -45,6 +57,7 @@ impl SqliteStore {
     async fn reserve_one(
         tx: &mut sqlx::SqliteConnection,
         r: &ReservePayment,
+        instance: i64,
     ) -> StoreResult<ReserveOutcome> {
         let existing: Option<PaymentRow> = sqlx::query_as(SELECT_PAYMENT_BY_KEY)
             .bind(&r.merchant_id)
@@ -110,6 +123,14 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+        sqlx::query(
+            "INSERT INTO pending_charges (payment_id, owner, created_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(&r.payment_id)
+        .bind(instance)
+        .bind(r.now_ms)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE bindings SET usage_day = $2, usage_amount = $3 WHERE id = $1")
             .bind(&r.binding_id)
             .bind(r.day)
@@ -139,6 +160,10 @@ impl SqliteStore {
             .bind(o.now_ms)
             .fetch_optional(&mut *tx)
             .await?;
+            sqlx::query("DELETE FROM pending_charges WHERE payment_id = $1")
+                .bind(&o.payment_id)
+                .execute(&mut *tx)
+                .await?;
             let Some(p) = payment else { continue };
             if let (PaymentState::Declined { .. }, Some(binding_id), Some(day)) =
                 (&o.state, &p.binding_id, p.counted_day)

@@ -93,7 +93,7 @@ impl SessionView {
 }
 
 impl Services {
-    async fn load_session(
+    pub(crate) async fn load_session(
         &self,
         merchant: &Merchant,
         session_id: &SessionId,

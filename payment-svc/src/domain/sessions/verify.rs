@@ -118,7 +118,7 @@ impl Services {
     async fn finish_charge(
         &self,
         merchant: &Merchant,
-        mut session: BindSession,
+        session: BindSession,
     ) -> DomainResult<SessionView> {
         let (
             SessionState::Charging {
@@ -136,53 +136,80 @@ impl Services {
             expiry: submitted.card.expiry,
             cvv: None,
         };
-        match self
+        let _charging = self.in_flight.hold(&payment_id);
+        let charged = self
             .acquirer
             .charge(&payment_id, &card, purchase.amount)
-            .await
-        {
+            .await;
+        match charged {
             Ok(acquirer_ref) => {
-                let now = now_ms();
-                let binding = self.binding_from(merchant, &session, &submitted, now);
-                let session_id = session.id.clone();
-                session.state = SessionState::Completed {
-                    binding_id: binding.id.clone(),
-                    payment_id: Some(payment_id.clone()),
-                };
-                session.last_error = None;
-                let written = self
-                    .store
-                    .apply_session_change(SessionChange {
-                        session,
-                        new_binding: Some(binding),
-                        new_payment: None,
-                        payment_final: Some(PaymentOutcome {
-                            payment_id,
-                            state: PaymentState::Succeeded { acquirer_ref },
-                            now_ms: now,
-                        }),
-                    })
-                    .await;
-                let session = match written {
-                    Ok(session) => session,
-                    // Another request finished this session first.
-                    Err(StoreError::VersionConflict) => {
-                        let fresh = self.load_session(merchant, &session_id).await?;
-                        return self.session_view(fresh).await;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                tracing::info!(session_id = %session.id, binding_id = ?session.binding_id(), "bound and paid");
-                self.session_view(session).await
+                self.settle_charge(merchant, session, Ok(acquirer_ref))
+                    .await
             }
             Err(AcquirerError::Declined(reason)) => {
-                Err(self.record_decline(session, reason, Some(payment_id)).await)
+                self.settle_charge(merchant, session, Err(reason)).await
             }
             Err(AcquirerError::Unavailable(why)) => {
                 tracing::warn!(session_id = %session.id, %why, "acquirer unavailable; the charge will be finished on retry");
                 Err(DomainError::AcquirerUnavailable)
             }
         }
+    }
+
+    /// Records the outcome of a CHARGING session's charge: approved, the
+    /// binding is made and the session completed with its payment, in one
+    /// transaction; declined, an attempt is used.
+    pub(crate) async fn settle_charge(
+        &self,
+        merchant: &Merchant,
+        mut session: BindSession,
+        charged: Result<String, DeclineReason>,
+    ) -> DomainResult<SessionView> {
+        let SessionState::Charging {
+            submitted,
+            payment_id,
+        } = session.state.clone()
+        else {
+            return Err(anyhow::anyhow!("session {} is not charging", session.id).into());
+        };
+        let acquirer_ref = match charged {
+            Ok(acquirer_ref) => acquirer_ref,
+            Err(reason) => {
+                return Err(self.record_decline(session, reason, Some(payment_id)).await)
+            }
+        };
+        let now = now_ms();
+        let binding = self.binding_from(merchant, &session, &submitted, now);
+        let session_id = session.id.clone();
+        session.state = SessionState::Completed {
+            binding_id: binding.id.clone(),
+            payment_id: Some(payment_id.clone()),
+        };
+        session.last_error = None;
+        let written = self
+            .store
+            .apply_session_change(SessionChange {
+                session,
+                new_binding: Some(binding),
+                new_payment: None,
+                payment_final: Some(PaymentOutcome {
+                    payment_id,
+                    state: PaymentState::Succeeded { acquirer_ref },
+                    now_ms: now,
+                }),
+            })
+            .await;
+        let session = match written {
+            Ok(session) => session,
+            // Another request finished this session first.
+            Err(StoreError::VersionConflict) => {
+                let fresh = self.load_session(merchant, &session_id).await?;
+                return self.session_view(fresh).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(session_id = %session.id, binding_id = ?session.binding_id(), "bound and paid");
+        self.session_view(session).await
     }
 
     /// A declined card uses one attempt: the session is OPEN again for

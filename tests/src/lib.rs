@@ -39,7 +39,10 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::{Channel, Endpoint};
 
 pub use paybind_proto::{merchant::v1 as mpb, payment::v1 as pb};
+
+mod proxy;
 pub use paybind_shared::grpc::{metadata_of, reason_of};
+pub use proxy::PausableProxy;
 
 /// Which database a stack runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +125,8 @@ pub struct Stack {
 struct MerchantPart {
     addr: std::net::SocketAddr,
     db_url: String,
+    /// merchant-svc reaches payment-svc through it.
+    link: PausableProxy,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<anyhow::Result<()>>,
 }
@@ -289,6 +294,7 @@ impl Stack {
             },
         };
         let pki = pki();
+        let link = PausableProxy::start(stack.addr).await?;
         let client = |name: &str| pki.client_files(name);
         let settings = merchant_svc::config::Settings {
             environment: "development".into(),
@@ -299,7 +305,7 @@ impl Stack {
             tls: client("merchant-svc"),
             allowed_clients: vec![OPERATOR.into()],
             payment: merchant_svc::config::PaymentSettings {
-                endpoint: format!("https://localhost:{}", stack.addr.port()),
+                endpoint: format!("https://localhost:{}", link.addr.port()),
                 server_name: "localhost".into(),
                 tls: client(SHOP_A),
                 timeout_ms: 2000,
@@ -324,6 +330,7 @@ impl Stack {
         stack.merchant = Some(MerchantPart {
             addr,
             db_url: settings_db_url,
+            link,
             shutdown: tx,
             server,
         });
@@ -354,6 +361,26 @@ impl Stack {
             .context("merchant-svc is not running")?
             .db_url
             .clone())
+    }
+
+    /// Stops every byte between merchant-svc and payment-svc (connections
+    /// stay open), as a paused payment-svc or a silent network would.
+    pub fn pause_payment_link(&self) -> anyhow::Result<()> {
+        self.merchant
+            .as_ref()
+            .context("merchant-svc is not running")?
+            .link
+            .pause();
+        Ok(())
+    }
+
+    pub fn resume_payment_link(&self) -> anyhow::Result<()> {
+        self.merchant
+            .as_ref()
+            .context("merchant-svc is not running")?
+            .link
+            .resume();
+        Ok(())
     }
 
     /// The address merchant-svc serves on.

@@ -74,9 +74,7 @@ pub struct Services {
 
 impl Services {
     /// The batch writers of the hot path, over `store`.
-    pub fn pay_writers(
-        store: Arc<dyn Store>,
-    ) -> (Reservations, Outcomes) {
+    pub fn pay_writers(store: Arc<dyn Store>) -> (Reservations, Outcomes) {
         let in_flight = store.backend().batches_in_flight();
         let reserve_store = store.clone();
         let reservations = Batcher::spawn(in_flight, move |requests: Vec<ReservePayment>| {

@@ -2,7 +2,7 @@
 //! `MERCHANT__…` environment variables (e.g. `MERCHANT__DATABASE__URL`).
 use std::net::SocketAddr;
 
-use paybind_shared::{config::DatabaseSettings, tls::TlsFiles};
+use paybind_shared::{config::DatabaseSettings, grpc::ServerSettings, tls::TlsFiles};
 use serde::{Deserialize, Serialize};
 
 const DEFAULTS: &str = r#"
@@ -34,6 +34,9 @@ settle_interval_ms = 2000
 pub struct Settings {
     pub environment: String,
     pub grpc: GrpcSettings,
+    /// Connection hygiene of the gRPC server (all defaults are safe).
+    #[serde(default)]
+    pub server: ServerSettings,
     pub database: DatabaseSettings,
     /// This service's own API: its certificate, and the CA of its operators'
     /// client certificates.
@@ -103,6 +106,7 @@ impl Settings {
         Self {
             environment: "development".to_owned(),
             grpc: GrpcSettings { listen },
+            server: ServerSettings::default(),
             database: DatabaseSettings::new(
                 format!("sqlite:{}", dir.join("merchant.db").display()),
                 8,
@@ -133,6 +137,7 @@ impl Settings {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.server.validate()?;
         paybind_shared::money::Currency::parse(&self.shop.currency)
             .map_err(|e| anyhow::anyhow!("shop.currency: {e}"))?;
         if !self.payment.endpoint.starts_with("https://") {

@@ -88,10 +88,14 @@ impl App {
         let served = paybind_shared::grpc::server_router(
             tls,
             <MerchantServiceServer<MerchantApi> as tonic::server::NamedService>::NAME,
+            &self.settings.server,
         )
         .await?
         .add_service(api)
-        .serve_with_incoming_shutdown(paybind_shared::grpc::incoming(self.listener), shutdown)
+        .serve_with_incoming_shutdown(
+            paybind_shared::grpc::incoming(self.listener, &self.settings.server),
+            shutdown,
+        )
         .await;
         settler.abort();
         served?;

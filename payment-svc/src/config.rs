@@ -4,6 +4,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use paybind_shared::{
     config::{expose, DatabaseSettings},
+    grpc::ServerSettings,
     tls::TlsFiles,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -45,6 +46,9 @@ pub struct Settings {
     /// Where the binding pages are served, as shoppers' browsers reach it.
     pub public_base_url: String,
     pub grpc: GrpcSettings,
+    /// Connection hygiene of the gRPC server (all defaults are safe).
+    #[serde(default)]
+    pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub tls: TlsFiles,
     pub limits: LimitSettings,
@@ -145,6 +149,7 @@ impl Settings {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.server.validate()?;
         match self.environment.as_str() {
             "development" | "production" => {}
             other => anyhow::bail!("environment must be development or production, not {other:?}"),
@@ -183,6 +188,7 @@ impl Settings {
             environment: "development".to_owned(),
             public_base_url: "http://localhost:8081".to_owned(),
             grpc: GrpcSettings { listen },
+            server: ServerSettings::default(),
             database: DatabaseSettings::new(
                 format!("sqlite:{}", dir.join("payment.db").display()),
                 8,

@@ -130,10 +130,14 @@ impl App {
         let served = paybind_shared::grpc::server_router(
             tls,
             <BindingServiceServer<BindingApi> as tonic::server::NamedService>::NAME,
+            &self.settings.server,
         )
         .await?
         .add_service(api)
-        .serve_with_incoming_shutdown(paybind_shared::grpc::incoming(self.listener), shutdown)
+        .serve_with_incoming_shutdown(
+            paybind_shared::grpc::incoming(self.listener, &self.settings.server),
+            shutdown,
+        )
         .await;
         recovery.abort();
         served?;

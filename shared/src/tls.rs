@@ -7,9 +7,7 @@ use std::{
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{
-    server::TlsConnectInfo, Certificate, ClientTlsConfig, Identity, ServerTlsConfig,
-};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 /// Where a service finds its TLS material, all PEM.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -51,22 +49,6 @@ impl TlsFiles {
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// The identity a verified client certificate names: its subject common name.
-/// The server maps it to a registered merchant.
-pub fn peer_identity<T>(request: &tonic::Request<T>) -> Option<String> {
-    let certs = request.peer_certs()?;
-    let leaf = certs.first()?;
-    common_name(leaf.as_ref())
-}
-
-/// Whether the connection is TLS at all (a development plaintext listener is not).
-pub fn is_tls<T>(request: &tonic::Request<T>) -> bool {
-    request
-        .extensions()
-        .get::<TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
-        .is_some()
 }
 
 /// The subject common name of a DER certificate.

@@ -234,6 +234,14 @@ impl Stack {
     /// Starts payment-svc on `backend`; `None` if PostgreSQL is unavailable
     /// and not required (the test then passes as skipped, having said so).
     pub async fn start(backend: Backend) -> anyhow::Result<Option<Self>> {
+        Self::start_tuned(backend, |_| {}).await
+    }
+
+    /// As `start`, with payment-svc's settings changed by `tune` first.
+    pub async fn start_tuned(
+        backend: Backend,
+        tune: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<Option<Self>> {
         paybind_shared::telemetry::init_for_tests();
         let pki = pki();
         let dir = tempfile::tempdir()?;
@@ -248,7 +256,8 @@ impl Stack {
             },
         };
         let pg_databases = pg_database.into_iter().collect();
-        let settings = test_settings(&db_url, &pki.server, dir.path());
+        let mut settings = test_settings(&db_url, &pki.server, dir.path());
+        tune(&mut settings);
         settings.validate()?;
         let app = App::build(settings.clone()).await?;
         let services = app.services();
@@ -301,6 +310,7 @@ impl Stack {
             grpc: merchant_svc::config::GrpcSettings {
                 listen: "127.0.0.1:0".parse()?,
             },
+            server: Default::default(),
             database: DatabaseSettings::new(db_url, 8),
             tls: client("merchant-svc"),
             allowed_clients: vec![OPERATOR.into()],

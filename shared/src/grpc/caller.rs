@@ -11,13 +11,10 @@ use std::{
     task::{Context, Poll},
 };
 
-use tonic::{
-    server::NamedService,
-    transport::server::{TcpConnectInfo, TlsConnectInfo},
-    Request, Status,
-};
+use tonic::{server::NamedService, transport::server::TlsConnectInfo, Request, Status};
 use tower::{Layer, Service};
 
+use super::conn::GuardedInfo;
 use crate::tls::common_name;
 
 /// Resolves the identity of a verified client certificate (its subject
@@ -90,7 +87,7 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let identity = request
             .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .get::<TlsConnectInfo<GuardedInfo>>()
             .and_then(|info| info.peer_certs())
             .and_then(|certs| certs.first().and_then(|leaf| common_name(leaf.as_ref())));
         let auth = self.auth.clone();

@@ -10,18 +10,99 @@ use tower::{layer::util::Identity, layer::util::Stack, util::MapResponseLayer};
 use crate::fields::Rejected;
 
 mod caller;
+pub mod conn;
 mod transport_errors;
 
 pub use caller::{caller, Authenticate, CallerLayer, CallerService};
+use conn::{ActivityLayer, ConnectionLimits};
 
 /// The largest request message either service decodes (documented in the
 /// contract); a larger one is RESOURCE_EXHAUSTED / MESSAGE_TOO_LARGE.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// A paybind server: tonic's router behind the map that gives every error a
-/// reason.
-pub type PaybindRouter =
-    Router<Stack<MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>, Identity>>;
+/// reason, and the layer that marks connections used.
+pub type PaybindRouter = Router<
+    Stack<
+        ActivityLayer,
+        Stack<MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>, Identity>,
+    >,
+>;
+
+/// How a server treats its connections (section `[server]` of both
+/// services' configuration). Every default is safe to run with.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// Open connections at most; at the cap the longest-unused one makes
+    /// room, and only when all are busy is a new one refused. Lowered to
+    /// fit under the open-files limit.
+    pub max_connections: usize,
+    /// A connection must send its first request this soon after it is
+    /// accepted (TCP, TLS handshake and HTTP/2 preface included).
+    pub handshake_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// HTTP/2 keepalive pings: how often, and how long an answer may take
+    /// before the peer counts as gone.
+    pub keepalive_interval_ms: u64,
+    pub keepalive_timeout_ms: u64,
+    /// Concurrent requests (streams) per connection, advertised to clients.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let within = |v: u64, lo: u64, hi: u64, key: &str| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "server.{key} must be between {lo} and {hi}"
+                ))
+            }
+        };
+        within(
+            self.handshake_timeout_ms,
+            100,
+            600_000,
+            "handshake_timeout_ms",
+        )?;
+        within(self.idle_timeout_ms, 1_000, 86_400_000, "idle_timeout_ms")?;
+        within(
+            self.keepalive_interval_ms,
+            1_000,
+            3_600_000,
+            "keepalive_interval_ms",
+        )?;
+        within(
+            self.keepalive_timeout_ms,
+            100,
+            600_000,
+            "keepalive_timeout_ms",
+        )?;
+        if !(16..=1_000_000).contains(&self.max_connections) {
+            anyhow::bail!("server.max_connections must be between 16 and 1000000");
+        }
+        if !(1..=10_000).contains(&self.max_concurrent_streams) {
+            anyhow::bail!("server.max_concurrent_streams must be between 1 and 10000");
+        }
+        Ok(())
+    }
+}
 
 /// The `google.rpc.ErrorInfo.domain` of every paybind error.
 pub const ERROR_DOMAIN: &str = "paybind.dev";
@@ -148,29 +229,48 @@ pub fn metadata_of(status: &Status) -> HashMap<String, String> {
 pub async fn server_router(
     tls: tonic::transport::ServerTlsConfig,
     serving: &str,
+    settings: &ServerSettings,
 ) -> anyhow::Result<PaybindRouter> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(serving, tonic_health::ServingStatus::Serving)
         .await;
     let (reflection_v1, reflection_v1alpha) = reflection_services()?;
+    let tls = tls.timeout(Duration::from_millis(settings.handshake_timeout_ms));
     Ok(tonic::transport::Server::builder()
         .tls_config(tls)?
         .timeout(Duration::from_secs(30))
-        .concurrency_limit_per_connection(256)
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .concurrency_limit_per_connection(settings.max_concurrent_streams as usize)
+        .http2_keepalive_interval(Some(Duration::from_millis(settings.keepalive_interval_ms)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(settings.keepalive_timeout_ms)))
         .layer(MapResponseLayer::new(
             transport_errors::with_reason as fn(http::Response<Body>) -> http::Response<Body>,
         ))
+        .layer(ActivityLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))
 }
 
-/// The server side of a bound listener: TCP_NODELAY on every accepted
-/// connection, so small responses are not held back by Nagle's algorithm
-/// (tonic sets it only on listeners it binds itself).
-pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+/// The server side of a bound listener: every accepted connection watched
+/// and capped (see [`conn`]), with TCP_NODELAY. Raises the open-files limit
+/// first, so the cap — not the operating system — decides.
+pub fn incoming(
+    listener: tokio::net::TcpListener,
+    settings: &ServerSettings,
+) -> impl futures::Stream<Item = std::io::Result<conn::GuardedStream>> {
+    let open_files = conn::raise_open_files_limit();
+    let max_connections = conn::effective_max_connections(settings.max_connections, open_files);
+    tracing::info!(open_files, max_connections, "connection limits");
+    conn::guarded_incoming(
+        listener,
+        ConnectionLimits {
+            max_connections,
+            handshake_timeout: Duration::from_millis(settings.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
+        },
+    )
 }
 
 /// gRPC reflection (v1 and v1alpha, so that both new and older grpcurl

@@ -2,6 +2,13 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+/// jemalloc, with its background threads on: memory freed after a burst (a
+/// connection flood, a load peak) goes back to the operating system within
+/// seconds, so the process returns to its baseline instead of keeping its
+/// peak.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use merchant_svc::{config::Settings, startup::App};
 
 #[derive(Parser)]
@@ -26,6 +33,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     paybind_shared::telemetry::init("info,sqlx=warn");
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "could not start the allocator's background threads");
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve => {

@@ -3,6 +3,13 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+/// jemalloc, with its background threads on: memory freed after a burst (a
+/// connection flood, a load peak) goes back to the operating system within
+/// seconds, so the process returns to its baseline instead of keeping its
+/// peak.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use paybind_shared::{
     ids::MerchantId,
     money::{Currency, Money},
@@ -90,6 +97,9 @@ enum MerchantCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     paybind_shared::telemetry::init("info,sqlx=warn");
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "could not start the allocator's background threads");
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve => {

@@ -41,6 +41,7 @@ use tonic::transport::{Channel, Endpoint};
 pub use paybind_proto::{merchant::v1 as mpb, payment::v1 as pb};
 
 mod proxy;
+pub mod system;
 pub use paybind_shared::grpc::{metadata_of, reason_of};
 pub use proxy::PausableProxy;
 

@@ -19,9 +19,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -31,13 +29,14 @@ use std::{
 
 use anyhow::Context;
 use clap::Parser;
-use paybind_proto::{
-    merchant::v1::{self as mpb, merchant_service_client::MerchantServiceClient},
-    payment::v1::{self as pb, binding_service_client::BindingServiceClient},
+use paybind_tests::{
+    mpb, pb,
+    system::{rss_mb, System, SystemOptions},
+    Backend,
 };
-use paybind_shared::tls::{dev as pki, TlsFiles};
-use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+const VISA: &str = "4242424242424242";
 
 #[derive(Parser, Clone)]
 #[command(
@@ -63,46 +62,6 @@ struct Args {
     /// Also write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.parent().context("exe dir")?.join(name);
-    anyhow::ensure!(
-        path.is_file(),
-        "{} not found: build it first (cargo build [--release] -p {name})",
-        path.display()
-    );
-    Ok(path)
-}
-
-/// Peak resident set size of a process, in MB, sampled while a phase runs.
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }
 
 #[derive(Default, Clone, serde::Serialize)]
@@ -220,228 +179,45 @@ async fn phase(
     }
 }
 
-async fn channel(tls: &TlsFiles, port: u16) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(format!("https://localhost:{port}"))?
-        .tls_config(tls.client_config("localhost")?)?
-        .tcp_nodelay(true)
-        .connect()
-        .await?)
-}
-
-fn last_code(outbox: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(outbox)?;
-    let line = text.lines().last().context("no SMS sent")?;
-    code_in(line).context("no code in the SMS")
-}
-
-fn code_in(line: &str) -> Option<String> {
-    let after = line.split("[paybind] ").nth(1)?;
-    Some(after.chars().take_while(char::is_ascii_digit).collect())
-}
-
-fn shopper() -> pb::ShopperInfo {
-    pb::ShopperInfo {
-        full_name: "Load Tester".into(),
-        id_number: "11010519491231002X".into(),
-        phone: "13800138000".into(),
-    }
-}
-
-fn card() -> pb::CardInfo {
-    pb::CardInfo {
-        number: "4242424242424242".into(),
-        expiry_month: 12,
-        expiry_year: 2035,
-        cvv: "123".into(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = tempfile::tempdir()?;
-    let d = dir.path();
-    let certs = d.join("certs");
-    pki::ensure_server(&certs, "payment-svc", &["localhost"])?;
-    pki::ensure_server(&certs, "merchant-svc", &["localhost"])?;
-    let shop_tls = pki::ensure_client(&certs, "load-shop")?;
-    let operator_tls = pki::ensure_client(&certs, "operator")?;
-
-    let mut created_databases: Vec<String> = Vec::new();
-    let (payment_db, merchant_db) = match args.backend.as_str() {
-        "sqlite" => (
-            format!("sqlite:{}/payment.db", d.display()),
-            format!("sqlite:{}/merchant.db", d.display()),
-        ),
-        "postgres" => {
-            use sqlx::{Connection, Executor};
-            let mut admin = sqlx::PgConnection::connect(&args.postgres).await?;
-            let suffix = &paybind_shared::ids::new_id("x")[2..14];
-            let base = args
-                .postgres
-                .rsplit_once('/')
-                .map(|(b, _)| b.to_owned())
-                .unwrap_or_default();
-            let mut urls = Vec::new();
-            for which in ["payment", "merchant"] {
-                let name = format!("paybind_load_{which}_{suffix}");
-                admin
-                    .execute(format!("CREATE DATABASE {name}").as_str())
-                    .await?;
-                urls.push(format!("{base}/{name}"));
-                created_databases.push(name);
-            }
-            (urls[0].clone(), urls[1].clone())
-        }
+    let backend = match args.backend.as_str() {
+        "sqlite" => Backend::Sqlite,
+        "postgres" => Backend::Postgres,
         other => anyhow::bail!("--backend must be sqlite or postgres, not {other}"),
     };
-    let (payment_port, merchant_port) = (free_port(), free_port());
-    let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let db = args.db_connections;
-    let mut payment_settings =
-        payment_svc::config::Settings::development(d, localhost(payment_port));
-    payment_settings.public_base_url = "https://pay.example".into();
-    payment_settings.database = paybind_shared::config::DatabaseSettings::new(&payment_db, db);
-    let outbox = payment_settings
-        .sms
-        .outbox_file
-        .clone()
-        .context("the development settings keep an SMS outbox file")?;
-    let payment_config = d.join("payment.toml");
-    paybind_shared::config::write_toml(&payment_config, "loadgen", &payment_settings)?;
-    let mut merchant_settings = merchant_svc::config::Settings::development(
-        d,
-        &certs,
-        localhost(merchant_port),
-        localhost(payment_port),
-        "load-shop",
-        "operator",
+    let system = System::start(SystemOptions {
+        backend,
+        postgres: args.postgres.clone(),
+        db_connections: args.db_connections,
+        daily_limit: paybind_shared::money::MAX_AMOUNT_MINOR,
+    })
+    .await?;
+    let pids = (
+        system.payment_pid().context("payment-svc")?,
+        system.merchant_pid().context("merchant-svc")?,
     );
-    merchant_settings.database = paybind_shared::config::DatabaseSettings::new(&merchant_db, db);
-    merchant_settings.shop.default_return_url = "https://shop.example/return".into();
-    let merchant_config = d.join("merchant.toml");
-    paybind_shared::config::write_toml(&merchant_config, "loadgen", &merchant_settings)?;
-
-    // Register the shop before payment-svc starts (the same database).
-    {
-        use paybind_shared::money::{Currency, Money, MAX_AMOUNT_MINOR};
-        let store = payment_svc::store::connect(&payment_db, 2).await?;
-        let cny = Currency::parse("CNY")?;
-        payment_svc::domain::merchants::register(
-            store.as_ref(),
-            &payment_svc::domain::model::Merchant {
-                id: paybind_shared::ids::MerchantId::parse("load-shop")?,
-                display_name: "Load Shop".into(),
-                cert_identity: "load-shop".into(),
-                allowed_origins: vec![],
-                return_urls: vec!["https://shop.example/return".into()],
-                direct_entry: true,
-                currency: cny,
-                limits: payment_svc::domain::model::Limits {
-                    per_payment: Money::new(50_000, cny)?,
-                    daily: Money::new(MAX_AMOUNT_MINOR, cny)?,
-                },
-            },
-        )
-        .await?;
-    }
-    let quiet = |cmd: &mut Command| {
-        cmd.env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-    };
-    let mut payment_cmd = Command::new(sibling_binary("payment-svc")?);
-    payment_cmd.args(["--config", &payment_config.display().to_string(), "serve"]);
-    quiet(&mut payment_cmd);
-    let payment = Proc(payment_cmd.spawn()?);
-    let mut merchant_cmd = Command::new(sibling_binary("merchant-svc")?);
-    merchant_cmd.args(["--config", &merchant_config.display().to_string(), "serve"]);
-    quiet(&mut merchant_cmd);
-    let merchant = Proc(merchant_cmd.spawn()?);
-    let pids = (payment.0.id(), merchant.0.id());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for port in [payment_port, merchant_port] {
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "the services did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     let n = args.concurrency.max(1);
     let channels = n.clamp(1, 8);
     let mut pay_clients = Vec::new();
     let mut shop_clients = Vec::new();
     for _ in 0..channels {
-        pay_clients.push(BindingServiceClient::new(
-            channel(&shop_tls, payment_port).await?,
-        ));
-        shop_clients.push(MerchantServiceClient::new(
-            channel(&operator_tls, merchant_port).await?,
-        ));
+        pay_clients.push(system.payment_client().await?);
+        shop_clients.push(system.shop_client().await?);
     }
-    let health = HealthClient::new(channel(&shop_tls, payment_port).await?);
+    let health = HealthClient::new(
+        system
+            .channel(&system.shop_tls, system.payment_port)
+            .await?,
+    );
 
     // One bound card per worker, directly and through the shop.
     eprintln!("binding {n} cards at payment-svc and {n} through merchant-svc ...");
     let mut tokens = Vec::new();
     for w in 0..n {
-        let mut c = pay_clients[0].clone();
-        let s = c
-            .bind(pb::BindRequest {
-                merchant_user_id: format!("direct-{w}"),
-                presentation: pb::Presentation::Redirect as i32,
-                return_url: "https://shop.example/return".into(),
-                prefill: None,
-                idempotency_key: format!("bind-direct-{w}"),
-            })
-            .await?
-            .into_inner()
-            .session
-            .context("session")?;
-        c.submit_bind_info(pb::SubmitBindInfoRequest {
-            session_id: s.session_id.clone(),
-            shopper: Some(shopper()),
-            card: Some(card()),
-        })
-        .await?;
-        let done = c
-            .verify_bind(pb::VerifyBindRequest {
-                session_id: s.session_id,
-                code: last_code(&outbox)?,
-            })
-            .await?
-            .into_inner()
-            .session
-            .context("session")?;
-        tokens.push(done.binding.context("binding")?.binding_token);
-
-        let mut m = shop_clients[0].clone();
-        let user = format!("shopper-{w}");
-        m.create_user(mpb::CreateUserRequest {
-            user_id: user.clone(),
-            display_name: "Load Tester".into(),
-            phone: "+8613800138000".into(),
-        })
-        .await?;
-        let started = m
-            .start_binding(mpb::StartBindingRequest {
-                user_id: user.clone(),
-                presentation: pb::Presentation::Redirect as i32,
-                return_url: String::new(),
-            })
-            .await?
-            .into_inner();
-        m.submit_shopper_info(mpb::SubmitShopperInfoRequest {
-            session_id: started.session_id.clone(),
-            shopper: Some(shopper()),
-            card: Some(card()),
-        })
-        .await?;
-        m.verify_shopper_code(mpb::VerifyShopperCodeRequest {
-            session_id: started.session_id,
-            code: last_code(&outbox)?,
-        })
-        .await?;
+        tokens.push(system.bind_direct(&format!("direct-{w}"), VISA).await?);
+        system.bind_shopper(&format!("shopper-{w}"), VISA).await?;
     }
     let tokens = Arc::new(tokens);
     let run_id = paybind_shared::ids::new_id("r")[2..10].to_owned();
@@ -606,17 +382,7 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(path, &json)?;
     }
     println!("{json}");
-    drop(payment);
-    drop(merchant);
-    if !created_databases.is_empty() {
-        use sqlx::{Connection, Executor};
-        let mut admin = sqlx::PgConnection::connect(&args.postgres).await?;
-        for name in &created_databases {
-            admin
-                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                .await?;
-        }
-    }
+    system.stop().await?;
     for p in &report.phases {
         anyhow::ensure!(
             p.ok > 0,

@@ -1,0 +1,448 @@
+//! paybind as an operator runs it: payment-svc and merchant-svc as their own
+//! processes (their binaries beside the running one: build them first), each
+//! with its own fresh database (SQLite files, or PostgreSQL databases made
+//! for the run and dropped after), development certificates, the merchant
+//! `load-shop` registered. For the load generator and the fault suite, which
+//! stop, kill, pause and restart the processes.
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use paybind_proto::{
+    merchant::v1::{self as mpb, merchant_service_client::MerchantServiceClient},
+    payment::v1::{self as pb, binding_service_client::BindingServiceClient},
+};
+use paybind_shared::{
+    config::{write_toml, DatabaseSettings},
+    tls::{dev as pki, TlsFiles},
+};
+use sqlx::{Connection, Executor};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::Backend;
+
+/// The merchant every system registers; it may send card data itself.
+pub const MERCHANT: &str = "load-shop";
+/// The operator certificate allowed to call merchant-svc.
+pub const OPERATOR: &str = "operator";
+
+#[derive(Debug, Clone)]
+pub struct SystemOptions {
+    pub backend: Backend,
+    /// The PostgreSQL server to make the databases on.
+    pub postgres: String,
+    /// Database connections of each service.
+    pub db_connections: u32,
+    /// The auth-free daily limit of each binding, minor units.
+    pub daily_limit: i64,
+}
+
+/// A running process; killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How to reach the services: cheap to clone, for tasks that call them
+/// while the `System` kills and restarts them.
+#[derive(Clone)]
+pub struct Endpoints {
+    pub payment_port: u16,
+    pub merchant_port: u16,
+    pub shop_tls: TlsFiles,
+    pub operator_tls: TlsFiles,
+}
+
+impl Endpoints {
+    pub fn channel(&self, tls: &TlsFiles, port: u16) -> anyhow::Result<Channel> {
+        Ok(Endpoint::from_shared(format!("https://localhost:{port}"))?
+            .tls_config(tls.client_config("localhost")?)?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            .connect_lazy())
+    }
+
+    /// A client of payment-svc, as the merchant.
+    pub fn payment_client(&self) -> anyhow::Result<BindingServiceClient<Channel>> {
+        Ok(BindingServiceClient::new(
+            self.channel(&self.shop_tls, self.payment_port)?,
+        ))
+    }
+
+    /// A client of merchant-svc, as an operator.
+    pub fn shop_client(&self) -> anyhow::Result<MerchantServiceClient<Channel>> {
+        Ok(MerchantServiceClient::new(
+            self.channel(&self.operator_tls, self.merchant_port)?,
+        ))
+    }
+}
+
+pub struct System {
+    pub backend: Backend,
+    pub dir: tempfile::TempDir,
+    pub payment_db: String,
+    pub merchant_db: String,
+    pub payment_port: u16,
+    pub merchant_port: u16,
+    /// The SMS outbox (codes) and the simulated card network's journal.
+    pub outbox: PathBuf,
+    pub acquirer_journal: PathBuf,
+    pub shop_tls: TlsFiles,
+    pub operator_tls: TlsFiles,
+    payment_config: PathBuf,
+    merchant_config: PathBuf,
+    payment: Option<Proc>,
+    merchant: Option<Proc>,
+    postgres: String,
+    created_databases: Vec<String>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A binary built beside the running one.
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("exe dir")?.join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} not found: build it first (cargo build [--release] -p {name})",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Resident memory of a process, in MB (0 if it is gone).
+pub fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Sends `signal` (e.g. `STOP`, `CONT`) to a process, with kill(1).
+pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
+}
+
+/// The code in the newest message of the development SMS outbox.
+pub fn last_code(outbox: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(outbox)?;
+    let line = text.lines().last().context("no SMS sent")?;
+    let after = line
+        .split("[paybind] ")
+        .nth(1)
+        .context("no code in the SMS")?;
+    Ok(after.chars().take_while(char::is_ascii_digit).collect())
+}
+
+pub fn shopper() -> pb::ShopperInfo {
+    pb::ShopperInfo {
+        full_name: "Load Tester".into(),
+        id_number: "11010519491231002X".into(),
+        phone: "13800138000".into(),
+    }
+}
+
+pub fn card(number: &str) -> pb::CardInfo {
+    pb::CardInfo {
+        number: number.into(),
+        expiry_month: 12,
+        expiry_year: 2035,
+        cvv: "123".into(),
+    }
+}
+
+impl System {
+    /// Makes the databases, certificates and configs, registers the
+    /// merchant, and starts both services.
+    pub async fn start(options: SystemOptions) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path().to_path_buf();
+        let certs = d.join("certs");
+        pki::ensure_server(&certs, "payment-svc", &["localhost"])?;
+        pki::ensure_server(&certs, "merchant-svc", &["localhost"])?;
+        let shop_tls = pki::ensure_client(&certs, MERCHANT)?;
+        let operator_tls = pki::ensure_client(&certs, OPERATOR)?;
+
+        let mut created_databases = Vec::new();
+        let (payment_db, merchant_db) = match options.backend {
+            Backend::Sqlite => (
+                format!("sqlite:{}", d.join("payment.db").display()),
+                format!("sqlite:{}", d.join("merchant.db").display()),
+            ),
+            Backend::Postgres => {
+                let mut admin = sqlx::PgConnection::connect(&options.postgres).await?;
+                let suffix = &paybind_shared::ids::new_id("x")[2..14];
+                let base = options
+                    .postgres
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_owned())
+                    .unwrap_or_default();
+                let mut urls = Vec::new();
+                for which in ["payment", "merchant"] {
+                    let name = format!("paybind_run_{which}_{suffix}");
+                    admin
+                        .execute(format!("CREATE DATABASE {name}").as_str())
+                        .await?;
+                    urls.push(format!("{base}/{name}"));
+                    created_databases.push(name);
+                }
+                (urls[0].clone(), urls[1].clone())
+            }
+        };
+        let (payment_port, merchant_port) = (free_port()?, free_port()?);
+        let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let db = options.db_connections;
+        let mut payment = payment_svc::config::Settings::development(&d, localhost(payment_port));
+        payment.public_base_url = "https://pay.example".into();
+        payment.database = DatabaseSettings::new(&payment_db, db);
+        let outbox = payment.sms.outbox_file.clone().context("an SMS outbox")?;
+        let acquirer_journal = payment
+            .acquirer
+            .journal_file
+            .clone()
+            .context("an acquirer journal")?;
+        let payment_config = d.join("payment.toml");
+        write_toml(&payment_config, "paybind-tests system", &payment)?;
+        let mut merchant = merchant_svc::config::Settings::development(
+            &d,
+            &certs,
+            localhost(merchant_port),
+            localhost(payment_port),
+            MERCHANT,
+            OPERATOR,
+        );
+        merchant.database = DatabaseSettings::new(&merchant_db, db);
+        merchant.shop.default_return_url = "https://shop.example/return".into();
+        merchant.shop.settle_interval_ms = 500;
+        let merchant_config = d.join("merchant.toml");
+        write_toml(&merchant_config, "paybind-tests system", &merchant)?;
+
+        register_merchant(&payment_db, options.daily_limit).await?;
+        let mut system = Self {
+            backend: options.backend,
+            dir,
+            payment_db,
+            merchant_db,
+            payment_port,
+            merchant_port,
+            outbox,
+            acquirer_journal,
+            shop_tls,
+            operator_tls,
+            payment_config,
+            merchant_config,
+            payment: None,
+            merchant: None,
+            postgres: options.postgres,
+            created_databases,
+        };
+        system.start_payment(None).await?;
+        system.start_merchant().await?;
+        Ok(system)
+    }
+
+    fn spawn(&self, name: &str, config: &Path, fd_limit: Option<u64>) -> anyhow::Result<Proc> {
+        let binary = sibling_binary(name)?;
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))?;
+        let mut cmd = match fd_limit {
+            // The open-files limit of the process (and its hard limit, so it
+            // cannot raise it back): ulimit(1) in a shell that then execs.
+            Some(limit) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
+        cmd.args(["--config", &config.display().to_string(), "serve"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log);
+        Ok(Proc(cmd.spawn()?))
+    }
+
+    async fn wait_listening(port: u16) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "port {port} did not open");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Starts payment-svc (again), optionally under an open-files limit.
+    pub async fn start_payment(&mut self, fd_limit: Option<u64>) -> anyhow::Result<()> {
+        self.payment = Some(self.spawn("payment-svc", &self.payment_config, fd_limit)?);
+        Self::wait_listening(self.payment_port).await
+    }
+
+    pub async fn start_merchant(&mut self) -> anyhow::Result<()> {
+        self.merchant = Some(self.spawn("merchant-svc", &self.merchant_config, None)?);
+        Self::wait_listening(self.merchant_port).await
+    }
+
+    /// `kill -9` of payment-svc: no shutdown of any kind.
+    pub fn kill_payment(&mut self) {
+        drop(self.payment.take());
+    }
+
+    pub fn kill_merchant(&mut self) {
+        drop(self.merchant.take());
+    }
+
+    pub fn payment_pid(&self) -> Option<u32> {
+        self.payment.as_ref().map(|p| p.0.id())
+    }
+
+    pub fn merchant_pid(&self) -> Option<u32> {
+        self.merchant.as_ref().map(|p| p.0.id())
+    }
+
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            payment_port: self.payment_port,
+            merchant_port: self.merchant_port,
+            shop_tls: self.shop_tls.clone(),
+            operator_tls: self.operator_tls.clone(),
+        }
+    }
+
+    pub async fn channel(&self, tls: &TlsFiles, port: u16) -> anyhow::Result<Channel> {
+        self.endpoints().channel(tls, port)
+    }
+
+    pub async fn payment_client(&self) -> anyhow::Result<BindingServiceClient<Channel>> {
+        self.endpoints().payment_client()
+    }
+
+    pub async fn shop_client(&self) -> anyhow::Result<MerchantServiceClient<Channel>> {
+        self.endpoints().shop_client()
+    }
+
+    /// Binds `card_number` for `user` at payment-svc by direct entry; the token.
+    pub async fn bind_direct(&self, user: &str, card_number: &str) -> anyhow::Result<String> {
+        let mut c = self.payment_client().await?;
+        let s = c
+            .bind(pb::BindRequest {
+                merchant_user_id: user.into(),
+                presentation: pb::Presentation::Redirect as i32,
+                return_url: "https://shop.example/return".into(),
+                prefill: None,
+                idempotency_key: format!("bind-{user}"),
+            })
+            .await?
+            .into_inner()
+            .session
+            .context("session")?;
+        c.submit_bind_info(pb::SubmitBindInfoRequest {
+            session_id: s.session_id.clone(),
+            shopper: Some(shopper()),
+            card: Some(card(card_number)),
+        })
+        .await?;
+        let done = c
+            .verify_bind(pb::VerifyBindRequest {
+                session_id: s.session_id,
+                code: last_code(&self.outbox)?,
+            })
+            .await?
+            .into_inner()
+            .session
+            .context("session")?;
+        Ok(done.binding.context("binding")?.binding_token)
+    }
+
+    /// Creates `user` at the shop and binds `card_number` as its card on file.
+    pub async fn bind_shopper(&self, user: &str, card_number: &str) -> anyhow::Result<()> {
+        let mut m = self.shop_client().await?;
+        m.create_user(mpb::CreateUserRequest {
+            user_id: user.into(),
+            display_name: "Load Tester".into(),
+            phone: "+8613800138000".into(),
+        })
+        .await?;
+        let started = m
+            .start_binding(mpb::StartBindingRequest {
+                user_id: user.into(),
+                presentation: pb::Presentation::Redirect as i32,
+                return_url: String::new(),
+            })
+            .await?
+            .into_inner();
+        m.submit_shopper_info(mpb::SubmitShopperInfoRequest {
+            session_id: started.session_id.clone(),
+            shopper: Some(shopper()),
+            card: Some(card(card_number)),
+        })
+        .await?;
+        m.verify_shopper_code(mpb::VerifyShopperCodeRequest {
+            session_id: started.session_id,
+            code: last_code(&self.outbox)?,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Stops both services and drops the PostgreSQL databases made for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.kill_merchant();
+        self.kill_payment();
+        if !self.created_databases.is_empty() {
+            let mut admin = sqlx::PgConnection::connect(&self.postgres).await?;
+            for name in &self.created_databases {
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Registers the merchant in payment-svc's database before it starts.
+async fn register_merchant(payment_db: &str, daily_limit: i64) -> anyhow::Result<()> {
+    use paybind_shared::money::{Currency, Money};
+    let store = payment_svc::store::connect(payment_db, 2).await?;
+    let cny = Currency::parse("CNY")?;
+    payment_svc::domain::merchants::register(
+        store.as_ref(),
+        &payment_svc::domain::model::Merchant {
+            id: paybind_shared::ids::MerchantId::parse(MERCHANT)?,
+            display_name: "Load Shop".into(),
+            cert_identity: MERCHANT.into(),
+            allowed_origins: vec![],
+            return_urls: vec!["https://shop.example/return".into()],
+            direct_entry: true,
+            currency: cny,
+            limits: payment_svc::domain::model::Limits {
+                per_payment: Money::new(50_000, cny)?,
+                daily: Money::new(daily_limit, cny)?,
+            },
+        },
+    )
+    .await?;
+    Ok(())
+}

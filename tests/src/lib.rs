@@ -40,6 +40,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use paybind_proto::{merchant::v1 as mpb, payment::v1 as pb};
 
+pub mod fixtures;
 mod proxy;
 pub mod system;
 pub use paybind_shared::grpc::{metadata_of, reason_of};

@@ -23,7 +23,10 @@ use paybind_shared::{
 use sqlx::{Connection, Executor};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::Backend;
+use crate::{
+    fixtures::{card, shopper},
+    Backend,
+};
 
 /// The merchant every system registers; it may send card data itself.
 pub const MERCHANT: &str = "load-shop";
@@ -153,23 +156,6 @@ pub fn last_code(outbox: &Path) -> anyhow::Result<String> {
         .nth(1)
         .context("no code in the SMS")?;
     Ok(after.chars().take_while(char::is_ascii_digit).collect())
-}
-
-pub fn shopper() -> pb::ShopperInfo {
-    pb::ShopperInfo {
-        full_name: "Load Tester".into(),
-        id_number: "11010519491231002X".into(),
-        phone: "13800138000".into(),
-    }
-}
-
-pub fn card(number: &str) -> pb::CardInfo {
-    pb::CardInfo {
-        number: number.into(),
-        expiry_month: 12,
-        expiry_year: 2035,
-        cvv: "123".into(),
-    }
 }
 
 impl System {
@@ -359,7 +345,7 @@ impl System {
             .context("session")?;
         c.submit_bind_info(pb::SubmitBindInfoRequest {
             session_id: s.session_id.clone(),
-            shopper: Some(shopper()),
+            shopper: Some(shopper("Load Tester")),
             card: Some(card(card_number)),
         })
         .await?;
@@ -394,7 +380,7 @@ impl System {
             .into_inner();
         m.submit_shopper_info(mpb::SubmitShopperInfoRequest {
             session_id: started.session_id.clone(),
-            shopper: Some(shopper()),
+            shopper: Some(shopper("Load Tester")),
             card: Some(card(card_number)),
         })
         .await?;

@@ -7,15 +7,15 @@
 
 use std::sync::Arc;
 
-use paybind_tests::{cny, pb, Stack, DAILY_LIMIT, RETURN_URL, SHOP_A};
+use paybind_tests::{
+    cny,
+    fixtures::{bind_card, VISA},
+    pb, Stack, DAILY_LIMIT, SHOP_A,
+};
 use tokio::sync::Semaphore;
-use tonic::transport::Channel;
 
-type Client = pb::binding_service_client::BindingServiceClient<Channel>;
 type R = anyhow::Result<()>;
 
-const PHONE: &str = "+8613800138000";
-const VISA: &str = "4242424242424242";
 const DECLINES_CHARGES: &str = "4000000000000341";
 const BINDINGS: usize = 16;
 const DECLINING: usize = 2;
@@ -26,46 +26,6 @@ const AMOUNT: i64 = 100;
 paybind_tests::on_both_backends!(with_merchant = false;
     mixed_declines_under_load_get_every_answer,
 );
-
-async fn bind(stack: &Stack, c: &mut Client, user: &str, card: &str) -> anyhow::Result<String> {
-    let session = c
-        .bind(pb::BindRequest {
-            merchant_user_id: user.into(),
-            presentation: pb::Presentation::Redirect as i32,
-            return_url: RETURN_URL.into(),
-            prefill: None,
-            idempotency_key: format!("bind-{user}"),
-        })
-        .await?
-        .into_inner()
-        .session
-        .expect("session");
-    c.submit_bind_info(pb::SubmitBindInfoRequest {
-        session_id: session.session_id.clone(),
-        shopper: Some(pb::ShopperInfo {
-            full_name: "Zhang San".into(),
-            id_number: "11010519491231002X".into(),
-            phone: PHONE.into(),
-        }),
-        card: Some(pb::CardInfo {
-            number: card.into(),
-            expiry_month: 12,
-            expiry_year: 2031,
-            cvv: "123".into(),
-        }),
-    })
-    .await?;
-    let done = c
-        .verify_bind(pb::VerifyBindRequest {
-            session_id: session.session_id,
-            code: stack.last_code(PHONE)?,
-        })
-        .await?
-        .into_inner()
-        .session
-        .expect("session");
-    Ok(done.binding.expect("binding").binding_token)
-}
 
 async fn mixed_declines_under_load_get_every_answer(stack: &Stack) -> R {
     let mut c = stack.client(SHOP_A).await?;
@@ -78,7 +38,9 @@ async fn mixed_declines_under_load_get_every_answer(stack: &Stack) -> R {
         };
         tokens.push((
             format!("u{i}"),
-            bind(stack, &mut c, &format!("u{i}"), card).await?,
+            bind_card(stack, &mut c, &format!("u{i}"), card)
+                .await?
+                .binding_token,
         ));
     }
     let tokens = Arc::new(tokens);

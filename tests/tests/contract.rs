@@ -7,8 +7,10 @@
 use std::collections::BTreeSet;
 
 use paybind_tests::{
-    channel_to, cny, metadata_of, mpb, pb, raw_call, reason, run_scenario, Backend, Stack,
-    OPERATOR, PER_PAYMENT_LIMIT, RETURN_URL, SHOP_A,
+    channel_to, cny,
+    fixtures::{card, shopper, PHONE, VISA},
+    metadata_of, mpb, pb, raw_call, reason, run_scenario, Backend, Stack, OPERATOR,
+    PER_PAYMENT_LIMIT, RETURN_URL, SHOP_A,
 };
 use prost::Message;
 use tonic::{transport::Channel, Code, Status};
@@ -18,8 +20,6 @@ type Client = pb::binding_service_client::BindingServiceClient<Channel>;
 type Shop = mpb::merchant_service_client::MerchantServiceClient<Channel>;
 type R = anyhow::Result<()>;
 
-const PHONE: &str = "+8613800138000";
-const VISA: &str = "4242424242424242";
 const INSUFFICIENT_FUNDS: &str = "4000000000009995";
 const RIGHT_TO_LEFT_OVERRIDE: char = '\u{202E}';
 
@@ -53,20 +53,11 @@ fn bind_request(user: &str, key: &str) -> pb::BindRequest {
     }
 }
 
-fn submission(session_id: &str, card: &str) -> pb::SubmitBindInfoRequest {
+fn submission(session_id: &str, card_number: &str) -> pb::SubmitBindInfoRequest {
     pb::SubmitBindInfoRequest {
         session_id: session_id.into(),
-        shopper: Some(pb::ShopperInfo {
-            full_name: "Zhang San".into(),
-            id_number: "11010519491231002X".into(),
-            phone: PHONE.into(),
-        }),
-        card: Some(pb::CardInfo {
-            number: card.into(),
-            expiry_month: 12,
-            expiry_year: 2031,
-            cvv: "123".into(),
-        }),
+        shopper: Some(shopper("Zhang San")),
+        card: Some(card(card_number)),
     }
 }
 

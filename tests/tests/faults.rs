@@ -10,14 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use paybind_tests::{cny, mpb, pb, reason, Backend, Stack, OPERATOR};
+use paybind_tests::{
+    cny,
+    fixtures::{shop_user_with_card, Shop, VISA},
+    mpb, reason, Backend, Stack, OPERATOR,
+};
 use sqlx::{Connection, Executor};
-use tonic::{transport::Channel, Code};
+use tonic::Code;
 
-type Shop = mpb::merchant_service_client::MerchantServiceClient<Channel>;
 type R = anyhow::Result<()>;
-
-const PHONE: &str = "+8613800138000";
 
 paybind_tests::on_both_backends!(with_merchant = true;
     a_silent_payment_svc_is_tried_again_on_the_shops_own_deadline,
@@ -27,44 +28,6 @@ paybind_tests::on_both_backends!(with_merchant = true;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_database_connections_are_unavailable_never_internal() -> R {
     paybind_tests::run_scenario(Backend::Postgres, true, |s| Box::pin(cut_connections(s))).await
-}
-
-async fn user_with_card(stack: &Stack, shop: &mut Shop, user: &str) -> R {
-    shop.create_user(mpb::CreateUserRequest {
-        user_id: user.into(),
-        display_name: "Zhang San".into(),
-        phone: PHONE.into(),
-    })
-    .await?;
-    let started = shop
-        .start_binding(mpb::StartBindingRequest {
-            user_id: user.into(),
-            presentation: 0,
-            return_url: String::new(),
-        })
-        .await?
-        .into_inner();
-    shop.submit_shopper_info(mpb::SubmitShopperInfoRequest {
-        session_id: started.session_id.clone(),
-        shopper: Some(pb::ShopperInfo {
-            full_name: "Zhang San".into(),
-            id_number: "11010519491231002X".into(),
-            phone: PHONE.into(),
-        }),
-        card: Some(pb::CardInfo {
-            number: "4242424242424242".into(),
-            expiry_month: 12,
-            expiry_year: 2031,
-            cvv: "123".into(),
-        }),
-    })
-    .await?;
-    shop.verify_shopper_code(mpb::VerifyShopperCodeRequest {
-        session_id: started.session_id,
-        code: stack.last_code(PHONE)?,
-    })
-    .await?;
-    Ok(())
 }
 
 fn checkout(user: &str, key: &str) -> mpb::CheckoutRequest {
@@ -80,7 +43,7 @@ fn checkout(user: &str, key: &str) -> mpb::CheckoutRequest {
 
 async fn a_silent_payment_svc_is_tried_again_on_the_shops_own_deadline(stack: &Stack) -> R {
     let mut shop = stack.merchant_client(OPERATOR).await?;
-    user_with_card(stack, &mut shop, "ann").await?;
+    shop_user_with_card(stack, &mut shop, "ann", VISA).await?;
     // Each try may take 2 s (the test config's payment.timeout_ms); the
     // first one's answer is held for 2.5 s, so it hits the shop's own
     // deadline and only a second try can get through.
@@ -105,7 +68,7 @@ async fn a_silent_payment_svc_is_tried_again_on_the_shops_own_deadline(stack: &S
 
 async fn get_user_answers_at_once_while_payment_svc_is_silent(stack: &Stack) -> R {
     let mut shop = stack.merchant_client(OPERATOR).await?;
-    user_with_card(stack, &mut shop, "bea").await?;
+    shop_user_with_card(stack, &mut shop, "bea", VISA).await?;
     let get = |shop: &mut Shop| {
         let mut shop = shop.clone();
         async move {
@@ -160,7 +123,7 @@ async fn terminate_backends(admin_url: &str, database: &str) -> R {
 async fn cut_connections(stack: &Stack) -> R {
     let mut shop = stack.merchant_client(OPERATOR).await?;
     for u in 0..4 {
-        user_with_card(stack, &mut shop, &format!("u{u}")).await?;
+        shop_user_with_card(stack, &mut shop, &format!("u{u}"), VISA).await?;
     }
     let admin = std::env::var("PAYBIND_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());

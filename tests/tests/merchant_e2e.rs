@@ -6,16 +6,15 @@
 use std::time::{Duration, Instant};
 
 use paybind_tests::{
-    cny, metadata_of, mpb, pb, reason, Stack, DAILY_LIMIT, OPERATOR, PER_PAYMENT_LIMIT, SHOP_A,
-    SHOP_B,
+    cny,
+    fixtures::{card, shopper, PHONE, VISA},
+    metadata_of, mpb, pb, reason, Stack, DAILY_LIMIT, OPERATOR, PER_PAYMENT_LIMIT, SHOP_A, SHOP_B,
 };
 use tonic::{transport::Channel, Code, Status};
 
 type Shop = mpb::merchant_service_client::MerchantServiceClient<Channel>;
 type R = anyhow::Result<()>;
 
-const PHONE: &str = "+8613800138000";
-const VISA: &str = "4242424242424242";
 const MASTERCARD: &str = "5555555555554444";
 const INSUFFICIENT_FUNDS: &str = "4000000000009995";
 const DECLINES_CHARGES: &str = "4000000000000341";
@@ -93,20 +92,11 @@ async fn get_order(shop: &mut Shop, id: &str) -> anyhow::Result<mpb::Order> {
 }
 
 /// The shopper fills in the page (here: direct entry through the shop).
-async fn submit(shop: &mut Shop, session_id: &str, card: &str) -> Result<(), Status> {
+async fn submit(shop: &mut Shop, session_id: &str, card_number: &str) -> Result<(), Status> {
     shop.submit_shopper_info(mpb::SubmitShopperInfoRequest {
         session_id: session_id.into(),
-        shopper: Some(pb::ShopperInfo {
-            full_name: "Zhang San".into(),
-            id_number: "11010519491231002X".into(),
-            phone: PHONE.into(),
-        }),
-        card: Some(pb::CardInfo {
-            number: card.into(),
-            expiry_month: 12,
-            expiry_year: 2031,
-            cvv: "123".into(),
-        }),
+        shopper: Some(shopper("Zhang San")),
+        card: Some(card(card_number)),
     })
     .await?;
     Ok(())

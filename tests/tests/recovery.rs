@@ -14,7 +14,11 @@ use paybind_shared::{
     ids::{BindingId, IdempotencyKey, MerchantId, MerchantUserId, OrderId, PaymentId},
     money::{Currency, Money},
 };
-use paybind_tests::{cny, pb, Stack, DAILY_LIMIT, RETURN_URL, SHOP_A};
+use paybind_tests::{
+    cny,
+    fixtures::{bind_card, Client, VISA},
+    pb, Stack, DAILY_LIMIT, SHOP_A,
+};
 use payment_svc::{
     domain::{
         acquirer::{Acquirer, CardRef},
@@ -22,58 +26,13 @@ use payment_svc::{
     },
     store::{ReserveOutcome, ReservePayment},
 };
-use tonic::transport::Channel;
 
-type Client = pb::binding_service_client::BindingServiceClient<Channel>;
 type R = anyhow::Result<()>;
-
-const PHONE: &str = "+8613800138000";
-const VISA: &str = "4242424242424242";
 
 paybind_tests::on_both_backends!(with_merchant = false;
     charges_of_a_gone_process_are_settled_without_a_retry,
     a_retry_after_the_process_died_is_answered_at_once,
 );
-
-async fn bind(stack: &Stack, c: &mut Client, user: &str) -> anyhow::Result<pb::Binding> {
-    let session = c
-        .bind(pb::BindRequest {
-            merchant_user_id: user.into(),
-            presentation: pb::Presentation::Redirect as i32,
-            return_url: RETURN_URL.into(),
-            prefill: None,
-            idempotency_key: format!("bind-{user}"),
-        })
-        .await?
-        .into_inner()
-        .session
-        .expect("session");
-    c.submit_bind_info(pb::SubmitBindInfoRequest {
-        session_id: session.session_id.clone(),
-        shopper: Some(pb::ShopperInfo {
-            full_name: "Zhang San".into(),
-            id_number: "11010519491231002X".into(),
-            phone: PHONE.into(),
-        }),
-        card: Some(pb::CardInfo {
-            number: VISA.into(),
-            expiry_month: 12,
-            expiry_year: 2031,
-            cvv: "123".into(),
-        }),
-    })
-    .await?;
-    let done = c
-        .verify_bind(pb::VerifyBindRequest {
-            session_id: session.session_id,
-            code: stack.last_code(PHONE)?,
-        })
-        .await?
-        .into_inner()
-        .session
-        .expect("session");
-    Ok(done.binding.expect("binding"))
-}
 
 /// What a payment-svc does before it asks the card network, done by a
 /// process that then dies: the payment reserved (PENDING, counted against
@@ -161,7 +120,7 @@ async fn remaining_today(c: &mut Client, user: &str) -> anyhow::Result<i64> {
 
 async fn charges_of_a_gone_process_are_settled_without_a_retry(stack: &Stack) -> R {
     let mut c = stack.client(SHOP_A).await?;
-    let binding = bind(stack, &mut c, "ava").await?;
+    let binding = bind_card(stack, &mut c, "ava", VISA).await?;
     // Two charges in flight when the process died: one the network made,
     // one it never saw.
     let made = reserve_then_die(stack, &binding, "ava", "o-made", 3_000, "k-made").await?;
@@ -218,7 +177,7 @@ async fn charges_of_a_gone_process_are_settled_without_a_retry(stack: &Stack) ->
 
 async fn a_retry_after_the_process_died_is_answered_at_once(stack: &Stack) -> R {
     let mut c = stack.client(SHOP_A).await?;
-    let binding = bind(stack, &mut c, "bo").await?;
+    let binding = bind_card(stack, &mut c, "bo", VISA).await?;
     let id = reserve_then_die(stack, &binding, "bo", "o-1", 1_500, "k-1").await?;
     let started = Instant::now();
     let answer = c

@@ -11,14 +11,16 @@ use paybind_shared::{
     ids::{BindingId, MerchantId, MerchantUserId, OrderId, PaymentId, SessionId},
     model::{CardBrand, PaymentStatus, Presentation},
 };
-use paybind_tests::{cny, mpb, pb, reason, Backend, ScratchDatabase, Stack, OPERATOR, SHOP_A};
+use paybind_tests::{
+    cny,
+    fixtures::{shop_user_with_card, VISA},
+    mpb, pb, reason, Backend, ScratchDatabase, Stack, OPERATOR, SHOP_A,
+};
 use payment_svc::domain::model::{PaymentState, SessionState};
 use sqlx::{Connection, Executor};
 use tonic::Code;
 
 type R = anyhow::Result<()>;
-
-const PHONE: &str = "+8613800138000";
 
 paybind_tests::on_both_backends!(with_merchant = true;
     an_unknown_stored_status_cannot_be_written_and_fails_loudly_when_read,
@@ -73,40 +75,7 @@ fn assert_corrupt<T: std::fmt::Debug>(read: Result<T, StoreError>, column: &str,
 async fn an_unknown_stored_status_cannot_be_written_and_fails_loudly_when_read(stack: &Stack) -> R {
     // A paid order: one payment at payment-svc, one order at the shop.
     let mut shop = stack.merchant_client(OPERATOR).await?;
-    shop.create_user(mpb::CreateUserRequest {
-        user_id: "ida".into(),
-        display_name: "Ida".into(),
-        phone: PHONE.into(),
-    })
-    .await?;
-    let started = shop
-        .start_binding(mpb::StartBindingRequest {
-            user_id: "ida".into(),
-            presentation: pb::Presentation::Redirect as i32,
-            return_url: String::new(),
-        })
-        .await?
-        .into_inner();
-    shop.submit_shopper_info(mpb::SubmitShopperInfoRequest {
-        session_id: started.session_id.clone(),
-        shopper: Some(pb::ShopperInfo {
-            full_name: "Ida".into(),
-            id_number: "11010519491231002X".into(),
-            phone: PHONE.into(),
-        }),
-        card: Some(pb::CardInfo {
-            number: "4242424242424242".into(),
-            expiry_month: 12,
-            expiry_year: 2031,
-            cvv: "123".into(),
-        }),
-    })
-    .await?;
-    shop.verify_shopper_code(mpb::VerifyShopperCodeRequest {
-        session_id: started.session_id,
-        code: stack.last_code(PHONE)?,
-    })
-    .await?;
+    shop_user_with_card(stack, &mut shop, "ida", VISA).await?;
     let order = shop
         .checkout(mpb::CheckoutRequest {
             user_id: "ida".into(),

@@ -1,0 +1,106 @@
+//! The shopper, the card and the whole binding flow that most tests need
+//! before they get to what they are about: one place, so that a test reads
+//! as its scenario and a change to the flow is made once.
+use tonic::transport::Channel;
+
+use crate::{mpb, pb, Stack, RETURN_URL};
+
+/// The test shopper's phone; `Stack::last_code` reads the codes sent to it.
+pub const PHONE: &str = "+8613800138000";
+/// A valid mainland ID number (checksum included).
+pub const ID_NUMBER: &str = "11010519491231002X";
+/// The simulator's always-approving card.
+pub const VISA: &str = "4242424242424242";
+
+pub type Client = pb::binding_service_client::BindingServiceClient<Channel>;
+pub type Shop = mpb::merchant_service_client::MerchantServiceClient<Channel>;
+
+pub fn shopper(full_name: &str) -> pb::ShopperInfo {
+    pb::ShopperInfo {
+        full_name: full_name.into(),
+        id_number: ID_NUMBER.into(),
+        phone: PHONE.into(),
+    }
+}
+
+pub fn card(number: &str) -> pb::CardInfo {
+    pb::CardInfo {
+        number: number.into(),
+        expiry_month: 12,
+        expiry_year: 2031,
+        cvv: "123".into(),
+    }
+}
+
+/// Binds `card` for `user` straight at payment-svc, as a merchant with
+/// direct entry does: Bind, SubmitBindInfo, VerifyBind with the code sent.
+pub async fn bind_card(
+    stack: &Stack,
+    c: &mut Client,
+    user: &str,
+    card_number: &str,
+) -> anyhow::Result<pb::Binding> {
+    let session = c
+        .bind(pb::BindRequest {
+            merchant_user_id: user.into(),
+            presentation: pb::Presentation::Redirect as i32,
+            return_url: RETURN_URL.into(),
+            prefill: None,
+            idempotency_key: format!("bind-{user}"),
+        })
+        .await?
+        .into_inner()
+        .session
+        .ok_or_else(|| anyhow::anyhow!("Bind answered without a session"))?;
+    c.submit_bind_info(pb::SubmitBindInfoRequest {
+        session_id: session.session_id.clone(),
+        shopper: Some(shopper("Zhang San")),
+        card: Some(card(card_number)),
+    })
+    .await?;
+    c.verify_bind(pb::VerifyBindRequest {
+        session_id: session.session_id,
+        code: stack.last_code(PHONE)?,
+    })
+    .await?
+    .into_inner()
+    .session
+    .and_then(|session| session.binding)
+    .ok_or_else(|| anyhow::anyhow!("VerifyBind answered without a binding"))
+}
+
+/// Creates `user` at merchant-svc and binds `card_number` through the shop
+/// (direct entry: the shop relays what its page collected).
+pub async fn shop_user_with_card(
+    stack: &Stack,
+    shop: &mut Shop,
+    user: &str,
+    card_number: &str,
+) -> anyhow::Result<()> {
+    shop.create_user(mpb::CreateUserRequest {
+        user_id: user.into(),
+        display_name: "Zhang San".into(),
+        phone: PHONE.into(),
+    })
+    .await?;
+    let started = shop
+        .start_binding(mpb::StartBindingRequest {
+            user_id: user.into(),
+            presentation: pb::Presentation::Redirect as i32,
+            return_url: String::new(),
+        })
+        .await?
+        .into_inner();
+    shop.submit_shopper_info(mpb::SubmitShopperInfoRequest {
+        session_id: started.session_id.clone(),
+        shopper: Some(shopper("Zhang San")),
+        card: Some(card(card_number)),
+    })
+    .await?;
+    shop.verify_shopper_code(mpb::VerifyShopperCodeRequest {
+        session_id: started.session_id,
+        code: stack.last_code(PHONE)?,
+    })
+    .await?;
+    Ok(())
+}

@@ -14,7 +14,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::domain::{Shop, ShopError};
 
-mod convert;
+pub mod convert;
 mod errors;
 
 /// An operator: a client certificate the shop allows to call its API. The

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::{error::DomainError, merchants::Merchant, sessions::RawSubmission, Services};
 
-mod convert;
+pub mod convert;
 mod errors;
 
 /// Resolves a client certificate to the registered merchant it names: the

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use paybind_shared::{
-    clock::now_ms,
+    clock::{now_ms, LocalDate},
     fields::{AllOk, At},
     ids::SessionId,
     model::SessionStatus,
@@ -14,7 +14,7 @@ use paybind_shared::{
 use super::{require_status, RawSubmission, SessionView, Submission};
 use crate::domain::{
     acquirer::{AcquirerError, CardRef},
-    card::{parse_expiry, Cvv},
+    card::{parse_expiry, CardNumber, Cvv},
     error::{DomainError, DomainResult},
     merchants::Merchant,
     model::{BindSession, Holder, SentCode, SessionState, Submitted, VaultedCard},
@@ -24,13 +24,11 @@ use crate::domain::{
     Services,
 };
 
-impl Services {
+impl Submission {
     /// Parses a submission's fields, every one: the error lists each field
-    /// at fault by its request path. Parsing needs today's date (expiry,
-    /// birth date), so it happens here rather than in the handler.
-    pub fn parse_submission(&self, raw: &RawSubmission<'_>) -> DomainResult<Submission> {
-        let today = self.local_date(now_ms());
-        let card = crate::domain::card::CardNumber::parse(raw.card_number).at("card.number");
+    /// at fault by its request path.
+    pub fn parse(raw: &RawSubmission<'_>, today: LocalDate) -> DomainResult<Self> {
+        let card = CardNumber::parse(raw.card_number).at("card.number");
         let brand = card.as_ref().ok().map(|c| c.brand());
         let (name, id_number, phone, card, expiry, cvv) = (
             FullName::parse(raw.full_name).at("shopper.full_name"),
@@ -54,6 +52,14 @@ impl Services {
             expiry,
             cvv,
         })
+    }
+}
+
+impl Services {
+    /// Parses a submission against today's date in the service's zone
+    /// (expiry, birth date), so it happens here rather than in the handler.
+    pub fn parse_submission(&self, raw: &RawSubmission<'_>) -> DomainResult<Submission> {
+        Submission::parse(raw, self.local_date(now_ms()))
     }
 
     /// The shopper's information for an OPEN session: the card is verified

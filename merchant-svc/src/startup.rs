@@ -29,6 +29,10 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.environment == "production" {
+            settings.tls.refuse_development_ca()?;
+            settings.payment.tls.refuse_development_ca()?;
+        }
         let store = store::connect(
             settings.database.url.expose_secret(),
             settings.database.max_connections,

@@ -13,7 +13,7 @@ use paybind_shared::{
 
 use crate::{
     config,
-    domain::model::{Limits, Merchant},
+    domain::model::{Limits, Merchant, MerchantStatus},
 };
 
 /// The demo merchant's id and certificate identity.
@@ -22,6 +22,8 @@ pub const DEMO_MERCHANT: &str = "demo-shop";
 pub struct DevSetup {
     pub config_file: PathBuf,
     pub certs: PathBuf,
+    /// The demo merchant's client certificate, registered at start.
+    pub merchant_cert: PathBuf,
 }
 
 /// Creates what is missing under `dir`; keeps what is there, so restarts
@@ -33,7 +35,7 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> anyhow::Result<DevSetup> {
         "payment-svc",
         &["localhost", "127.0.0.1", "payment-svc"],
     )?;
-    pki::ensure_client(&certs, DEMO_MERCHANT)?;
+    let merchant = pki::ensure_merchant(&certs, DEMO_MERCHANT)?;
     let config_file = dir.join("payment.toml");
     if !config_file.is_file() {
         paybind_shared::config::write_toml(
@@ -43,17 +45,22 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> anyhow::Result<DevSetup> {
             &config::Settings::development(dir, listen),
         )?;
     }
-    Ok(DevSetup { config_file, certs })
+    Ok(DevSetup {
+        config_file,
+        certs,
+        merchant_cert: merchant.cert,
+    })
 }
 
 /// The demo merchant: may use direct entry; CNY; 500.00 per payment and
-/// 2,000.00 per day without authentication.
+/// 2,000.00 per day without authentication; a BindAndPay up to 1,000.00.
 pub fn demo_merchant() -> anyhow::Result<Merchant> {
     let cny = Currency::parse("CNY")?;
     Ok(Merchant {
         id: MerchantId::parse(DEMO_MERCHANT)?,
         display_name: "Demo Shop".into(),
         cert_identity: DEMO_MERCHANT.into(),
+        status: MerchantStatus::Enabled,
         allowed_origins: vec!["http://localhost:8080".into()],
         return_urls: vec!["http://localhost:8080/".into()],
         direct_entry: true,
@@ -62,6 +69,7 @@ pub fn demo_merchant() -> anyhow::Result<Merchant> {
             per_payment: Money::new(50_000, cny)?,
             daily: Money::new(200_000, cny)?,
         },
+        bind_and_pay_limit: Money::new(100_000, cny)?,
     })
 }
 

@@ -1,6 +1,7 @@
 //! payment-svc: the payment institution. It serves `BindingService` to
 //! merchants over mutual TLS, keeps the card vault, the bindings and their
 //! tokens, and charges cards through the acquirer.
+pub mod admin;
 pub mod config;
 pub mod dev;
 pub mod domain;

@@ -1,7 +1,6 @@
 //! The payment-svc binary: serve, the development stack, and merchant admin.
 use std::{net::SocketAddr, path::PathBuf};
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// jemalloc, with its background threads on: memory freed after a burst (a
@@ -10,17 +9,12 @@ use clap::{Parser, Subcommand};
 /// peak.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use paybind_shared::{
-    ids::MerchantId,
-    money::{Currency, Money},
-};
+use paybind_shared::tls::PeerCertificate;
 use payment_svc::{
+    admin::{self, MerchantCommand},
     config::Settings,
     dev,
-    domain::{
-        merchants::{self, Merchant},
-        model::Limits,
-    },
+    domain::merchants,
     startup::App,
     store,
 };
@@ -48,50 +42,24 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
     },
-    /// Register and list merchants.
+    /// Register merchants and their certificates; list, disable, enable;
+    /// rotate and revoke certificates.
     #[command(subcommand)]
     Merchant(MerchantCommand),
-    /// Development: issue a client certificate for another merchant, signed
-    /// by the development CA in DIR.
+    /// Development: issue a client certificate for another merchant (SAN
+    /// URI urn:paybind:merchant:NAME), signed by the development CA in DIR.
+    /// It is let in only once registered with `merchant add --cert`; a
+    /// production payment-svc refuses the development CA altogether.
     DevCert {
         #[arg(long, default_value = "dev-data/certs")]
         dir: PathBuf,
-        /// The certificate identity (subject CN) to register the merchant with.
-        identity: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum MerchantCommand {
-    /// Register a merchant.
-    Add {
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
+        /// The merchant's certificate name.
         name: String,
-        /// Subject CN of the merchant's client certificate.
+        /// Write FILE.pem / FILE-key.pem instead of NAME.pem (a second
+        /// certificate for the same merchant, for a rotation).
         #[arg(long)]
-        cert_identity: String,
-        /// Origin allowed to embed the binding page (repeatable).
-        #[arg(long = "origin")]
-        origins: Vec<String>,
-        /// Return URL prefix (repeatable, at least one).
-        #[arg(long = "return-url", required = true)]
-        return_urls: Vec<String>,
-        /// Allow direct entry (the merchant sends card data itself).
-        #[arg(long)]
-        direct_entry: bool,
-        #[arg(long, default_value = "CNY")]
-        currency: String,
-        /// Auth-free limit per payment, minor units.
-        #[arg(long, default_value_t = 50_000)]
-        per_payment: i64,
-        /// Auth-free limit per day, minor units.
-        #[arg(long, default_value_t = 200_000)]
-        per_day: i64,
+        file: Option<String>,
     },
-    /// List merchants.
-    List,
 }
 
 #[tokio::main]
@@ -113,7 +81,8 @@ async fn main() -> anyhow::Result<()> {
             let setup = dev::prepare(&dir, listen)?;
             let settings = Settings::load(Some(&setup.config_file))?;
             let store = store::connect(settings.database.url.expose_secret(), 2).await?;
-            if merchants::ensure(store.as_ref(), &dev::demo_merchant()?).await? {
+            let demo_cert = PeerCertificate::from_pem_file(&setup.merchant_cert)?;
+            if merchants::ensure(store.as_ref(), &dev::demo_merchant()?, &demo_cert).await? {
                 tracing::info!(
                     merchant = dev::DEMO_MERCHANT,
                     "registered the demo merchant"
@@ -125,64 +94,25 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped(paybind_shared::shutdown_signal())
                 .await
         }
-        Command::DevCert { dir, identity } => {
-            let files = paybind_shared::tls::dev::ensure_client(&dir, &identity)?;
+        Command::DevCert { dir, name, file } => {
+            paybind_shared::fields::identifier(&name, "merchant name")?;
+            let stem = file.unwrap_or_else(|| name.clone());
+            paybind_shared::fields::identifier(&stem, "--file")?;
+            let files = paybind_shared::tls::dev::ensure_merchant_as(&dir, &name, &stem)?;
+            let peer = PeerCertificate::from_pem_file(&files.cert)?;
             println!(
-                "certificate: {}\nkey:         {}",
+                "certificate: {}\nkey:         {}\nSHA-256:     {}\nregister it: payment-svc merchant add --id {name} --cert {} ...",
                 files.cert.display(),
-                files.key.display()
+                files.key.display(),
+                peer.fingerprint,
+                files.cert.display(),
             );
             Ok(())
         }
         Command::Merchant(cmd) => {
             let settings = Settings::load(cli.config.as_deref())?;
             let store = store::connect(settings.database.url.expose_secret(), 2).await?;
-            match cmd {
-                MerchantCommand::Add {
-                    id,
-                    name,
-                    cert_identity,
-                    origins,
-                    return_urls,
-                    direct_entry,
-                    currency,
-                    per_payment,
-                    per_day,
-                } => {
-                    let currency = Currency::parse(&currency).context("--currency")?;
-                    let merchant = Merchant {
-                        id: MerchantId::parse(&id).context("--id")?,
-                        display_name: name,
-                        cert_identity,
-                        allowed_origins: origins,
-                        return_urls,
-                        direct_entry,
-                        currency,
-                        limits: Limits {
-                            per_payment: Money::new(per_payment, currency)
-                                .context("--per-payment")?,
-                            daily: Money::new(per_day, currency).context("--per-day")?,
-                        },
-                    };
-                    merchants::register(store.as_ref(), &merchant).await?;
-                    println!("registered merchant {}", merchant.id);
-                }
-                MerchantCommand::List => {
-                    for m in store.list_merchants().await? {
-                        println!(
-                            "{}\t{}\tcert={}\tdirect_entry={}\tcurrency={}\tauth-free: {} per payment, {} per day",
-                            m.id,
-                            m.display_name,
-                            m.cert_identity,
-                            m.direct_entry,
-                            m.currency,
-                            m.limits.per_payment,
-                            m.limits.daily
-                        );
-                    }
-                }
-            }
-            Ok(())
+            admin::run(cmd, store.as_ref()).await
         }
     }
 }

@@ -48,6 +48,9 @@ impl App {
         settings: Settings,
         simulator: Arc<Simulator>,
     ) -> anyhow::Result<Self> {
+        if settings.environment == "production" {
+            settings.tls.refuse_development_ca()?;
+        }
         let secrets = &settings.secrets;
         let store = store::connect(
             settings.database.url.expose_secret(),
@@ -64,7 +67,10 @@ impl App {
         };
         let (reservations, outcomes) = Services::pay_writers(store.clone());
         let services = Arc::new(Services {
-            merchants: MerchantDirectory::new(store.clone(), Duration::from_secs(30)),
+            merchants: Arc::new(MerchantDirectory::new(
+                store.clone(),
+                Duration::from_secs(30),
+            )),
             reservations,
             outcomes,
             store,
@@ -127,6 +133,7 @@ impl App {
         let services = self.services.clone();
         let interval = Duration::from_millis(self.settings.recovery.interval_ms);
         let recovery = tokio::spawn(async move { services.recover_forever(interval).await });
+        let merchant_watch = tokio::spawn(self.services.merchants.clone().watch());
         let served = paybind_shared::grpc::server_router(
             tls,
             <BindingServiceServer<BindingApi> as tonic::server::NamedService>::NAME,
@@ -140,6 +147,7 @@ impl App {
         )
         .await;
         recovery.abort();
+        merchant_watch.abort();
         served?;
         Ok(())
     }

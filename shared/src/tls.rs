@@ -7,7 +7,13 @@ use std::{
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use x509_parser::extensions::GeneralName;
+
+/// The subject CN of the development CA, by which production recognises
+/// (and refuses) it.
+pub const DEVELOPMENT_CA_NAME: &str = "paybind development CA";
 
 /// Where a service finds its TLS material, all PEM.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -45,17 +51,139 @@ impl TlsFiles {
             .ca_certificate(self.ca()?)
             .domain_name(server_name))
     }
+
+    /// Fails if `ca_cert` is the development CA (whose key sits in a
+    /// development folder and signs whatever `dev-cert` is asked for):
+    /// production trusts only a CA of its own.
+    pub fn refuse_development_ca(&self) -> anyhow::Result<()> {
+        let ca = PeerCertificate::from_pem_file(&self.ca_cert)?;
+        if ca.common_name.as_deref() == Some(DEVELOPMENT_CA_NAME) {
+            anyhow::bail!(
+                "{} is the paybind development CA: production needs its own CA",
+                self.ca_cert.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The subject common name of a DER certificate.
-pub fn common_name(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_owned)
+/// The URI a merchant's client certificate carries among its subject
+/// alternative names, naming the merchant: `urn:paybind:merchant:NAME`.
+pub const MERCHANT_URI_PREFIX: &str = "urn:paybind:merchant:";
+
+/// The SHA-256 of a certificate's DER encoding: what pins one certificate
+/// (rather than any certificate the CA signed with the same name).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CertFingerprint([u8; 32]);
+
+impl CertFingerprint {
+    pub fn of_der(der: &[u8]) -> Self {
+        Self(Sha256::digest(der).into())
+    }
+
+    /// Reads a fingerprint as operators copy it: 64 hex digits, any case,
+    /// with or without the colons `openssl x509 -fingerprint -sha256` prints.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let digits: String = text.trim().chars().filter(|c| *c != ':').collect();
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(&digits, &mut bytes)
+            .map_err(|_| anyhow::anyhow!("a SHA-256 fingerprint is 64 hex digits"))?;
+        Ok(Self(bytes))
+    }
+
+    /// Lowercase hex with no separators: how it is stored.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// As `openssl x509 -noout -fingerprint -sha256` prints it.
+impl std::fmt::Display for CertFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, byte) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{byte:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for CertFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CertFingerprint({self})")
+    }
+}
+
+/// What a (verified) client certificate says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// The subject's first common name.
+    pub common_name: Option<String>,
+    /// The URIs among its subject alternative names.
+    pub uris: Vec<String>,
+    pub fingerprint: CertFingerprint,
+    /// The end of its validity, Unix milliseconds.
+    pub not_after_ms: i64,
+}
+
+impl PeerCertificate {
+    pub fn from_der(der: &[u8]) -> anyhow::Result<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| anyhow::anyhow!("not an X.509 certificate: {e}"))?;
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned);
+        let uris = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::URI(uri) => Some((*uri).to_owned()),
+                    _ => None,
+                })
+                .collect(),
+            Ok(None) => Vec::new(),
+            Err(e) => anyhow::bail!("unreadable subject alternative names: {e}"),
+        };
+        Ok(Self {
+            common_name,
+            uris,
+            fingerprint: CertFingerprint::of_der(der),
+            not_after_ms: cert.validity().not_after.timestamp().saturating_mul(1000),
+        })
+    }
+
+    /// The first certificate of a PEM file (a chain starts with the leaf).
+    pub fn from_pem_file(path: &Path) -> anyhow::Result<Self> {
+        let pem = read(path)?;
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: no PEM certificate: {e}", path.display()))?;
+        Self::from_der(&block.contents).with_context(|| path.display().to_string())
+    }
+
+    /// The merchant the certificate names: the NAME of its one
+    /// `urn:paybind:merchant:NAME` URI. None if it has none, or more than
+    /// one (a certificate speaks for one merchant).
+    pub fn merchant_name(&self) -> Option<&str> {
+        let mut names = self
+            .uris
+            .iter()
+            .filter_map(|uri| uri.strip_prefix(MERCHANT_URI_PREFIX));
+        match (names.next(), names.next()) {
+            (Some(name), None) if !name.is_empty() => Some(name),
+            _ => None,
+        }
+    }
 }
 
 /// The development PKI: a CA, server certificates and merchant client
@@ -64,7 +192,7 @@ pub mod dev {
     use super::*;
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
+        KeyPair, KeyUsagePurpose, SanType,
     };
 
     const CA_CERT: &str = "ca.pem";
@@ -79,7 +207,7 @@ pub mod dev {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params
             .distinguished_name
-            .push(DnType::CommonName, "paybind development CA");
+            .push(DnType::CommonName, DEVELOPMENT_CA_NAME);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -96,35 +224,76 @@ pub mod dev {
     /// Issues (or reuses) a server certificate `NAME.pem` / `NAME-key.pem`
     /// valid for `hosts` (DNS names or IP addresses), with CN = `name`.
     pub fn ensure_server(dir: &Path, name: &str, hosts: &[&str]) -> anyhow::Result<TlsFiles> {
-        ensure_leaf(dir, name, hosts, ExtendedKeyUsagePurpose::ServerAuth)
+        let sans = CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())?
+            .subject_alt_names;
+        ensure_leaf(dir, name, name, sans, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
-    /// Issues (or reuses) a client certificate whose CN is `identity`: a
-    /// merchant's certificate identity at payment-svc.
+    /// Issues (or reuses) an operator's client certificate: CN = `identity`
+    /// and nothing else (merchant-svc's operators).
     pub fn ensure_client(dir: &Path, identity: &str) -> anyhow::Result<TlsFiles> {
-        ensure_leaf(dir, identity, &[], ExtendedKeyUsagePurpose::ClientAuth)
+        ensure_leaf(
+            dir,
+            identity,
+            identity,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+
+    /// Issues (or reuses) a merchant's client certificate, `NAME.pem`: CN
+    /// and SAN URI `urn:paybind:merchant:NAME`. payment-svc accepts it once
+    /// its fingerprint is registered for the merchant of that name.
+    pub fn ensure_merchant(dir: &Path, name: &str) -> anyhow::Result<TlsFiles> {
+        ensure_merchant_as(dir, name, name)
+    }
+
+    /// As [`ensure_merchant`], written to `FILE_STEM.pem` (a second
+    /// certificate for the same merchant, as a rotation has).
+    pub fn ensure_merchant_as(dir: &Path, name: &str, file_stem: &str) -> anyhow::Result<TlsFiles> {
+        let uri = format!("{MERCHANT_URI_PREFIX}{name}");
+        ensure_leaf(
+            dir,
+            file_stem,
+            name,
+            vec![SanType::URI(uri.as_str().try_into()?)],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
     }
 
     fn ensure_leaf(
         dir: &Path,
+        file_stem: &str,
         name: &str,
-        hosts: &[&str],
+        sans: Vec<SanType>,
         usage: ExtendedKeyUsagePurpose,
     ) -> anyhow::Result<TlsFiles> {
         ensure_ca(dir)?;
         let files = TlsFiles {
             ca_cert: dir.join(CA_CERT),
-            cert: dir.join(format!("{name}.pem")),
-            key: dir.join(format!("{name}-key.pem")),
+            cert: dir.join(format!("{file_stem}.pem")),
+            key: dir.join(format!("{file_stem}-key.pem")),
         };
+        let wanted_uris: Vec<String> = sans
+            .iter()
+            .filter_map(|san| match san {
+                SanType::URI(uri) => Some(uri.as_str().to_owned()),
+                _ => None,
+            })
+            .collect();
         if files.cert.is_file() && files.key.is_file() {
-            return Ok(files);
+            // Reused unless it predates the SAN URIs it should carry (a
+            // development folder made by an older version).
+            let existing = PeerCertificate::from_pem_file(&files.cert)?;
+            if existing.uris == wanted_uris {
+                return Ok(files);
+            }
         }
         let ca_key = KeyPair::from_pem(&fs::read_to_string(dir.join(CA_KEY))?)?;
         let issuer = Issuer::from_ca_cert_pem(&fs::read_to_string(&files.ca_cert)?, ca_key)?;
 
-        let mut params =
-            CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())?;
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = sans;
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![
@@ -155,21 +324,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dev_pki_issues_certificates_named_by_their_identity() {
+    fn dev_pki_issues_merchant_certificates_named_by_their_san_uri() {
         let dir = tempfile::tempdir().expect("tempdir");
         let server = dev::ensure_server(dir.path(), "payment-svc", &["localhost", "127.0.0.1"])
             .expect("server cert");
-        let client = dev::ensure_client(dir.path(), "demo-shop").expect("client cert");
-        let pem = fs::read(&client.cert).expect("read");
-        let der = x509_parser::pem::parse_x509_pem(&pem)
-            .expect("pem")
-            .1
-            .contents;
-        assert_eq!(common_name(&der).as_deref(), Some("demo-shop"));
+        let merchant = dev::ensure_merchant(dir.path(), "demo-shop").expect("merchant cert");
+        let peer = PeerCertificate::from_pem_file(&merchant.cert).expect("parse");
+        assert_eq!(peer.merchant_name(), Some("demo-shop"));
+        assert_eq!(peer.uris, ["urn:paybind:merchant:demo-shop"]);
         // Reusing keeps the same files.
-        let again = dev::ensure_client(dir.path(), "demo-shop").expect("again");
+        let pem = fs::read(&merchant.cert).expect("read");
+        let again = dev::ensure_merchant(dir.path(), "demo-shop").expect("again");
         assert_eq!(fs::read(&again.cert).expect("read"), pem);
+        // A second certificate for the same merchant is another fingerprint.
+        let second = dev::ensure_merchant_as(dir.path(), "demo-shop", "demo-shop-2").expect("2nd");
+        let second = PeerCertificate::from_pem_file(&second.cert).expect("parse");
+        assert_eq!(second.merchant_name(), Some("demo-shop"));
+        assert_ne!(second.fingerprint, peer.fingerprint);
         assert!(server.server_config().is_ok());
-        assert!(client.client_config("localhost").is_ok());
+        assert!(merchant.client_config("localhost").is_ok());
+    }
+
+    #[test]
+    fn an_operator_certificate_names_no_merchant() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let operator = dev::ensure_client(dir.path(), "demo-shop").expect("cert");
+        let peer = PeerCertificate::from_pem_file(&operator.cert).expect("parse");
+        assert_eq!(peer.common_name.as_deref(), Some("demo-shop"));
+        assert_eq!(peer.merchant_name(), None, "a CN alone names no merchant");
+    }
+
+    #[test]
+    fn a_certificate_naming_two_merchants_names_none() {
+        let peer = |uris: &[&str]| PeerCertificate {
+            common_name: None,
+            uris: uris.iter().map(|u| u.to_string()).collect(),
+            fingerprint: CertFingerprint::of_der(b"x"),
+            not_after_ms: 0,
+        };
+        let two = peer(&["urn:paybind:merchant:a", "urn:paybind:merchant:b"]);
+        assert_eq!(two.merchant_name(), None);
+        assert_eq!(peer(&["urn:paybind:merchant:"]).merchant_name(), None);
+        assert_eq!(
+            peer(&["https://a.example", "urn:paybind:merchant:a"]).merchant_name(),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn fingerprints_read_as_openssl_prints_them() {
+        let fp = CertFingerprint::of_der(b"certificate");
+        let printed = fp.to_string();
+        assert_eq!(printed.len(), 32 * 3 - 1);
+        assert_eq!(CertFingerprint::parse(&printed).expect("colons"), fp);
+        assert_eq!(CertFingerprint::parse(&fp.to_hex()).expect("hex"), fp);
+        assert_eq!(
+            CertFingerprint::parse(&fp.to_hex().to_uppercase()).expect("upper"),
+            fp
+        );
+        assert!(CertFingerprint::parse("abc").is_err());
+        assert!(CertFingerprint::parse(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn production_recognises_the_development_ca() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = dev::ensure_merchant(dir.path(), "shop").expect("cert");
+        assert!(files.refuse_development_ca().is_err());
+        // A CA of one's own passes.
+        let own = TlsFiles {
+            ca_cert: files.cert.clone(),
+            ..files
+        };
+        own.refuse_development_ca().expect("not the development CA");
     }
 }

@@ -22,13 +22,13 @@ use paybind_shared::{
     config::DatabaseSettings,
     ids::MerchantId,
     money::{Currency, Money},
-    tls::TlsFiles,
+    tls::{PeerCertificate, TlsFiles},
 };
 use payment_svc::{
     config::Settings,
     domain::{
         acquirer::Simulator,
-        model::{Limits, Merchant},
+        model::{Limits, Merchant, MerchantStatus},
         sms::DevOutbox,
     },
     startup::App,
@@ -67,6 +67,8 @@ pub const RETURN_URL: &str = "https://shop.example/bind/return";
 /// Every test merchant's auth-free limits, CNY minor units.
 pub const PER_PAYMENT_LIMIT: i64 = 50_000;
 pub const DAILY_LIMIT: i64 = 200_000;
+/// The most a test merchant's BindAndPay may charge.
+pub const BIND_AND_PAY_LIMIT: i64 = 100_000;
 
 /// Certificates shared by every stack of one test process.
 pub struct Pki {
@@ -86,10 +88,12 @@ pub fn pki() -> &'static Pki {
         let server = dev(&dir, "payment-svc", &["localhost", "127.0.0.1"]).expect("server cert");
         #[allow(clippy::expect_used)]
         dev(&dir, "merchant-svc", &["localhost", "127.0.0.1"]).expect("merchant-svc cert");
-        for identity in [SHOP_A, SHOP_B, SHOP_NO_DIRECT, UNREGISTERED, OPERATOR] {
+        for identity in [SHOP_A, SHOP_B, SHOP_NO_DIRECT, UNREGISTERED] {
             #[allow(clippy::expect_used)]
-            paybind_shared::tls::dev::ensure_client(&dir, identity).expect("client cert");
+            paybind_shared::tls::dev::ensure_merchant(&dir, identity).expect("merchant cert");
         }
+        #[allow(clippy::expect_used)]
+        paybind_shared::tls::dev::ensure_client(&dir, OPERATOR).expect("operator cert");
         Pki {
             dir,
             server,
@@ -267,6 +271,7 @@ impl Stack {
             payment_svc::domain::merchants::register(
                 services.store.as_ref(),
                 &merchant(identity, direct_entry)?,
+                &PeerCertificate::from_pem_file(&pki.client_files(identity).cert)?,
             )
             .await?;
         }
@@ -438,6 +443,30 @@ impl Stack {
         Ok(())
     }
 
+    /// A second payment-svc on the same database (its own port, pools and
+    /// caches), as another replica behind a load balancer; stopped when
+    /// dropped.
+    pub async fn start_replica(&self) -> anyhow::Result<Replica> {
+        let mut settings = self.settings.clone();
+        settings.grpc.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let app = App::build_with_acquirer(settings, self.acquirer.clone()).await?;
+        let addr = app.grpc_addr();
+        let server = spawn_payment(app)?;
+        Ok(Replica { addr, server })
+    }
+
+    /// Runs `payment-svc merchant …` as an operator would, from its own
+    /// connection to the database.
+    pub async fn admin(&self, command: payment_svc::admin::MerchantCommand) -> anyhow::Result<()> {
+        let store = payment_svc::store::connect(&self.payment_db_url(), 2).await?;
+        payment_svc::admin::run(command, store.as_ref()).await
+    }
+
+    /// payment-svc's settings as the stack runs it.
+    pub fn payment_settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// A client presenting `identity`'s certificate.
     pub async fn client(&self, identity: &str) -> anyhow::Result<BindingServiceClient<Channel>> {
         Ok(BindingServiceClient::new(
@@ -466,6 +495,20 @@ impl Stack {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Another payment-svc of a [`Stack`], on the same database.
+pub struct Replica {
+    pub addr: std::net::SocketAddr,
+    server: PaymentServer,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(tx) = self.server.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -556,6 +599,7 @@ fn merchant(identity: &str, direct_entry: bool) -> anyhow::Result<Merchant> {
         id: MerchantId::parse(identity)?,
         display_name: format!("Test {identity}"),
         cert_identity: identity.to_owned(),
+        status: MerchantStatus::Enabled,
         allowed_origins: vec!["https://shop.example".into()],
         return_urls: vec![RETURN_URL.into()],
         direct_entry,
@@ -564,6 +608,7 @@ fn merchant(identity: &str, direct_entry: bool) -> anyhow::Result<Merchant> {
             per_payment: Money::new(PER_PAYMENT_LIMIT, cny)?,
             daily: Money::new(DAILY_LIMIT, cny)?,
         },
+        bind_and_pay_limit: Money::new(BIND_AND_PAY_LIMIT, cny)?,
     })
 }
 
@@ -576,6 +621,30 @@ fn test_settings(db_url: &str, server: &TlsFiles, dir: &Path) -> Settings {
     settings.database = DatabaseSettings::new(db_url, 8);
     settings.tls = server.clone();
     settings
+}
+
+/// The text columns of every row `sql` selects from the database at `url`
+/// (SQLite or PostgreSQL): what a test reads behind a service's back.
+pub async fn text_rows(url: &str, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    use sqlx::Row;
+    fn texts<R: Row>(row: &R) -> anyhow::Result<Vec<String>>
+    where
+        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        usize: sqlx::ColumnIndex<R>,
+    {
+        (0..row.len())
+            .map(|i| Ok(row.try_get::<String, _>(i)?))
+            .collect()
+    }
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await?;
+        let rows = sqlx::query(sql).fetch_all(&mut conn).await?;
+        rows.iter().map(texts).collect()
+    } else {
+        let mut conn = PgConnection::connect(url).await?;
+        let rows = sqlx::query(sql).fetch_all(&mut conn).await?;
+        rows.iter().map(texts).collect()
+    }
 }
 
 /// The `ErrorInfo.reason` of a status, or "" if it has none.

@@ -167,7 +167,7 @@ impl System {
         let certs = d.join("certs");
         pki::ensure_server(&certs, "payment-svc", &["localhost"])?;
         pki::ensure_server(&certs, "merchant-svc", &["localhost"])?;
-        let shop_tls = pki::ensure_client(&certs, MERCHANT)?;
+        let shop_tls = pki::ensure_merchant(&certs, MERCHANT)?;
         let operator_tls = pki::ensure_client(&certs, OPERATOR)?;
 
         let mut created_databases = Vec::new();
@@ -224,7 +224,7 @@ impl System {
         let merchant_config = d.join("merchant.toml");
         write_toml(&merchant_config, "paybind-tests system", &merchant)?;
 
-        register_merchant(&payment_db, options.daily_limit).await?;
+        register_merchant(&payment_db, options.daily_limit, &shop_tls.cert).await?;
         let mut system = Self {
             backend: options.backend,
             dir,
@@ -345,7 +345,7 @@ impl System {
             .context("session")?;
         c.submit_bind_info(pb::SubmitBindInfoRequest {
             session_id: s.session_id.clone(),
-            shopper: Some(shopper("Load Tester")),
+            shopper: Some(shopper("Zhang San")),
             card: Some(card(card_number)),
         })
         .await?;
@@ -380,7 +380,7 @@ impl System {
             .into_inner();
         m.submit_shopper_info(mpb::SubmitShopperInfoRequest {
             session_id: started.session_id.clone(),
-            shopper: Some(shopper("Load Tester")),
+            shopper: Some(shopper("Zhang San")),
             card: Some(card(card_number)),
         })
         .await?;
@@ -409,7 +409,11 @@ impl System {
 }
 
 /// Registers the merchant in payment-svc's database before it starts.
-async fn register_merchant(payment_db: &str, daily_limit: i64) -> anyhow::Result<()> {
+async fn register_merchant(
+    payment_db: &str,
+    daily_limit: i64,
+    cert: &std::path::Path,
+) -> anyhow::Result<()> {
     use paybind_shared::money::{Currency, Money};
     let store = payment_svc::store::connect(payment_db, 2).await?;
     let cny = Currency::parse("CNY")?;
@@ -419,6 +423,7 @@ async fn register_merchant(payment_db: &str, daily_limit: i64) -> anyhow::Result
             id: paybind_shared::ids::MerchantId::parse(MERCHANT)?,
             display_name: "Load Shop".into(),
             cert_identity: MERCHANT.into(),
+            status: payment_svc::domain::model::MerchantStatus::Enabled,
             allowed_origins: vec![],
             return_urls: vec!["https://shop.example/return".into()],
             direct_entry: true,
@@ -427,7 +432,9 @@ async fn register_merchant(payment_db: &str, daily_limit: i64) -> anyhow::Result
                 per_payment: Money::new(50_000, cny)?,
                 daily: Money::new(daily_limit, cny)?,
             },
+            bind_and_pay_limit: Money::new(50_000, cny)?,
         },
+        &paybind_shared::tls::PeerCertificate::from_pem_file(cert)?,
     )
     .await?;
     Ok(())

@@ -550,11 +550,12 @@ async fn declined_cards_bind_nothing_and_declined_payments_are_recorded(stack: &
         .await
         .expect_err("declined");
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(reason(&err), "CARD_DECLINED");
+    assert_eq!(reason(&err), "CARD_NOT_VERIFIED");
     let meta = metadata_of(&err);
     assert_eq!(
-        meta.get("decline_reason").map(String::as_str),
-        Some("DO_NOT_HONOR")
+        meta.get("decline_reason"),
+        None,
+        "why the issuer refused is not told"
     );
     assert_eq!(meta.get("attempts_left").map(String::as_str), Some("2"));
     let after = session_of(
@@ -564,7 +565,7 @@ async fn declined_cards_bind_nothing_and_declined_payments_are_recorded(stack: &
         .await?,
     )?;
     assert_eq!(after.status, pb::BindSessionStatus::Open as i32);
-    assert_eq!(after.last_error_reason, "CARD_DECLINED");
+    assert_eq!(after.last_error_reason, "CARD_NOT_VERIFIED");
     assert!(
         stack.outbox().messages().is_empty(),
         "no code for a declined card"

@@ -70,7 +70,7 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
     let submit = |number: &str, id: &str| pb::SubmitBindInfoRequest {
         session_id: session.session_id.clone(),
         shopper: Some(pb::ShopperInfo {
-            full_name: "Sam".into(),
+            full_name: "Zhang San".into(),
             id_number: id.into(),
             phone: PHONE.into(),
         }),

@@ -45,7 +45,7 @@ async fn clients_without_a_certificate_from_the_ca_are_refused() -> anyhow::Resu
 
     // A certificate naming the same merchant, signed by another CA.
     let other = tempfile::tempdir()?;
-    let forged = paybind_shared::tls::dev::ensure_client(other.path(), SHOP_A)?;
+    let forged = paybind_shared::tls::dev::ensure_merchant(other.path(), SHOP_A)?;
     let identity = tonic::transport::Identity::from_pem(
         std::fs::read(&forged.cert)?,
         std::fs::read(&forged.key)?,

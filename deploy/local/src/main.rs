@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
     payment_svc::domain::merchants::ensure(
         services.store.as_ref(),
         &payment_svc::dev::demo_merchant()?,
+        &paybind_shared::tls::PeerCertificate::from_pem_file(&setup.merchant_cert)?,
     )
     .await?;
 

@@ -94,7 +94,7 @@ fn readme_walkthrough_works_as_written() {
         "\"paidWithCardOnFile\": true",
         "\"declineReason\": \"LIMIT_EXCEEDED\"",
         "ORDER_STATUS_AWAITING_SHOPPER",
-        "\"last4\": \"4444\"",
+        "\"last4\": \"1111\"",
         "\"amountMinor\": \"500\"",
         "PAYMENT_STATUS_SUCCEEDED",
         "BINDING_STATUS_REVOKED",

@@ -8,6 +8,7 @@ use paybind_proto::merchant::v1::{self as mpb, merchant_service_server::Merchant
 use paybind_shared::{
     grpc::{Authenticate, ErrorStatus},
     model::SessionStatus,
+    tls::PeerCertificate,
     wire::{session_status_to_wire, timestamp},
 };
 use tonic::{Code, Request, Response, Status};
@@ -33,8 +34,9 @@ pub struct OperatorAuth {
 impl Authenticate for OperatorAuth {
     type Caller = Operator;
 
-    async fn authenticate(&self, identity: Option<String>) -> Result<Operator, Status> {
-        match identity {
+    async fn authenticate(&self, peer: Option<PeerCertificate>) -> Result<Operator, Status> {
+        // An operator is named by its certificate's subject CN.
+        match peer.and_then(|p| p.common_name) {
             Some(cn) if self.allowed_clients.is_empty() || self.allowed_clients.contains(&cn) => {
                 Ok(Operator { identity: cn })
             }

@@ -16,8 +16,12 @@ pub enum DomainError {
     /// One or more request fields were refused; nothing changed.
     #[error("{0}")]
     Invalid(#[from] Rejected),
-    #[error("the client certificate does not belong to a registered merchant")]
+    #[error("the client certificate is not one registered for a merchant")]
     UnknownMerchant,
+    #[error("this client certificate was revoked; use the merchant's current certificate")]
+    CertificateRevoked,
+    #[error("this merchant is disabled; contact the payment institution")]
+    MerchantDisabled,
     #[error("this merchant is not allowed to send card data itself (direct entry)")]
     DirectEntryNotAllowed,
     #[error("bind session not found")]
@@ -31,6 +35,8 @@ pub enum DomainError {
         status: SessionStatus,
         hint: &'static str,
     },
+    #[error("the card could not be verified with its issuer: check the card and the name, ID number and phone registered with the bank, or use another card; {attempts_left} attempt(s) left")]
+    CardNotVerified { attempts_left: u32 },
     #[error("the card was declined ({reason}); {attempts_left} attempt(s) left")]
     CardDeclined {
         reason: DeclineReason,
@@ -51,6 +57,8 @@ pub enum DomainError {
         per_payment_limit: i64,
         remaining_today: i64,
     },
+    #[error("the amount is above the merchant's limit for a BindAndPay ({limit} minor units)")]
+    BindAndPayLimitExceeded { limit: i64 },
     #[error("the idempotency key was used before with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this idempotency key is still in progress; retry shortly")]

@@ -56,7 +56,7 @@ pub struct Policy {
 /// Everything the domain operations need, shared by all requests.
 pub struct Services {
     pub store: Arc<dyn Store>,
-    pub merchants: MerchantDirectory,
+    pub merchants: Arc<MerchantDirectory>,
     pub vault: Vault,
     pub fingerprints: KeyedHasher,
     pub otp_hasher: KeyedHasher,

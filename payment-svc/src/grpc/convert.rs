@@ -306,6 +306,7 @@ pub fn refund(r: Refund) -> pb::Refund {
 /// The reason a session's last attempt failed, as `ErrorReason` names it.
 fn attempt_error(e: AttemptError) -> &'static str {
     match e {
+        AttemptError::CardNotVerified => "CARD_NOT_VERIFIED",
         AttemptError::CardDeclined => "CARD_DECLINED",
         AttemptError::WrongCode => "WRONG_CODE",
     }

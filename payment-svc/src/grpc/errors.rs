@@ -21,6 +21,8 @@ impl From<DomainError> for Status {
         match err {
             DomainError::Invalid(rejected) => ErrorStatus::rejected(&rejected),
             DomainError::UnknownMerchant => status(Code::Unauthenticated, "UNKNOWN_MERCHANT"),
+            DomainError::CertificateRevoked => status(Code::Unauthenticated, "CERTIFICATE_REVOKED"),
+            DomainError::MerchantDisabled => status(Code::PermissionDenied, "MERCHANT_DISABLED"),
             DomainError::DirectEntryNotAllowed => {
                 status(Code::PermissionDenied, "DIRECT_ENTRY_NOT_ALLOWED")
             }
@@ -29,6 +31,10 @@ impl From<DomainError> for Status {
             DomainError::SessionFailed => status(Code::FailedPrecondition, "SESSION_FAILED"),
             DomainError::SessionState { status: s, .. } => {
                 status(Code::FailedPrecondition, "SESSION_STATE").meta("status", status_name(s))
+            }
+            DomainError::CardNotVerified { attempts_left } => {
+                status(Code::FailedPrecondition, "CARD_NOT_VERIFIED")
+                    .meta("attempts_left", attempts_left)
             }
             DomainError::CardDeclined {
                 reason,
@@ -51,6 +57,10 @@ impl From<DomainError> for Status {
             } => status(Code::FailedPrecondition, "LIMIT_EXCEEDED")
                 .meta("per_payment_limit", per_payment_limit)
                 .meta("remaining_today", remaining_today),
+            DomainError::BindAndPayLimitExceeded { limit } => {
+                status(Code::FailedPrecondition, "BIND_AND_PAY_LIMIT_EXCEEDED")
+                    .meta("bind_and_pay_limit", limit)
+            }
             DomainError::IdempotencyKeyReused => {
                 status(Code::InvalidArgument, "IDEMPOTENCY_KEY_REUSED").field("idempotency_key")
             }

@@ -8,6 +8,7 @@ use paybind_proto::payment::v1::{self as pb, binding_service_server::BindingServ
 use paybind_shared::{
     grpc::{caller, Authenticate},
     ids::SessionId,
+    tls::PeerCertificate,
 };
 use tonic::{Request, Response, Status};
 
@@ -16,16 +17,15 @@ use crate::domain::{error::DomainError, merchants::Merchant, sessions::RawSubmis
 pub mod convert;
 mod errors;
 
-/// Resolves a client certificate to the registered merchant it names: the
-/// only way to say who is calling.
+/// Resolves a client certificate to the registered merchant it speaks for
+/// (see `domain::merchants`): the only way to say who is calling.
 pub struct MerchantAuth(pub Arc<Services>);
 
 impl Authenticate for MerchantAuth {
     type Caller = Arc<Merchant>;
 
-    async fn authenticate(&self, identity: Option<String>) -> Result<Arc<Merchant>, Status> {
-        let identity = identity.ok_or(DomainError::UnknownMerchant)?;
-        Ok(self.0.merchants.by_cert_identity(&identity).await?)
+    async fn authenticate(&self, peer: Option<PeerCertificate>) -> Result<Arc<Merchant>, Status> {
+        Ok(self.0.merchants.authenticate(peer.as_ref()).await?)
     }
 }
 

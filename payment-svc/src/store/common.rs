@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use paybind_shared::db::{insert_sql, versioned_update_sql};
 
-use super::rows::{BindingRow, PaymentRow, RefundRow, SessionRow};
+use super::rows::{BindingRow, MerchantCertificateRow, PaymentRow, RefundRow, SessionRow};
 
 pub(super) static INSERT_SESSION: LazyLock<String> = LazyLock::new(|| {
     insert_sql(
@@ -41,6 +41,17 @@ pub(super) static INSERT_REFUND: LazyLock<String> = LazyLock::new(|| {
 pub(super) static INSERT_PAYMENT: LazyLock<String> =
     LazyLock::new(|| insert_sql("payments", PaymentRow::COLUMNS, "RETURNING id"));
 
+pub(super) static INSERT_CERTIFICATE: LazyLock<String> = LazyLock::new(|| {
+    insert_sql(
+        "merchant_certificates",
+        MerchantCertificateRow::COLUMNS,
+        "RETURNING fingerprint",
+    )
+});
+
+pub(super) const BUMP_MERCHANT_REVISION: &str =
+    "UPDATE merchant_revision SET revision = revision + 1";
+
 pub(super) const SELECT_PAYMENT_BY_KEY: &str =
     "SELECT * FROM payments WHERE merchant_id = $1 AND idempotency_key = $2";
 
@@ -49,10 +60,12 @@ macro_rules! impl_store {
         use paybind_shared::{
             db::{classify, insert_sql, Backend, StoreError, StoreResult},
             ids::{BindingId, MerchantId, PaymentId, RefundId, SessionId},
+            tls::CertFingerprint,
         };
         use paybind_shared::model::RefundStatus;
         use $crate::domain::model::{
-            BindSession, Binding, Merchant, Payment, PaymentState, Refund, SessionState,
+            BindSession, Binding, Merchant, MerchantCertificate, MerchantStatus, Payment,
+            PaymentState, Refund, SessionState,
         };
         use $crate::store::common::*;
         use $crate::store::rows::*;
@@ -131,23 +144,138 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn insert_merchant(&self, m: &Merchant, now_ms: i64) -> StoreResult<()> {
+            async fn insert_merchant(
+                &self,
+                m: &Merchant,
+                certificate: &MerchantCertificate,
+                now_ms: i64,
+            ) -> StoreResult<()> {
                 let row = MerchantRow::from_merchant(m, now_ms)?;
                 let sql = insert_sql("merchants", MerchantRow::COLUMNS, "RETURNING id");
+                let mut tx = self.writer().begin().await?;
                 row.bind_all(sqlx::query_as::<_, (String,)>(&sql))
-                    .fetch_one(self.writer())
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(classify)?;
+                MerchantCertificateRow::from_certificate(certificate)
+                    .bind_all(sqlx::query_as::<_, (String,)>(&INSERT_CERTIFICATE))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                sqlx::query(BUMP_MERCHANT_REVISION).execute(&mut *tx).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
-            async fn merchant_by_cert_identity(&self, identity: &str) -> StoreResult<Option<Merchant>> {
-                sqlx::query_as::<_, MerchantRow>("SELECT * FROM merchants WHERE cert_identity = $1")
-                    .bind(identity)
-                    .fetch_optional(self.reader())
+            async fn certificate_holder(
+                &self,
+                fingerprint: &CertFingerprint,
+            ) -> StoreResult<Option<(Merchant, MerchantCertificate)>> {
+                let Some(certificate) = sqlx::query_as::<_, MerchantCertificateRow>(
+                    "SELECT * FROM merchant_certificates WHERE fingerprint = $1",
+                )
+                .bind(fingerprint.to_hex())
+                .fetch_optional(self.reader())
+                .await?
+                else {
+                    return Ok(None);
+                };
+                let merchant =
+                    sqlx::query_as::<_, MerchantRow>("SELECT * FROM merchants WHERE id = $1")
+                        .bind(&certificate.merchant_id)
+                        .fetch_one(self.reader())
+                        .await?
+                        .into_merchant()?;
+                Ok(Some((merchant, certificate.into_certificate()?)))
+            }
+
+            async fn merchant_certificates(
+                &self,
+                merchant_id: &MerchantId,
+            ) -> StoreResult<Vec<MerchantCertificate>> {
+                sqlx::query_as::<_, MerchantCertificateRow>(
+                    "SELECT * FROM merchant_certificates WHERE merchant_id = $1 \
+                     ORDER BY added_ms DESC, fingerprint",
+                )
+                .bind(merchant_id)
+                .fetch_all(self.reader())
+                .await?
+                .into_iter()
+                .map(MerchantCertificateRow::into_certificate)
+                .collect()
+            }
+
+            async fn set_merchant_status(
+                &self,
+                merchant_id: &MerchantId,
+                status: MerchantStatus,
+            ) -> StoreResult<bool> {
+                let disabled_ms = match status {
+                    MerchantStatus::Enabled => None,
+                    MerchantStatus::Disabled { since_ms } => Some(since_ms),
+                };
+                let mut tx = self.writer().begin().await?;
+                let changed = sqlx::query("UPDATE merchants SET disabled_ms = $1 WHERE id = $2")
+                    .bind(disabled_ms)
+                    .bind(merchant_id)
+                    .execute(&mut *tx)
                     .await?
-                    .map(MerchantRow::into_merchant)
-                    .transpose()
+                    .rows_affected();
+                sqlx::query(BUMP_MERCHANT_REVISION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(changed == 1)
+            }
+
+            async fn rotate_certificate(
+                &self,
+                certificate: &MerchantCertificate,
+                others_revoked_ms: i64,
+            ) -> StoreResult<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "UPDATE merchant_certificates SET revoked_ms = $1 \
+                     WHERE merchant_id = $2 AND (revoked_ms IS NULL OR revoked_ms > $1)",
+                )
+                .bind(others_revoked_ms)
+                .bind(&certificate.merchant_id)
+                .execute(&mut *tx)
+                .await?;
+                MerchantCertificateRow::from_certificate(certificate)
+                    .bind_all(sqlx::query_as::<_, (String,)>(&INSERT_CERTIFICATE))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                sqlx::query(BUMP_MERCHANT_REVISION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn revoke_certificate(
+                &self,
+                fingerprint: &CertFingerprint,
+                at_ms: i64,
+            ) -> StoreResult<bool> {
+                let mut tx = self.writer().begin().await?;
+                let changed = sqlx::query(
+                    "UPDATE merchant_certificates SET revoked_ms = $1 \
+                     WHERE fingerprint = $2 AND (revoked_ms IS NULL OR revoked_ms > $1)",
+                )
+                .bind(at_ms)
+                .bind(fingerprint.to_hex())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query(BUMP_MERCHANT_REVISION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(changed == 1)
+            }
+
+            async fn merchant_revision(&self) -> StoreResult<i64> {
+                let (revision,): (i64,) =
+                    sqlx::query_as("SELECT revision FROM merchant_revision")
+                        .fetch_one(self.reader())
+                        .await?;
+                Ok(revision)
             }
 
             async fn list_merchants(&self) -> StoreResult<Vec<Merchant>> {
@@ -157,6 +285,23 @@ macro_rules! impl_store {
                     .into_iter()
                     .map(MerchantRow::into_merchant)
                     .collect()
+            }
+
+            async fn record_card_check(&self, check: &CardCheck) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO card_checks \
+                     (merchant_id, session_id, card_fingerprint, outcome, checked_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(check.merchant_id.as_str())
+                .bind(check.session_id.as_str())
+                .bind(&check.card_fingerprint)
+                .bind(card_check_outcome(check.outcome))
+                .bind(check.checked_ms)
+                .execute(self.writer())
+                .await
+                .map_err(classify)?;
+                Ok(())
             }
 
             async fn insert_session(&self, session: &BindSession) -> StoreResult<Inserted<BindSession>> {

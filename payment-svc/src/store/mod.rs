@@ -18,10 +18,15 @@ use paybind_shared::{
         SessionId,
     },
     money::Money,
+    tls::CertFingerprint,
 };
 
-use crate::domain::model::{
-    BindSession, Binding, ChargeableCard, Merchant, Payment, PaymentState, Refund,
+use crate::domain::{
+    acquirer::VerificationRefusal,
+    model::{
+        BindSession, Binding, ChargeableCard, Merchant, MerchantCertificate, MerchantStatus,
+        Payment, PaymentState, Refund,
+    },
 };
 
 mod common;
@@ -136,6 +141,17 @@ pub struct PendingCharge {
     pub created_ms: i64,
 }
 
+/// One answer of a card's issuer at binding time (migration 0005): kept
+/// with its detail, which the merchant is never told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardCheck {
+    pub merchant_id: MerchantId,
+    pub session_id: SessionId,
+    pub card_fingerprint: String,
+    pub outcome: Result<(), VerificationRefusal>,
+    pub checked_ms: i64,
+}
+
 /// One page of a user's bindings, newest first.
 #[derive(Debug, Clone)]
 pub struct BindingQuery {
@@ -170,12 +186,51 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets a charge whose payment is settled already.
     async fn forget_charge(&self, payment_id: &PaymentId) -> StoreResult<()>;
 
-    // Merchants.
-    async fn insert_merchant(&self, merchant: &Merchant, now_ms: i64) -> StoreResult<()>;
-    async fn merchant_by_cert_identity(&self, identity: &str) -> StoreResult<Option<Merchant>>;
+    // Merchants and their certificates. Every change bumps the merchant
+    // revision in its own transaction: replicas poll it to drop their caches.
+    /// Registers a merchant together with its first certificate.
+    async fn insert_merchant(
+        &self,
+        merchant: &Merchant,
+        certificate: &MerchantCertificate,
+        now_ms: i64,
+    ) -> StoreResult<()>;
     async fn list_merchants(&self) -> StoreResult<Vec<Merchant>>;
+    /// The certificate registered with this fingerprint, and its merchant.
+    async fn certificate_holder(
+        &self,
+        fingerprint: &CertFingerprint,
+    ) -> StoreResult<Option<(Merchant, MerchantCertificate)>>;
+    /// Every certificate registered for a merchant, newest first.
+    async fn merchant_certificates(
+        &self,
+        merchant_id: &MerchantId,
+    ) -> StoreResult<Vec<MerchantCertificate>>;
+    /// `false` if there is no such merchant.
+    async fn set_merchant_status(
+        &self,
+        merchant_id: &MerchantId,
+        status: MerchantStatus,
+    ) -> StoreResult<bool>;
+    /// Registers another certificate for its merchant; every other one
+    /// still in force is refused from `others_revoked_ms` on.
+    async fn rotate_certificate(
+        &self,
+        certificate: &MerchantCertificate,
+        others_revoked_ms: i64,
+    ) -> StoreResult<()>;
+    /// Refuses one certificate from `at_ms` on (`false` if unknown).
+    async fn revoke_certificate(
+        &self,
+        fingerprint: &CertFingerprint,
+        at_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Moves whenever a merchant or certificate changes.
+    async fn merchant_revision(&self) -> StoreResult<i64>;
 
     // Bind sessions.
+    /// Keeps an issuer's answer to a card check.
+    async fn record_card_check(&self, check: &CardCheck) -> StoreResult<()>;
     /// Inserts a session, or returns the one already created with the same
     /// (merchant, idempotency key).
     async fn insert_session(&self, session: &BindSession) -> StoreResult<Inserted<BindSession>>;

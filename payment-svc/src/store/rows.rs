@@ -15,15 +15,16 @@ use paybind_shared::{
     money::{Currency, Money},
     person::{FullName, Phone},
     stored_enum, table_row,
+    tls::CertFingerprint,
 };
 
 use crate::domain::{
-    acquirer::DeclineReason,
+    acquirer::{DeclineReason, VerificationRefusal},
     card::Expiry,
     model::{
-        AttemptError, BindSession, Binding, ChargeableCard, Holder, Limits, Merchant, Payment,
-        PaymentState, Purchase, Refund, Revocation, SentCode, SessionKind, SessionState, Submitted,
-        VaultedCard,
+        AttemptError, BindSession, Binding, ChargeableCard, Holder, Limits, Merchant,
+        MerchantCertificate, MerchantStatus, Payment, PaymentState, Purchase, Refund, Revocation,
+        SentCode, SessionKind, SessionState, Submitted, VaultedCard,
     },
     vault::Sealed,
 };
@@ -59,6 +60,17 @@ stored_enum!(pub decline_reason: DeclineReason, "payments.decline_reason", {
     CvvMismatch => "CVV_MISMATCH",
     ProcessingError => "PROCESSING_ERROR",
 });
+/// `card_checks.outcome`: VERIFIED, or why the issuer refused (written,
+/// never read back by the service: it is the institution's record).
+pub fn card_check_outcome(outcome: Result<(), VerificationRefusal>) -> &'static str {
+    match outcome {
+        Ok(()) => "VERIFIED",
+        Err(VerificationRefusal::Card(reason)) => decline_reason::to_stored(reason),
+        Err(VerificationRefusal::HolderMismatch) => "HOLDER_MISMATCH",
+        Err(VerificationRefusal::NoRecord) => "NO_CARDHOLDER_RECORD",
+    }
+}
+
 stored_enum!(pub session_kind: SessionKind, "bind_sessions.kind", {
     Bind => "BIND",
     BindAndPay => "BIND_AND_PAY",
@@ -69,6 +81,7 @@ stored_enum!(pub presentation: Presentation, "bind_sessions.presentation", {
     Popup => "POPUP",
 });
 stored_enum!(pub attempt_error: AttemptError, "bind_sessions.last_error", {
+    CardNotVerified => "CARD_NOT_VERIFIED",
     CardDeclined => "CARD_DECLINED",
     WrongCode => "WRONG_CODE",
 });
@@ -124,6 +137,8 @@ table_row!(
         per_payment_limit: i64,
         daily_limit: i64,
         created_ms: i64,
+        bind_and_pay_limit: i64,
+        disabled_ms: Option<i64>,
     }
 );
 
@@ -143,6 +158,11 @@ impl MerchantRow {
             per_payment_limit: m.limits.per_payment.amount_minor(),
             daily_limit: m.limits.daily.amount_minor(),
             created_ms: now_ms,
+            bind_and_pay_limit: m.bind_and_pay_limit.amount_minor(),
+            disabled_ms: match m.status {
+                MerchantStatus::Enabled => None,
+                MerchantStatus::Disabled { since_ms } => Some(since_ms),
+            },
         })
     }
 
@@ -163,10 +183,53 @@ impl MerchantRow {
                 per_payment: limit(self.per_payment_limit, "per_payment_limit")?,
                 daily: limit(self.daily_limit, "daily_limit")?,
             },
+            bind_and_pay_limit: limit(self.bind_and_pay_limit, "bind_and_pay_limit")?,
             display_name: self.display_name,
             cert_identity: self.cert_identity,
+            status: match self.disabled_ms {
+                None => MerchantStatus::Enabled,
+                Some(since_ms) => MerchantStatus::Disabled { since_ms },
+            },
             direct_entry: self.direct_entry,
             id: MerchantId::from_stored(self.id),
+        })
+    }
+}
+
+table_row!(
+    /// A certificate registered for a merchant (fingerprint in lowercase hex).
+    MerchantCertificateRow {
+        fingerprint: String,
+        merchant_id: String,
+        not_after_ms: i64,
+        added_ms: i64,
+        revoked_ms: Option<i64>,
+    }
+);
+
+impl MerchantCertificateRow {
+    pub fn from_certificate(c: &MerchantCertificate) -> Self {
+        Self {
+            fingerprint: c.fingerprint.to_hex(),
+            merchant_id: c.merchant_id.as_str().to_owned(),
+            not_after_ms: c.not_after_ms,
+            added_ms: c.added_ms,
+            revoked_ms: c.revoked_ms,
+        }
+    }
+
+    pub fn into_certificate(self) -> StoreResult<MerchantCertificate> {
+        Ok(MerchantCertificate {
+            fingerprint: CertFingerprint::parse(&self.fingerprint).map_err(|_| {
+                corrupt(format!(
+                    "merchant_certificates.fingerprint of {}",
+                    self.merchant_id
+                ))
+            })?,
+            merchant_id: MerchantId::from_stored(self.merchant_id),
+            not_after_ms: self.not_after_ms,
+            added_ms: self.added_ms,
+            revoked_ms: self.revoked_ms,
         })
     }
 }

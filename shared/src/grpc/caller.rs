@@ -15,16 +15,16 @@ use tonic::{server::NamedService, transport::server::TlsConnectInfo, Request, St
 use tower::{Layer, Service};
 
 use super::conn::GuardedInfo;
-use crate::tls::common_name;
+use crate::tls::PeerCertificate;
 
-/// Resolves the identity of a verified client certificate (its subject
-/// CN, `None` without one) to the caller handlers will see.
+/// Resolves a verified client certificate (`None` without one) to the
+/// caller handlers will see.
 pub trait Authenticate: Send + Sync + 'static {
     type Caller: Clone + Send + Sync + 'static;
 
     fn authenticate(
         &self,
-        identity: Option<String>,
+        peer: Option<PeerCertificate>,
     ) -> impl Future<Output = Result<Self::Caller, Status>> + Send;
 }
 
@@ -85,17 +85,23 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let identity = request
+        // rustls verified the chain; what the leaf says is read here. One
+        // that cannot be read is treated as no certificate at all.
+        let peer = request
             .extensions()
             .get::<TlsConnectInfo<GuardedInfo>>()
             .and_then(|info| info.peer_certs())
-            .and_then(|certs| certs.first().and_then(|leaf| common_name(leaf.as_ref())));
+            .and_then(|certs| {
+                certs
+                    .first()
+                    .and_then(|leaf| PeerCertificate::from_der(leaf.as_ref()).ok())
+            });
         let auth = self.auth.clone();
         // The clone that was made ready is the one that must serve.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         Box::pin(async move {
-            match auth.authenticate(identity).await {
+            match auth.authenticate(peer).await {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     inner.call(request).await

@@ -1,7 +1,12 @@
-//! A merchant registered at payment-svc: who its client certificate is,
-//! where its pages may return, what it may do, and its default auth-free
-//! limits.
-use paybind_shared::{fields::identifier, ids::MerchantId, money::Currency};
+//! A merchant registered at payment-svc: who its client certificates are,
+//! whether it is let in, where its pages may return, what it may do, and
+//! its default auth-free limits.
+use paybind_shared::{
+    fields::identifier,
+    ids::MerchantId,
+    money::{Currency, Money},
+    tls::CertFingerprint,
+};
 use url::Url;
 
 use super::binding::Limits;
@@ -10,8 +15,12 @@ use super::binding::Limits;
 pub struct Merchant {
     pub id: MerchantId,
     pub display_name: String,
-    /// The subject CN of the merchant's client certificate.
+    /// The NAME its client certificates carry as SAN URI
+    /// `urn:paybind:merchant:NAME`; which certificates count is
+    /// [`MerchantCertificate`]'s business.
     pub cert_identity: String,
+    /// Whether the payment institution lets it in at all.
+    pub status: MerchantStatus,
     /// Origins allowed to frame the binding page and to receive its messages.
     pub allowed_origins: Vec<String>,
     /// URL prefixes a session's return URL must start with.
@@ -22,6 +31,40 @@ pub struct Merchant {
     pub currency: Currency,
     /// The auth-free limits each new binding gets.
     pub limits: Limits,
+    /// The most a BindAndPay may charge: a first payment, made on a card
+    /// whose holder the issuer verified a moment before.
+    pub bind_and_pay_limit: Money,
+}
+
+/// Whether the payment institution lets a merchant in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MerchantStatus {
+    Enabled,
+    /// Refused on every replica from `since_ms` on, until enabled again.
+    Disabled {
+        since_ms: i64,
+    },
+}
+
+/// A client certificate registered for a merchant, pinned by fingerprint:
+/// the CA vouches for the chain, this says which certificates speak for
+/// the merchant, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MerchantCertificate {
+    pub fingerprint: CertFingerprint,
+    pub merchant_id: MerchantId,
+    /// The certificate's own expiry (rustls refuses it after that anyway).
+    pub not_after_ms: i64,
+    pub added_ms: i64,
+    /// Refused from this instant on: revoked, or the end of a rotation's
+    /// overlap.
+    pub revoked_ms: Option<i64>,
+}
+
+impl MerchantCertificate {
+    pub fn in_force(&self, now_ms: i64) -> bool {
+        self.revoked_ms.is_none_or(|revoked| now_ms < revoked)
+    }
 }
 
 impl Merchant {
@@ -53,6 +96,9 @@ impl Merchant {
             || self.limits.daily.currency() != self.currency
         {
             anyhow::bail!("the limits must be in the merchant's currency");
+        }
+        if self.bind_and_pay_limit.currency() != self.currency {
+            anyhow::bail!("the BindAndPay limit must be in the merchant's currency");
         }
         if self.limits.per_payment.amount_minor() > self.limits.daily.amount_minor() {
             anyhow::bail!("the per-payment limit cannot exceed the daily limit");
@@ -86,7 +132,6 @@ fn path_under(path: &str, prefix: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paybind_shared::money::Money;
 
     fn cny() -> Currency {
         Currency::parse("CNY").expect("CNY")
@@ -97,6 +142,7 @@ mod tests {
             id: MerchantId::parse("demo-shop").expect("id"),
             display_name: "Demo Shop".into(),
             cert_identity: "demo-shop".into(),
+            status: MerchantStatus::Enabled,
             allowed_origins: vec!["https://shop.example".into()],
             return_urls: vec!["https://shop.example/bind/return".into()],
             direct_entry: true,
@@ -105,6 +151,7 @@ mod tests {
                 per_payment: Money::new(50_000, cny()).expect("limit"),
                 daily: Money::new(200_000, cny()).expect("limit"),
             },
+            bind_and_pay_limit: Money::new(100_000, cny()).expect("limit"),
         }
     }
 
@@ -139,5 +186,8 @@ mod tests {
         let mut m = shop();
         m.return_urls.clear();
         assert!(m.validate().is_err());
+        let mut m = shop();
+        m.bind_and_pay_limit = Money::new(100, Currency::parse("USD").expect("USD")).expect("x");
+        assert!(m.validate().is_err(), "in another currency");
     }
 }

@@ -9,7 +9,7 @@ mod payment;
 mod session;
 
 pub use binding::{Binding, ChargeableCard, Holder, Limits, Revocation, VaultedCard};
-pub use merchant::Merchant;
+pub use merchant::{Merchant, MerchantCertificate, MerchantStatus};
 pub use payment::{Payment, PaymentState, Refund};
 pub use session::{
     AttemptError, BindSession, Purchase, SentCode, SessionKind, SessionState, Submitted,

@@ -83,6 +83,9 @@ pub enum SessionState {
 /// Why the last attempt failed, shown to the merchant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptError {
+    /// The issuer did not verify the card and its holder (no detail given).
+    CardNotVerified,
+    /// BindAndPay's charge was declined.
     CardDeclined,
     WrongCode,
 }

@@ -7,13 +7,14 @@
 //! concurrent requests can never both complete (or both charge) a session.
 use paybind_shared::{
     clock::now_ms,
-    ids::{IdempotencyKey, MerchantUserId, OrderId, SessionId},
+    ids::{IdempotencyKey, MerchantUserId, OrderId, PaymentId, SessionId},
     model::{Presentation, SessionStatus},
     money::{Currency, Money},
     person::{FullName, Phone},
 };
 
 use super::{
+    acquirer::{DeclineReason, VerificationRefusal},
     bindings::BindingView,
     card::{CardNumber, Cvv, Expiry},
     error::{DomainError, DomainResult, Invalid},
@@ -58,6 +59,17 @@ pub struct Submission {
     pub card: CardNumber,
     pub expiry: Expiry,
     pub cvv: Cvv,
+}
+
+/// Why a card used up one of a session's attempts.
+pub(crate) enum FailedAttempt {
+    /// The issuer would not verify the card and its holder (SubmitBindInfo).
+    NotVerified(VerificationRefusal),
+    /// BindAndPay's charge was declined (VerifyBind).
+    ChargeDeclined {
+        reason: DeclineReason,
+        payment_id: PaymentId,
+    },
 }
 
 /// The raw fields of a submission, as they arrive.

@@ -30,6 +30,11 @@ impl Services {
         }
         if let Some(p) = &new.payment {
             accept_currency(merchant, p.amount.currency(), "payment.amount.currency")?;
+            if p.amount.amount_minor() > merchant.bind_and_pay_limit.amount_minor() {
+                return Err(DomainError::BindAndPayLimitExceeded {
+                    limit: merchant.bind_and_pay_limit.amount_minor(),
+                });
+            }
         }
         let payment = new.payment.as_ref();
         let amount = payment

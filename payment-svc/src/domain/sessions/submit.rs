@@ -11,9 +11,9 @@ use paybind_shared::{
     money::format_minor,
 };
 
-use super::{require_status, RawSubmission, SessionView, Submission};
+use super::{require_status, FailedAttempt, RawSubmission, SessionView, Submission};
 use crate::domain::{
-    acquirer::{AcquirerError, CardRef},
+    acquirer::{CardRef, HolderClaim, VerifyError},
     card::{parse_expiry, CardNumber, Cvv},
     error::{DomainError, DomainResult},
     merchants::Merchant,
@@ -23,6 +23,7 @@ use crate::domain::{
     vault::Purpose,
     Services,
 };
+use crate::store::CardCheck;
 
 impl Submission {
     /// Parses a submission's fields, every one: the error lists each field
@@ -62,8 +63,9 @@ impl Services {
         Submission::parse(raw, self.local_date(now_ms()))
     }
 
-    /// The shopper's information for an OPEN session: the card is verified
-    /// with the acquirer, the data sealed, and a code sent to the phone.
+    /// The shopper's information for an OPEN session: the card's issuer
+    /// verifies the card and that the shopper is its holder, the data is
+    /// sealed, and a code goes to the phone the issuer has on file.
     pub async fn submit(
         &self,
         merchant: &Merchant,
@@ -78,21 +80,43 @@ impl Services {
             expiry: submission.expiry,
             cvv: Some(&submission.cvv),
         };
-        match self.acquirer.verify(&card).await {
-            Ok(()) => {}
-            Err(AcquirerError::Declined(reason)) => {
-                return Err(self.record_decline(session, reason, None).await);
-            }
-            Err(AcquirerError::Unavailable(why)) => {
-                tracing::warn!(%session_id, %why, "acquirer unavailable at card verification");
+        let claim = HolderClaim {
+            name: &submission.name,
+            id_number: &submission.id_number,
+            phone: &submission.phone,
+        };
+        let digits = submission.card.expose_digits().as_bytes();
+        let fingerprint = self.fingerprints.mac_hex(&[b"paybind/card/v1", digits]);
+        let verified = match self.acquirer.verify_cardholder(&card, &claim).await {
+            Ok(holder) => Ok(holder),
+            Err(VerifyError::Refused(refusal)) => Err(refusal),
+            Err(VerifyError::Unavailable(why)) => {
+                tracing::warn!(%session_id, %why, "issuer unavailable at card verification");
                 return Err(DomainError::AcquirerUnavailable);
             }
-        }
+        };
+        // Every answer is kept, with its detail: the merchant is told only
+        // whether the card was verified.
+        self.store
+            .record_card_check(&CardCheck {
+                merchant_id: merchant.id.clone(),
+                session_id: session.id.clone(),
+                card_fingerprint: fingerprint.clone(),
+                outcome: verified.as_ref().map(|_| ()).map_err(|refusal| *refusal),
+                checked_ms: now_ms(),
+            })
+            .await?;
+        let phone_on_file = match verified {
+            Ok(holder) => holder.phone_on_file,
+            Err(refusal) => {
+                let failure = FailedAttempt::NotVerified(refusal);
+                return Err(self.record_failed_attempt(session, failure).await);
+            }
+        };
 
-        let digits = submission.card.expose_digits().as_bytes();
         let submitted = Submitted {
             card: VaultedCard {
-                fingerprint: self.fingerprints.mac_hex(&[b"paybind/card/v1", digits]),
+                fingerprint,
                 pan: self.vault.seal(Purpose::CardNumber, digits)?,
                 brand: submission.card.brand(),
                 last4: submission.card.last4().to_owned(),
@@ -103,7 +127,8 @@ impl Services {
                 id_number: self
                     .vault
                     .seal(Purpose::IdNumber, submission.id_number.expose().as_bytes())?,
-                phone: submission.phone,
+                // The code goes to the issuer's phone, whatever was typed.
+                phone: phone_on_file,
             },
         };
         let now = now_ms();

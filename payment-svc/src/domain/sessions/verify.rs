@@ -6,7 +6,7 @@ use paybind_shared::{
     model::SessionStatus,
 };
 
-use super::{concurrent, require_status, SessionView};
+use super::{concurrent, require_status, FailedAttempt, SessionView};
 use crate::{
     domain::{
         acquirer::{AcquirerError, CardRef, DeclineReason},
@@ -175,7 +175,8 @@ impl Services {
         let acquirer_ref = match charged {
             Ok(acquirer_ref) => acquirer_ref,
             Err(reason) => {
-                return Err(self.record_decline(session, reason, Some(payment_id)).await)
+                let failure = FailedAttempt::ChargeDeclined { reason, payment_id };
+                return Err(self.record_failed_attempt(session, failure).await);
             }
         };
         let now = now_ms();
@@ -212,14 +213,13 @@ impl Services {
         self.session_view(session).await
     }
 
-    /// A declined card uses one attempt: the session is OPEN again for
+    /// A card that failed uses one attempt: the session is OPEN again for
     /// another card, or FAILED when none are left. No binding is created;
     /// what the shopper submitted is forgotten.
-    pub(super) async fn record_decline(
+    pub(super) async fn record_failed_attempt(
         &self,
         mut session: BindSession,
-        reason: DeclineReason,
-        payment_id: Option<PaymentId>,
+        failure: FailedAttempt,
     ) -> DomainError {
         session.attempts_left = session.attempts_left.saturating_sub(1);
         let attempts_left = session.attempts_left;
@@ -228,25 +228,43 @@ impl Services {
         } else {
             SessionState::Open
         };
-        session.last_error = Some(AttemptError::CardDeclined);
+        let payment_final = match &failure {
+            FailedAttempt::NotVerified(_) => {
+                session.last_error = Some(AttemptError::CardNotVerified);
+                None
+            }
+            FailedAttempt::ChargeDeclined { reason, payment_id } => {
+                session.last_error = Some(AttemptError::CardDeclined);
+                Some(PaymentOutcome {
+                    payment_id: payment_id.clone(),
+                    state: PaymentState::Declined { reason: *reason },
+                    now_ms: now_ms(),
+                })
+            }
+        };
         let change = SessionChange {
             session,
             new_binding: None,
             new_payment: None,
-            payment_final: payment_id.map(|payment_id| PaymentOutcome {
-                payment_id,
-                state: PaymentState::Declined { reason },
-                now_ms: now_ms(),
-            }),
+            payment_final,
         };
         match self.store.apply_session_change(change).await {
-            Ok(session) => {
-                tracing::info!(session_id = %session.id, %reason, attempts_left, "card declined");
-                DomainError::CardDeclined {
-                    reason,
-                    attempts_left,
+            Ok(session) => match failure {
+                FailedAttempt::NotVerified(refusal) => {
+                    // The detail is for payment-svc's own records and logs
+                    // (card_checks); the merchant learns only that the card
+                    // could not be verified.
+                    tracing::info!(session_id = %session.id, %refusal, attempts_left, "card not verified");
+                    DomainError::CardNotVerified { attempts_left }
                 }
-            }
+                FailedAttempt::ChargeDeclined { reason, .. } => {
+                    tracing::info!(session_id = %session.id, %reason, attempts_left, "card declined");
+                    DomainError::CardDeclined {
+                        reason,
+                        attempts_left,
+                    }
+                }
+            },
             Err(e) => concurrent(e),
         }
     }

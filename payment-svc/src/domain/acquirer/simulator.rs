@@ -1,125 +1,21 @@
-//! The acquirer (card network) — the one simulated part of paybind. The trait
-//! is what a real acquirer integration implements; [`Simulator`] follows the
-//! documented test cards (README, "Test cards").
-use std::{collections::HashMap, fmt, io::Write, path::Path, sync::Mutex};
+//! The built-in acquirer: the simulated issuers' records (`test_cards.rs`)
+//! and a ledger of charges and refunds, idempotent by id, optionally kept
+//! in a journal file.
+use std::{collections::HashMap, io::Write, path::Path, sync::Mutex};
 
 use async_trait::async_trait;
 use paybind_shared::{
     ids::{new_id, PaymentId, RefundId},
     money::Money,
+    person::Phone,
 };
 use serde::{Deserialize, Serialize};
 
-use super::card::{CardNumber, Cvv, Expiry};
-
-/// Why the card network refused a card or a charge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeclineReason {
-    InsufficientFunds,
-    DoNotHonor,
-    ExpiredCard,
-    CvvMismatch,
-    ProcessingError,
-}
-
-impl DeclineReason {
-    const ALL: [Self; 5] = [
-        Self::InsufficientFunds,
-        Self::DoNotHonor,
-        Self::ExpiredCard,
-        Self::CvvMismatch,
-        Self::ProcessingError,
-    ];
-
-    /// The reason its code names (`INSUFFICIENT_FUNDS`, …).
-    pub fn from_code(code: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == code)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InsufficientFunds => "INSUFFICIENT_FUNDS",
-            Self::DoNotHonor => "DO_NOT_HONOR",
-            Self::ExpiredCard => "EXPIRED_CARD",
-            Self::CvvMismatch => "CVV_MISMATCH",
-            Self::ProcessingError => "PROCESSING_ERROR",
-        }
-    }
-}
-
-impl fmt::Display for DeclineReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AcquirerError {
-    #[error("declined: {0}")]
-    Declined(DeclineReason),
-    /// No answer: the outcome is unknown, the same call may be retried (every
-    /// call is idempotent by its id).
-    #[error("acquirer unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Where a charge stands at the card network, once settled for good.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolution {
-    /// It was charged: the acquirer's reference.
-    Charged { acquirer_ref: String },
-    /// It was refused.
-    Declined(DeclineReason),
-    /// The network never saw it, and now never will: a charge sent later
-    /// under this payment id is refused.
-    NeverCharged,
-}
-
-/// The card as the acquirer needs it. The CVV is present only at binding time.
-pub struct CardRef<'a> {
-    pub number: &'a CardNumber,
-    pub expiry: Expiry,
-    pub cvv: Option<&'a Cvv>,
-}
-
-#[async_trait]
-pub trait Acquirer: Send + Sync + 'static {
-    /// Checks the card with no money moving (at binding time).
-    async fn verify(&self, card: &CardRef<'_>) -> Result<(), AcquirerError>;
-    /// Charges `amount`; idempotent by `payment_id`. Returns the acquirer's
-    /// reference for the charge.
-    async fn charge(
-        &self,
-        payment_id: &PaymentId,
-        card: &CardRef<'_>,
-        amount: Money,
-    ) -> Result<String, AcquirerError>;
-    /// Returns `amount` of a charge; idempotent by `refund_id`.
-    async fn refund(
-        &self,
-        refund_id: &RefundId,
-        acquirer_ref: &str,
-        amount: Money,
-    ) -> Result<(), AcquirerError>;
-    /// Settles the charge of `payment_id` for good, for a payment whose
-    /// charging process is gone: a charge the network made (or refused) is
-    /// returned as it was; one it never saw is voided. Idempotent.
-    async fn resolve(&self, payment_id: &PaymentId) -> Result<Resolution, AcquirerError>;
-}
-
-/// What a test card does; every other valid number is approved.
-pub fn test_card_behaviour(number: &str) -> (Option<DeclineReason>, Option<DeclineReason>) {
-    // (declined at verification, declined at every charge)
-    match number {
-        "4000000000000002" => (Some(DeclineReason::DoNotHonor), None),
-        "4000000000000069" => (Some(DeclineReason::ExpiredCard), None),
-        "4000000000000127" => (Some(DeclineReason::CvvMismatch), None),
-        "4000000000000119" => (Some(DeclineReason::ProcessingError), None),
-        "4000000000009995" => (None, Some(DeclineReason::InsufficientFunds)),
-        "4000000000000341" => (None, Some(DeclineReason::DoNotHonor)),
-        _ => (None, None),
-    }
-}
+use super::{
+    test_cards::{test_card, TestCard},
+    Acquirer, AcquirerError, CardRef, DeclineReason, HolderClaim, Resolution, VerificationRefusal,
+    VerifiedHolder, VerifyError,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
@@ -301,6 +197,20 @@ impl Simulator {
     }
 }
 
+/// Whether the claim is the issuer's record: the same ID number and phone,
+/// and the same name up to letter case and spacing (as a bank clerk would
+/// read it).
+fn holds(record: &TestCard, claim: &HolderClaim<'_>) -> bool {
+    let words = |name: &str| {
+        name.split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+    };
+    claim.id_number.expose() == record.holder.id_number
+        && claim.phone.e164() == record.holder.phone
+        && words(claim.name.as_str()) == words(record.holder.name)
+}
+
 fn answer(outcome: &Outcome) -> Result<String, AcquirerError> {
     match outcome {
         Outcome::Approved(r) => Ok(r.clone()),
@@ -311,11 +221,22 @@ fn answer(outcome: &Outcome) -> Result<String, AcquirerError> {
 
 #[async_trait]
 impl Acquirer for Simulator {
-    async fn verify(&self, card: &CardRef<'_>) -> Result<(), AcquirerError> {
-        match test_card_behaviour(card.number.expose_digits()).0 {
-            Some(reason) => Err(AcquirerError::Declined(reason)),
-            None => Ok(()),
+    async fn verify_cardholder(
+        &self,
+        card: &CardRef<'_>,
+        holder: &HolderClaim<'_>,
+    ) -> Result<VerifiedHolder, VerifyError> {
+        let record = test_card(card.number.expose_digits())
+            .ok_or(VerifyError::Refused(VerificationRefusal::NoRecord))?;
+        if let Some(reason) = record.at_verification {
+            return Err(VerifyError::Refused(VerificationRefusal::Card(reason)));
         }
+        if !holds(record, holder) {
+            return Err(VerifyError::Refused(VerificationRefusal::HolderMismatch));
+        }
+        Ok(VerifiedHolder {
+            phone_on_file: Phone::from_stored(record.holder.phone.to_owned()),
+        })
     }
 
     async fn charge(
@@ -328,8 +249,11 @@ impl Acquirer for Simulator {
         if let Some(existing) = ledger.charges.get(payment_id.as_str()) {
             return answer(&existing.outcome);
         }
-        let (at_verify, at_charge) = test_card_behaviour(card.number.expose_digits());
-        let (approved, declined) = match at_charge.or(at_verify) {
+        let refusal = match test_card(card.number.expose_digits()) {
+            Some(record) => record.at_charge.or(record.at_verification),
+            None => Some(DeclineReason::DoNotHonor),
+        };
+        let (approved, declined) = match refusal {
             Some(reason) => (None, Some(reason.as_str().to_owned())),
             None => (Some(new_id("acq")), None),
         };
@@ -396,7 +320,11 @@ impl Acquirer for Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paybind_shared::money::Currency;
+    use crate::domain::{
+        card::{CardNumber, Expiry},
+        shopper::IdNumber,
+    };
+    use paybind_shared::{clock::LocalDate, money::Currency, person::FullName};
 
     fn card(n: &str) -> CardNumber {
         CardNumber::parse(n).expect("valid")
@@ -404,6 +332,97 @@ mod tests {
 
     fn cny(amount: i64) -> Money {
         Money::new(amount, Currency::parse("CNY").expect("CNY")).expect("money")
+    }
+
+    struct Claim {
+        name: FullName,
+        id_number: IdNumber,
+        phone: Phone,
+    }
+
+    impl Claim {
+        fn of(name: &str, id_number: &str, phone: &str) -> Self {
+            let today = LocalDate {
+                year: 2026,
+                month: 11,
+                day: 26,
+            };
+            Self {
+                name: FullName::parse(name).expect("name"),
+                id_number: IdNumber::parse(id_number, today).expect("id"),
+                phone: Phone::parse(phone).expect("phone"),
+            }
+        }
+
+        fn zhang_san() -> Self {
+            Self::of("Zhang San", "11010519491231002X", "13800138000")
+        }
+
+        fn get(&self) -> HolderClaim<'_> {
+            HolderClaim {
+                name: &self.name,
+                id_number: &self.id_number,
+                phone: &self.phone,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_holder_on_file_is_verified_and_the_code_goes_to_the_phone_on_file() {
+        let sim = Simulator::new();
+        let visa = card("4242424242424242");
+        let r = CardRef {
+            number: &visa,
+            expiry: Expiry {
+                month: 12,
+                year: 2030,
+            },
+            cvv: None,
+        };
+        let verified = sim
+            .verify_cardholder(&r, &Claim::zhang_san().get())
+            .await
+            .expect("the holder");
+        assert_eq!(verified.phone_on_file.e164(), "+8613800138000");
+        let same_name = Claim::of("  zhang   SAN ", "11010519491231002x", "+86 138 0013 8000");
+        assert!(sim.verify_cardholder(&r, &same_name.get()).await.is_ok());
+
+        let mismatch = Err(VerifyError::Refused(VerificationRefusal::HolderMismatch));
+        for (what, claim) in [
+            (
+                "another phone",
+                Claim::of("Zhang San", "11010519491231002X", "13900139000"),
+            ),
+            (
+                "another ID number",
+                Claim::of("Zhang San", "110101199003074477", "13800138000"),
+            ),
+            (
+                "another name",
+                Claim::of("Zhang Si", "11010519491231002X", "13800138000"),
+            ),
+            (
+                "the holder of another card",
+                Claim::of("Li Si", "110101199003074477", "13900139000"),
+            ),
+        ] {
+            assert_eq!(
+                sim.verify_cardholder(&r, &claim.get()).await,
+                mismatch,
+                "{what}"
+            );
+        }
+
+        let unknown = card("4000000000000010");
+        let r = CardRef {
+            number: &unknown,
+            ..r
+        };
+        assert_eq!(
+            sim.verify_cardholder(&r, &Claim::zhang_san().get()).await,
+            Err(VerifyError::Refused(VerificationRefusal::NoRecord)),
+            "a valid number no issuer knows"
+        );
     }
 
     #[tokio::test]
@@ -418,14 +437,20 @@ mod tests {
             expiry: exp,
             cvv: None,
         };
+        let holder = Claim::zhang_san();
         let ok = Box::leak(Box::new(card("4242424242424242")));
         let poor = Box::leak(Box::new(card("4000000000009995")));
         let bad = Box::leak(Box::new(card("4000000000000002")));
-        assert!(sim.verify(&r(ok)).await.is_ok());
-        assert!(sim.verify(&r(poor)).await.is_ok(), "binds");
+        assert!(sim.verify_cardholder(&r(ok), &holder.get()).await.is_ok());
+        assert!(
+            sim.verify_cardholder(&r(poor), &holder.get()).await.is_ok(),
+            "binds"
+        );
         assert_eq!(
-            sim.verify(&r(bad)).await,
-            Err(AcquirerError::Declined(DeclineReason::DoNotHonor))
+            sim.verify_cardholder(&r(bad), &holder.get()).await,
+            Err(VerifyError::Refused(VerificationRefusal::Card(
+                DeclineReason::DoNotHonor
+            )))
         );
         let (p1, p2) = (PaymentId::generate(), PaymentId::generate());
         let (r1, r2) = (RefundId::generate(), RefundId::generate());

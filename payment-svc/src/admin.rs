@@ -1,0 +1,219 @@
+//! `payment-svc merchant …`: the payment institution's operators register
+//! merchants and their certificates, rotate and revoke certificates, and
+//! disable a merchant. Every change is one transaction that moves the
+//! merchant revision; each command returns once every running replica has
+//! had time to see it (twice the replicas' refresh interval).
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Subcommand;
+use paybind_shared::{
+    clock::now_ms,
+    ids::MerchantId,
+    money::{Currency, Money},
+    tls::{CertFingerprint, PeerCertificate},
+};
+
+use crate::{
+    domain::{
+        merchants::{self, Merchant, MerchantStatus, REFRESH_EVERY},
+        model::Limits,
+    },
+    store::Store,
+};
+
+#[derive(Subcommand)]
+pub enum MerchantCommand {
+    /// Register a merchant with its client certificate.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// The merchant's client certificate (PEM). It must carry the SAN
+        /// URI urn:paybind:merchant:NAME; its fingerprint is registered.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Origin allowed to embed the binding page (repeatable).
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        /// Return URL prefix (repeatable, at least one).
+        #[arg(long = "return-url", required = true)]
+        return_urls: Vec<String>,
+        /// Allow direct entry (the merchant sends card data itself).
+        #[arg(long)]
+        direct_entry: bool,
+        #[arg(long, default_value = "CNY")]
+        currency: String,
+        /// Auth-free limit per payment, minor units.
+        #[arg(long, default_value_t = 50_000)]
+        per_payment: i64,
+        /// Auth-free limit per day, minor units.
+        #[arg(long, default_value_t = 200_000)]
+        per_day: i64,
+        /// The most a BindAndPay (a first payment) may charge, minor units;
+        /// the per-payment limit if not given.
+        #[arg(long)]
+        bind_and_pay_limit: Option<i64>,
+    },
+    /// List merchants, their status and certificates.
+    List,
+    /// Refuse every call of a merchant, on every replica, until enabled.
+    Disable { id: String },
+    /// Let a disabled merchant in again.
+    Enable { id: String },
+    /// Register a new certificate for a merchant; its other certificates
+    /// are refused at once, or after --overlap-secs.
+    RotateCert {
+        id: String,
+        /// The new client certificate (PEM), naming the same merchant.
+        #[arg(long)]
+        cert: PathBuf,
+        /// How long the previous certificates stay valid, so the merchant
+        /// can roll the new one out; 0 (the default) refuses them at once.
+        #[arg(long, default_value_t = 0)]
+        overlap_secs: u64,
+    },
+    /// Refuse one certificate at once: by its SHA-256 fingerprint (as
+    /// `merchant list` or `openssl x509 -noout -fingerprint -sha256` print
+    /// it), or by the certificate file.
+    RevokeCert {
+        #[arg(required_unless_present = "cert", conflicts_with = "cert")]
+        fingerprint: Option<String>,
+        #[arg(long)]
+        cert: Option<PathBuf>,
+    },
+}
+
+pub async fn run(command: MerchantCommand, store: &dyn Store) -> anyhow::Result<()> {
+    match command {
+        MerchantCommand::Add {
+            id,
+            name,
+            cert,
+            origins,
+            return_urls,
+            direct_entry,
+            currency,
+            per_payment,
+            per_day,
+            bind_and_pay_limit,
+        } => {
+            let peer = PeerCertificate::from_pem_file(&cert)?;
+            let currency = Currency::parse(&currency).context("--currency")?;
+            let merchant = Merchant {
+                id: MerchantId::parse(&id).context("--id")?,
+                display_name: name,
+                cert_identity: peer
+                    .merchant_name()
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{}: no SAN URI urn:paybind:merchant:NAME names the merchant",
+                            cert.display()
+                        )
+                    })?
+                    .to_owned(),
+                status: MerchantStatus::Enabled,
+                allowed_origins: origins,
+                return_urls,
+                direct_entry,
+                currency,
+                limits: Limits {
+                    per_payment: Money::new(per_payment, currency).context("--per-payment")?,
+                    daily: Money::new(per_day, currency).context("--per-day")?,
+                },
+                bind_and_pay_limit: Money::new(bind_and_pay_limit.unwrap_or(per_payment), currency)
+                    .context("--bind-and-pay-limit")?,
+            };
+            let registered = merchants::register(store, &merchant, &peer).await?;
+            println!(
+                "registered merchant {} (certificate urn:paybind:merchant:{}, SHA-256 {})",
+                merchant.id, merchant.cert_identity, registered.fingerprint
+            );
+        }
+        MerchantCommand::List => {
+            let now = now_ms();
+            for m in store.list_merchants().await? {
+                let status = match m.status {
+                    MerchantStatus::Enabled => "enabled",
+                    MerchantStatus::Disabled { .. } => "DISABLED",
+                };
+                println!(
+                    "{}\t{}\t{status}\tcert name={}\tdirect_entry={}\tcurrency={}\tauth-free: {} per payment, {} per day\tBindAndPay up to {}",
+                    m.id,
+                    m.display_name,
+                    m.cert_identity,
+                    m.direct_entry,
+                    m.currency,
+                    m.limits.per_payment,
+                    m.limits.daily,
+                    m.bind_and_pay_limit
+                );
+                for c in store.merchant_certificates(&m.id).await? {
+                    let state = match c.revoked_ms {
+                        None => "in force".to_owned(),
+                        Some(at) if at > now => {
+                            format!("in force for {} s more", (at - now) / 1000)
+                        }
+                        Some(_) => "revoked".to_owned(),
+                    };
+                    println!("\tcertificate SHA-256 {}\t{state}", c.fingerprint);
+                }
+            }
+        }
+        MerchantCommand::Disable { id } => {
+            let merchant = merchants::find(store, &MerchantId::parse(&id).context("id")?).await?;
+            let status = MerchantStatus::Disabled { since_ms: now_ms() };
+            store.set_merchant_status(&merchant.id, status).await?;
+            in_force_everywhere().await;
+            println!("merchant {id} is disabled: every replica refuses it");
+        }
+        MerchantCommand::Enable { id } => {
+            let merchant = merchants::find(store, &MerchantId::parse(&id).context("id")?).await?;
+            store
+                .set_merchant_status(&merchant.id, MerchantStatus::Enabled)
+                .await?;
+            in_force_everywhere().await;
+            println!("merchant {id} is enabled");
+        }
+        MerchantCommand::RotateCert {
+            id,
+            cert,
+            overlap_secs,
+        } => {
+            let merchant = merchants::find(store, &MerchantId::parse(&id).context("id")?).await?;
+            let peer = PeerCertificate::from_pem_file(&cert)?;
+            let overlap = Duration::from_secs(overlap_secs);
+            let registered = merchants::rotate(store, &merchant, &peer, overlap).await?;
+            in_force_everywhere().await;
+            println!(
+                "merchant {id}: certificate SHA-256 {} registered; the previous ones are {}",
+                registered.fingerprint,
+                if overlap_secs == 0 {
+                    "refused from now on".to_owned()
+                } else {
+                    format!("refused in {overlap_secs} s")
+                }
+            );
+        }
+        MerchantCommand::RevokeCert { fingerprint, cert } => {
+            let fingerprint = match (fingerprint, cert) {
+                (Some(text), _) => CertFingerprint::parse(&text)?,
+                (None, Some(path)) => PeerCertificate::from_pem_file(&path)?.fingerprint,
+                (None, None) => anyhow::bail!("give a fingerprint or --cert"),
+            };
+            if !store.revoke_certificate(&fingerprint, now_ms()).await? {
+                anyhow::bail!("no certificate in force has fingerprint {fingerprint}");
+            }
+            in_force_everywhere().await;
+            println!("certificate {fingerprint} is revoked: every replica refuses it");
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every running replica has polled the merchant revision
+/// at least once since the change.
+async fn in_force_everywhere() {
+    tokio::time::sleep(REFRESH_EVERY * 2 + Duration::from_millis(100)).await;
+}

@@ -8,6 +8,8 @@ use paybind_shared::{
     tls::TlsFiles,
 };
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::velocity::VelocityLimits;
 use serde::{Deserialize, Serialize, Serializer};
 
 const DEFAULTS: &str = r#"
@@ -57,6 +59,9 @@ pub struct Settings {
     #[serde(default)]
     pub acquirer: AcquirerSettings,
     pub recovery: RecoverySettings,
+    /// Velocity limits against card testing, SMS pumping and code guessing.
+    #[serde(default)]
+    pub velocity: VelocityLimits,
     pub secrets: Secrets,
 }
 
@@ -91,6 +96,13 @@ pub struct LimitSettings {
 pub struct SessionSettings {
     pub ttl_secs: i64,
     pub max_card_attempts: u32,
+    /// The least wait between two codes of one session.
+    #[serde(default = "default_resend_interval")]
+    pub resend_interval_secs: u32,
+}
+
+fn default_resend_interval() -> u32 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -171,6 +183,10 @@ impl Settings {
         if !(50..=60_000).contains(&self.recovery.interval_ms) {
             anyhow::bail!("recovery.interval_ms must be between 50 and 60000");
         }
+        if !(1..=600).contains(&self.sessions.resend_interval_secs) {
+            anyhow::bail!("sessions.resend_interval_secs must be between 1 and 600");
+        }
+        self.velocity.validate()?;
         if !(1..=10).contains(&self.sessions.max_card_attempts) {
             anyhow::bail!("sessions.max_card_attempts must be between 1 and 10");
         }
@@ -204,6 +220,7 @@ impl Settings {
             sessions: SessionSettings {
                 ttl_secs: 900,
                 max_card_attempts: 3,
+                resend_interval_secs: default_resend_interval(),
             },
             sms: SmsSettings {
                 provider: "dev-outbox".to_owned(),
@@ -213,6 +230,7 @@ impl Settings {
                 journal_file: Some(dir.join("acquirer-ledger.jsonl")),
             },
             recovery: RecoverySettings { interval_ms: 1000 },
+            velocity: VelocityLimits::default(),
             secrets: Secrets::generate(),
         }
     }

@@ -86,6 +86,8 @@ impl App {
                 session_ttl_ms: settings.sessions.ttl_secs * 1000,
                 max_card_attempts: settings.sessions.max_card_attempts,
                 public_base_url: settings.public_base_url.clone(),
+                velocity: settings.velocity.clone(),
+                resend_interval_ms: i64::from(settings.sessions.resend_interval_secs) * 1000,
             },
         });
         let listener = TcpListener::bind(settings.grpc.listen).await?;

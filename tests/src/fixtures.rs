@@ -32,6 +32,44 @@ pub fn card(number: &str) -> pb::CardInfo {
     }
 }
 
+/// Opens a Bind session for `user` (redirect, the test return URL); its id.
+pub async fn open_session(c: &mut Client, user: &str) -> anyhow::Result<String> {
+    Ok(c.bind(pb::BindRequest {
+        merchant_user_id: user.into(),
+        presentation: pb::Presentation::Redirect as i32,
+        return_url: RETURN_URL.into(),
+        prefill: None,
+        idempotency_key: format!("bind-{user}"),
+    })
+    .await?
+    .into_inner()
+    .session
+    .ok_or_else(|| anyhow::anyhow!("Bind answered without a session"))?
+    .session_id)
+}
+
+/// Submits Zhang San's name and ID number with `phone` and `card_number`
+/// (expiry 12/2031, CVV 123) to a session.
+pub async fn submit_as_zhang_san(
+    c: &mut Client,
+    session_id: &str,
+    card_number: &str,
+    phone: &str,
+) -> Result<pb::BindSession, tonic::Status> {
+    c.submit_bind_info(pb::SubmitBindInfoRequest {
+        session_id: session_id.into(),
+        shopper: Some(pb::ShopperInfo {
+            phone: phone.into(),
+            ..shopper("Zhang San")
+        }),
+        card: Some(card(card_number)),
+    })
+    .await?
+    .into_inner()
+    .session
+    .ok_or_else(|| tonic::Status::internal("SubmitBindInfo answered without a session"))
+}
+
 /// Binds `card` for `user` straight at payment-svc, as a merchant with
 /// direct entry does: Bind, SubmitBindInfo, VerifyBind with the code sent.
 pub async fn bind_card(

@@ -620,7 +620,22 @@ fn test_settings(db_url: &str, server: &TlsFiles, dir: &Path) -> Settings {
     settings.public_base_url = "https://pay.example".into();
     settings.database = DatabaseSettings::new(db_url, 8);
     settings.tls = server.clone();
+    settings.velocity = unlimited_velocity();
     settings
+}
+
+/// Velocity limits no test reaches by accident: the suite's one shopper
+/// binds cards far more often than a real one would. Tests of the limits
+/// (`tests/velocity.rs`) set their own.
+pub fn unlimited_velocity() -> payment_svc::domain::velocity::VelocityLimits {
+    payment_svc::domain::velocity::VelocityLimits {
+        card_checks_per_merchant_per_minute: 1_000_000,
+        card_checks_per_card_per_day: 1_000_000,
+        codes_per_merchant_per_minute: 1_000_000,
+        codes_per_phone_per_hour: 1_000_000,
+        code_tries_per_session: 1_000_000,
+        code_tries_per_phone_per_day: 1_000_000,
+    }
 }
 
 /// The text columns of every row `sql` selects from the database at `url`

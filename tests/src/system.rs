@@ -202,6 +202,8 @@ impl System {
         let mut payment = payment_svc::config::Settings::development(&d, localhost(payment_port));
         payment.public_base_url = "https://pay.example".into();
         payment.database = DatabaseSettings::new(&payment_db, db);
+        // A load test binds the same shopper's card for every worker.
+        payment.velocity = crate::unlimited_velocity();
         let outbox = payment.sms.outbox_file.clone().context("an SMS outbox")?;
         let acquirer_journal = payment
             .acquirer

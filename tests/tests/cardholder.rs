@@ -8,7 +8,7 @@
 
 use paybind_tests::{
     cny,
-    fixtures::{card, Client, ID_NUMBER, PHONE, VISA},
+    fixtures::{open_session, submit_as_zhang_san as submit, PHONE, VISA},
     metadata_of, pb, reason, text_rows, Stack, BIND_AND_PAY_LIMIT, RETURN_URL, SHOP_A,
 };
 use tonic::{Code, Status};
@@ -29,43 +29,6 @@ paybind_tests::on_both_backends!(with_merchant = false;
     every_refusal_at_binding_looks_the_same_and_the_detail_is_kept,
     bind_and_pay_is_capped_per_merchant,
 );
-
-async fn open_session(c: &mut Client, user: &str) -> anyhow::Result<String> {
-    Ok(c.bind(pb::BindRequest {
-        merchant_user_id: user.into(),
-        presentation: pb::Presentation::Redirect as i32,
-        return_url: RETURN_URL.into(),
-        prefill: None,
-        idempotency_key: format!("bind-{user}"),
-    })
-    .await?
-    .into_inner()
-    .session
-    .expect("session")
-    .session_id)
-}
-
-/// Zhang San's name and ID number, with `phone`, for `card_number`.
-async fn submit(
-    c: &mut Client,
-    session_id: &str,
-    card_number: &str,
-    phone: &str,
-) -> Result<pb::BindSession, Status> {
-    Ok(c.submit_bind_info(pb::SubmitBindInfoRequest {
-        session_id: session_id.into(),
-        shopper: Some(pb::ShopperInfo {
-            full_name: "Zhang San".into(),
-            id_number: ID_NUMBER.into(),
-            phone: phone.into(),
-        }),
-        card: Some(card(card_number)),
-    })
-    .await?
-    .into_inner()
-    .session
-    .expect("session"))
-}
 
 fn assert_not_verified(err: &Status, attempts_left: &str) {
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");

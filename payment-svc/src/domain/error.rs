@@ -48,6 +48,12 @@ pub enum DomainError {
     CodeExpired,
     #[error("a code was sent too recently or too often; retry in {} s", retry_after.as_secs())]
     ResendThrottled { retry_after: Duration },
+    #[error("too many attempts for this {scope}; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// merchant, card, phone or session.
+        scope: &'static str,
+        retry_after: Duration,
+    },
     #[error("no binding with this token for this merchant user")]
     TokenNotFound,
     #[error("the binding was revoked")]

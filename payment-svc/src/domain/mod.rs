@@ -19,6 +19,7 @@ pub mod shopper;
 pub mod sms;
 pub mod token;
 pub mod vault;
+pub mod velocity;
 
 use acquirer::Acquirer;
 use merchants::MerchantDirectory;
@@ -51,6 +52,10 @@ pub struct Policy {
     pub max_card_attempts: u32,
     /// Base URL of the binding pages, e.g. `http://localhost:8081`.
     pub public_base_url: String,
+    /// Velocity limits on card checks, codes sent and codes tried.
+    pub velocity: velocity::VelocityLimits,
+    /// The least wait between two codes of one session.
+    pub resend_interval_ms: i64,
 }
 
 /// Everything the domain operations need, shared by all requests.

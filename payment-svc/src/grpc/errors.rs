@@ -49,6 +49,11 @@ impl From<DomainError> for Status {
             DomainError::ResendThrottled { retry_after } => {
                 status(Code::ResourceExhausted, "RESEND_THROTTLED").retry_after(retry_after)
             }
+            DomainError::RateLimited { scope, retry_after } => {
+                status(Code::ResourceExhausted, "RATE_LIMITED")
+                    .meta("scope", scope)
+                    .retry_after(retry_after)
+            }
             DomainError::TokenNotFound => status(Code::NotFound, "TOKEN_NOT_FOUND"),
             DomainError::BindingRevoked => status(Code::FailedPrecondition, "BINDING_REVOKED"),
             DomainError::LimitExceeded {

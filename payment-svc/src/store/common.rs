@@ -287,6 +287,65 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn take_allowances(
+                &self,
+                allowances: &[Allowance],
+                now_ms: i64,
+            ) -> StoreResult<Result<(), UsedUp>> {
+                let mut ordered: Vec<&Allowance> = allowances.iter().collect();
+                // One lock order for every transaction: no deadlock.
+                ordered.sort_by(|a, b| (a.counter, &a.key).cmp(&(b.counter, &b.key)));
+                let mut tx = self.writer().begin().await?;
+                for a in &ordered {
+                    let counter = velocity_counter::to_stored(a.counter);
+                    if Self::BACKEND == Backend::Postgres {
+                        // SQLite has one writer; PostgreSQL serialises
+                        // the check-and-record of one key here.
+                        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                            .bind(format!("velocity/{counter}/{}", a.key))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let since = now_ms.saturating_sub(a.window_ms());
+                    sqlx::query(
+                        "DELETE FROM velocity_events WHERE counter = $1 AND key = $2 AND at_ms <= $3",
+                    )
+                    .bind(counter)
+                    .bind(&a.key)
+                    .bind(since)
+                    .execute(&mut *tx)
+                    .await?;
+                    let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                        "SELECT COUNT(*), MIN(at_ms) FROM velocity_events \
+                         WHERE counter = $1 AND key = $2 AND at_ms > $3",
+                    )
+                    .bind(counter)
+                    .bind(&a.key)
+                    .bind(since)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if count >= i64::from(a.limit) {
+                        let frees_at = oldest.unwrap_or(now_ms).saturating_add(a.window_ms());
+                        return Ok(Err(UsedUp {
+                            counter: a.counter,
+                            retry_after: std::time::Duration::from_millis(
+                                u64::try_from(frees_at.saturating_sub(now_ms)).unwrap_or(0),
+                            ),
+                        }));
+                    }
+                }
+                for a in &ordered {
+                    sqlx::query("INSERT INTO velocity_events (counter, key, at_ms) VALUES ($1, $2, $3)")
+                        .bind(velocity_counter::to_stored(a.counter))
+                        .bind(&a.key)
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Ok(()))
+            }
+
             async fn record_card_check(&self, check: &CardCheck) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO card_checks \

@@ -27,6 +27,7 @@ use crate::domain::{
         BindSession, Binding, ChargeableCard, Merchant, MerchantCertificate, MerchantStatus,
         Payment, PaymentState, Refund,
     },
+    velocity::{Allowance, UsedUp},
 };
 
 mod common;
@@ -227,6 +228,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Moves whenever a merchant or certificate changes.
     async fn merchant_revision(&self) -> StoreResult<i64>;
+
+    // Velocity limits.
+    /// Records one event at `now_ms` for every allowance if none is used
+    /// up — checked and recorded in one transaction, serialised per key so
+    /// that replicas share the counts — and otherwise records nothing and
+    /// says which one is used up. Events older than their window go.
+    async fn take_allowances(
+        &self,
+        allowances: &[Allowance],
+        now_ms: i64,
+    ) -> StoreResult<Result<(), UsedUp>>;
 
     // Bind sessions.
     /// Keeps an issuer's answer to a card check.

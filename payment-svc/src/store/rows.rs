@@ -27,6 +27,7 @@ use crate::domain::{
         SentCode, SessionKind, SessionState, Submitted, VaultedCard,
     },
     vault::Sealed,
+    velocity::Counter,
 };
 
 // The spellings, each checked by a CHECK constraint in the migrations.
@@ -70,6 +71,15 @@ pub fn card_check_outcome(outcome: Result<(), VerificationRefusal>) -> &'static 
         Err(VerificationRefusal::NoRecord) => "NO_CARDHOLDER_RECORD",
     }
 }
+
+stored_enum!(pub velocity_counter: Counter, "velocity_events.counter", {
+    CardChecksPerMerchant => "CARD_CHECKS_PER_MERCHANT",
+    CardChecksPerCard => "CARD_CHECKS_PER_CARD",
+    CodesPerMerchant => "CODES_PER_MERCHANT",
+    CodesPerPhone => "CODES_PER_PHONE",
+    CodeTriesPerSession => "CODE_TRIES_PER_SESSION",
+    CodeTriesPerPhone => "CODE_TRIES_PER_PHONE",
+});
 
 stored_enum!(pub session_kind: SessionKind, "bind_sessions.kind", {
     Bind => "BIND",

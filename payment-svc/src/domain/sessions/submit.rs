@@ -21,6 +21,7 @@ use crate::domain::{
     otp,
     shopper::{FullName, IdNumber, Phone},
     vault::Purpose,
+    velocity::Counter,
     Services,
 };
 use crate::store::CardCheck;
@@ -87,6 +88,16 @@ impl Services {
         };
         let digits = submission.card.expose_digits().as_bytes();
         let fingerprint = self.fingerprints.mac_hex(&[b"paybind/card/v1", digits]);
+        // Card testing: a card, and a merchant's cards, are checked with
+        // the issuer only so often.
+        let card_key = self
+            .fingerprints
+            .mac_hex(&[b"paybind/velocity/card/v1", digits]);
+        self.take_allowances(&[
+            (Counter::CardChecksPerMerchant, merchant.id.as_str()),
+            (Counter::CardChecksPerCard, &card_key),
+        ])
+        .await?;
         let verified = match self.acquirer.verify_cardholder(&card, &claim).await {
             Ok(holder) => Ok(holder),
             Err(VerifyError::Refused(refusal)) => Err(refusal),
@@ -113,6 +124,8 @@ impl Services {
                 return Err(self.record_failed_attempt(session, failure).await);
             }
         };
+
+        self.take_code_allowances(merchant, &phone_on_file).await?;
 
         let submitted = Submitted {
             card: VaultedCard {
@@ -172,11 +185,19 @@ impl Services {
             });
         }
         let since = now - sent.sent_ms;
-        if since < otp::RESEND_INTERVAL_MS {
+        let interval = self.policy.resend_interval_ms;
+        if since < interval {
             return Err(DomainError::ResendThrottled {
-                retry_after: Duration::from_millis((otp::RESEND_INTERVAL_MS - since) as u64),
+                retry_after: Duration::from_millis(u64::try_from(interval - since).unwrap_or(0)),
             });
         }
+        if let Some(phone) = session.code_sent_to() {
+            let phone = phone.clone();
+            self.take_code_allowances(merchant, &phone).await?;
+        }
+        let SessionState::AwaitingVerification { code: sent, .. } = &mut session.state else {
+            return Err(anyhow::anyhow!("session {} awaits no code", session.id).into());
+        };
         let code = otp::generate();
         *sent = SentCode {
             hash: otp::hash(&self.otp_hasher, &session.id, &code),
@@ -188,6 +209,16 @@ impl Services {
         let session = self.write_state(session, None).await?;
         self.send_code(merchant, &session, &code).await?;
         self.session_view(session).await
+    }
+
+    /// SMS pumping: codes go to a phone, and for a merchant, only so often.
+    async fn take_code_allowances(&self, merchant: &Merchant, phone: &Phone) -> DomainResult<()> {
+        let phone_key = self.phone_key(phone.e164());
+        self.take_allowances(&[
+            (Counter::CodesPerMerchant, merchant.id.as_str()),
+            (Counter::CodesPerPhone, &phone_key),
+        ])
+        .await
     }
 
     async fn send_code(

@@ -15,7 +15,9 @@ use crate::{
         model::{
             AttemptError, BindSession, Binding, Payment, PaymentState, SessionState, Submitted,
         },
-        otp, Services,
+        otp,
+        velocity::Counter,
+        Services,
     },
     store::{PaymentOutcome, SessionChange, StoreError},
 };
@@ -50,6 +52,32 @@ impl Services {
         if sent.expires_ms <= now {
             return Err(DomainError::CodeExpired);
         }
+        // Guessing: every try counts, per session (a resend or a new code
+        // after a decline does not start over) and per phone.
+        let phone_key = self.phone_key(submitted.holder.phone.e164());
+        let tries = self
+            .take_allowances(&[
+                (Counter::CodeTriesPerSession, session.id.as_str()),
+                (Counter::CodeTriesPerPhone, &phone_key),
+            ])
+            .await;
+        if let Err(DomainError::RateLimited {
+            scope: "session", ..
+        }) = tries
+        {
+            session.state = SessionState::Failed;
+            session.last_error = Some(AttemptError::WrongCode);
+            self.write_state(session, None).await?;
+            return Err(DomainError::SessionFailed);
+        }
+        tries?;
+        let SessionState::AwaitingVerification {
+            submitted,
+            code: sent,
+        } = &mut session.state
+        else {
+            return Err(anyhow::anyhow!("session {} awaits no code", session.id).into());
+        };
         if !otp::matches(&self.otp_hasher, &session.id, code, &sent.hash) {
             sent.tries_left = sent.tries_left.saturating_sub(1);
             let tries_left = sent.tries_left;

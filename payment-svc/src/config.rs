@@ -9,7 +9,7 @@ use paybind_shared::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::domain::velocity::VelocityLimits;
+use crate::domain::{retention::RetentionSettings, velocity::VelocityLimits};
 use serde::{Deserialize, Serialize, Serializer};
 
 const DEFAULTS: &str = r#"
@@ -62,6 +62,9 @@ pub struct Settings {
     /// Velocity limits against card testing, SMS pumping and code guessing.
     #[serde(default)]
     pub velocity: VelocityLimits,
+    /// How long shopper data and the institution's records are kept.
+    #[serde(default)]
+    pub retention: RetentionSettings,
     pub secrets: Secrets,
 }
 
@@ -187,6 +190,7 @@ impl Settings {
             anyhow::bail!("sessions.resend_interval_secs must be between 1 and 600");
         }
         self.velocity.validate()?;
+        self.retention.validate()?;
         if !(1..=10).contains(&self.sessions.max_card_attempts) {
             anyhow::bail!("sessions.max_card_attempts must be between 1 and 10");
         }
@@ -231,6 +235,7 @@ impl Settings {
             },
             recovery: RecoverySettings { interval_ms: 1000 },
             velocity: VelocityLimits::default(),
+            retention: RetentionSettings::default(),
             secrets: Secrets::generate(),
         }
     }

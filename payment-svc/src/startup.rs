@@ -136,6 +136,9 @@ impl App {
         let interval = Duration::from_millis(self.settings.recovery.interval_ms);
         let recovery = tokio::spawn(async move { services.recover_forever(interval).await });
         let merchant_watch = tokio::spawn(self.services.merchants.clone().watch());
+        let services = self.services.clone();
+        let retention = self.settings.retention.clone();
+        let purge = tokio::spawn(async move { services.purge_forever(retention).await });
         let served = paybind_shared::grpc::server_router(
             tls,
             <BindingServiceServer<BindingApi> as tonic::server::NamedService>::NAME,
@@ -150,6 +153,7 @@ impl App {
         .await;
         recovery.abort();
         merchant_watch.abort();
+        purge.abort();
         served?;
         Ok(())
     }

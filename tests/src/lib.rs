@@ -662,6 +662,18 @@ pub async fn text_rows(url: &str, sql: &str) -> anyhow::Result<Vec<Vec<String>>>
     }
 }
 
+/// Runs one statement on the database at `url` behind the service's back
+/// (to age a row, say); the number of rows it changed.
+pub async fn execute_sql(url: &str, sql: &str) -> anyhow::Result<u64> {
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await?;
+        Ok(sqlx::query(sql).execute(&mut conn).await?.rows_affected())
+    } else {
+        let mut conn = PgConnection::connect(url).await?;
+        Ok(sqlx::query(sql).execute(&mut conn).await?.rows_affected())
+    }
+}
+
 /// The `ErrorInfo.reason` of a status, or "" if it has none.
 pub fn reason(status: &tonic::Status) -> String {
     reason_of(status).unwrap_or_default()

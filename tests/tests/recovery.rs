@@ -208,3 +208,58 @@ async fn a_retry_after_the_process_died_is_answered_at_once(stack: &Stack) -> R 
     assert_eq!(remaining_today(&mut c, "bo").await?, DAILY_LIMIT - 1_500);
     Ok(())
 }
+
+/// A payment left PENDING by a process that died, whose binding the
+/// shopper then removed: a retry must not charge the card (the binding no
+/// longer allows it); what the network did before stands.
+async fn a_retry_after_unbinding_charges_nothing(stack: &Stack) -> R {
+    let mut c = stack.client(SHOP_A).await?;
+    let binding = bind_card(stack, &mut c, "cy", VISA).await?;
+    let id = reserve_then_die(stack, &binding, "cy", "o-1", 1_500, "k-1").await?;
+    c.unbind(pb::UnbindRequest {
+        binding_token: binding.binding_token.clone(),
+        merchant_user_id: "cy".into(),
+        reason: "user removed the card".into(),
+    })
+    .await?;
+    let retry = c
+        .pay(pb::PayRequest {
+            binding_token: binding.binding_token.clone(),
+            merchant_user_id: "cy".into(),
+            merchant_order_id: "o-1".into(),
+            amount: cny(1_500),
+            description: "Green tea".into(),
+            idempotency_key: "k-1".into(),
+        })
+        .await?
+        .into_inner()
+        .payment
+        .expect("payment");
+    assert_eq!(retry.payment_id, id.as_str(), "the first payment");
+    assert_eq!(retry.status, pb::PaymentStatus::Declined as i32);
+    assert_eq!(stack.acquirer.approved_charges(), 0, "nothing charged");
+    assert_eq!(
+        payment(&mut c, &id).await?.status,
+        pb::PaymentStatus::Declined as i32
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_unbinding_charges_nothing_on_both_backends() -> R {
+    for backend in [
+        paybind_tests::Backend::Sqlite,
+        paybind_tests::Backend::Postgres,
+    ] {
+        // The recovery worker would settle it too (without charging); it is
+        // kept away so that the retry is what settles it.
+        let Some(stack) = Stack::start_tuned(backend, |s| s.recovery.interval_ms = 60_000).await?
+        else {
+            continue;
+        };
+        let result = a_retry_after_unbinding_charges_nothing(&stack).await;
+        stack.stop().await?;
+        result.map_err(|e| e.context(format!("on {backend:?}")))?;
+    }
+    Ok(())
+}

@@ -282,7 +282,7 @@ async fn migrations_keep_data(backend: Backend) -> R {
         .await?
         .expect("binding kept");
     assert_eq!(binding.card.brand, CardBrand::Visa);
-    assert!(binding.revoked.is_none());
+    assert!(binding.revocation().is_none());
     let session = store
         .get_session(&merchant, &SessionId::parse("bs_1")?)
         .await?

@@ -14,6 +14,7 @@ pub mod model;
 pub mod otp;
 pub mod payments;
 pub mod recovery;
+pub mod retention;
 pub mod sessions;
 pub mod shopper;
 pub mod sms;

@@ -1,5 +1,6 @@
 //! One-time codes sent by SMS to verify the shopper: 6 random digits, stored
-//! only as a keyed hash, valid 5 minutes, 5 tries, resends throttled.
+//! only as a keyed hash, valid 5 minutes, 5 tries, resends throttled (the
+//! interval is configured; totals per session and phone are velocity limits).
 use paybind_shared::ids::SessionId;
 use rand::Rng;
 use subtle::ConstantTimeEq;
@@ -11,8 +12,6 @@ use super::vault::KeyedHasher;
 pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
 /// Wrong tries before the session fails.
 pub const MAX_TRIES: u32 = 5;
-/// Minimum wait between two codes for one session.
-pub const RESEND_INTERVAL_MS: i64 = 30 * 1000;
 /// Resends allowed per session (the first code not counted).
 pub const MAX_RESENDS: u32 = 3;
 

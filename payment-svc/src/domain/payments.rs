@@ -244,8 +244,19 @@ impl Services {
             .get_binding(&merchant.id, &binding_id)
             .await?
             .ok_or(DomainError::TokenNotFound)?;
-        self.charge(&payment.id, &binding.card.chargeable(), payment.amount)
-            .await
+        // Revoked since the payment was started: nothing new is charged.
+        // What the card network did before stands (charged: the payment
+        // succeeded; otherwise it is voided and declined).
+        let Some(card) = binding.chargeable() else {
+            tracing::info!(payment_id = %payment.id, "binding revoked: settling, not charging");
+            self.settle_abandoned(&payment.id).await?;
+            return self
+                .store
+                .get_payment(&merchant.id, &payment.id)
+                .await?
+                .ok_or(DomainError::PaymentNotFound);
+        };
+        self.charge(&payment.id, &card, payment.amount).await
     }
 
     pub async fn get_payment(

@@ -81,7 +81,7 @@ impl Services {
     }
 
     /// Settles one charge this process now owns.
-    async fn settle_abandoned(&self, payment_id: &PaymentId) -> DomainResult<()> {
+    pub(super) async fn settle_abandoned(&self, payment_id: &PaymentId) -> DomainResult<()> {
         let Some(payment) = self.store.payment_by_id(payment_id).await? else {
             self.store.forget_charge(payment_id).await?;
             return Ok(());

@@ -245,8 +245,8 @@ pub fn binding(v: BindingView) -> pb::Binding {
     } = v;
     let currency = b.limits.currency();
     let status = b.status();
-    let (revoke_time, revoke_reason) = match b.revoked {
-        Some(r) => (Some(timestamp(r.at_ms)), r.reason),
+    let (revoke_time, revoke_reason) = match b.revocation() {
+        Some(r) => (Some(timestamp(r.at_ms)), r.reason.clone()),
         None => (None, String::new()),
     };
     pb::Binding {

@@ -287,6 +287,43 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn purge(&self, cutoffs: &PurgeCutoffs) -> StoreResult<Purged> {
+                // An unfinished session keeps nothing once expired; one in
+                // CHARGING is left to recovery, which finishes it first.
+                let sessions = sqlx::query(
+                    "UPDATE bind_sessions SET \
+                     status = CASE WHEN status = 'AWAITING_VERIFICATION' THEN 'OPEN' ELSE status END, \
+                     version = version + 1, \
+                     prefill_name = NULL, prefill_phone = NULL, shopper_name = NULL, \
+                     id_number_ct = NULL, id_key_id = NULL, phone = NULL, pan_ct = NULL, \
+                     pan_key_id = NULL, card_fingerprint = NULL, card_brand = NULL, \
+                     card_last4 = NULL, exp_month = NULL, exp_year = NULL, otp_hash = NULL, \
+                     otp_expires_ms = NULL, otp_sent_ms = NULL \
+                     WHERE expires_ms < $1 AND status <> 'CHARGING' \
+                     AND (prefill_name IS NOT NULL OR prefill_phone IS NOT NULL \
+                          OR shopper_name IS NOT NULL OR pan_ct IS NOT NULL)",
+                )
+                .bind(cutoffs.sessions_expired_before_ms)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                let card_checks = sqlx::query("DELETE FROM card_checks WHERE checked_ms < $1")
+                    .bind(cutoffs.card_checks_before_ms)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
+                let velocity_events = sqlx::query("DELETE FROM velocity_events WHERE at_ms < $1")
+                    .bind(cutoffs.velocity_before_ms)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
+                Ok(Purged {
+                    sessions,
+                    card_checks,
+                    velocity_events,
+                })
+            }
+
             async fn take_allowances(
                 &self,
                 allowances: &[Allowance],
@@ -524,7 +561,10 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> StoreResult<Option<Binding>> {
                 sqlx::query(
-                    "UPDATE bindings SET status = 'REVOKED', revoked_ms = $3, revoke_reason = $4 \
+                    // What only paying needed goes with the binding.
+                    "UPDATE bindings SET status = 'REVOKED', revoked_ms = $3, revoke_reason = $4, \
+                     pan_ct = NULL, pan_key_id = NULL, holder_name = NULL, id_number_ct = NULL, \
+                     id_key_id = NULL, phone = NULL \
                      WHERE merchant_id = $1 AND id = $2 AND status = 'ACTIVE'",
                 )
                 .bind(merchant_id)

@@ -27,6 +27,7 @@ use crate::domain::{
         BindSession, Binding, ChargeableCard, Merchant, MerchantCertificate, MerchantStatus,
         Payment, PaymentState, Refund,
     },
+    retention::{PurgeCutoffs, Purged},
     velocity::{Allowance, UsedUp},
 };
 
@@ -228,6 +229,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Moves whenever a merchant or certificate changes.
     async fn merchant_revision(&self) -> StoreResult<i64>;
+
+    // Retention.
+    /// Wipes the shopper data of sessions that expired unfinished before
+    /// the cutoff (they read back as expired, with nothing submitted), and
+    /// deletes card checks and velocity events older than theirs.
+    async fn purge(&self, cutoffs: &PurgeCutoffs) -> StoreResult<Purged>;
 
     // Velocity limits.
     /// Records one event at `now_ms` for every allowance if none is used

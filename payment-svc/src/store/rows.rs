@@ -22,9 +22,9 @@ use crate::domain::{
     acquirer::{DeclineReason, VerificationRefusal},
     card::Expiry,
     model::{
-        AttemptError, BindSession, Binding, ChargeableCard, Holder, Limits, Merchant,
-        MerchantCertificate, MerchantStatus, Payment, PaymentState, Purchase, Refund, Revocation,
-        SentCode, SessionKind, SessionState, Submitted, VaultedCard,
+        AttemptError, BindSession, Binding, BindingState, CardOnFile, ChargeableCard, Holder,
+        Limits, Merchant, MerchantCertificate, MerchantStatus, Payment, PaymentState, Purchase,
+        Refund, Revocation, SentCode, SessionKind, SessionState, Submitted, VaultedCard,
     },
     vault::Sealed,
     velocity::Counter,
@@ -507,16 +507,16 @@ table_row!(
         merchant_user_id: String,
         status: String,
         card_fingerprint: String,
-        pan_ct: Vec<u8>,
-        pan_key_id: String,
+        pan_ct: Option<Vec<u8>>,
+        pan_key_id: Option<String>,
         card_brand: String,
         card_last4: String,
         exp_month: i64,
         exp_year: i64,
-        holder_name: String,
-        id_number_ct: Vec<u8>,
-        id_key_id: String,
-        phone: String,
+        holder_name: Option<String>,
+        id_number_ct: Option<Vec<u8>>,
+        id_key_id: Option<String>,
+        phone: Option<String>,
         currency: String,
         per_payment_limit: i64,
         daily_limit: i64,
@@ -530,64 +530,71 @@ table_row!(
 
 impl BindingRow {
     pub fn from_binding(b: &Binding) -> Self {
+        let (pan, holder, revocation) = match &b.state {
+            BindingState::Active { pan, holder } => (Some(pan), Some(holder), None),
+            BindingState::Revoked(revocation) => (None, None, Some(revocation)),
+        };
         Self {
             id: b.id.as_str().to_owned(),
             merchant_id: b.merchant_id.as_str().to_owned(),
             merchant_user_id: b.merchant_user_id.as_str().to_owned(),
             status: binding_status::to_stored(b.status()).to_owned(),
             card_fingerprint: b.card.fingerprint.clone(),
-            pan_ct: b.card.pan.blob.clone(),
-            pan_key_id: b.card.pan.key_id.clone(),
+            pan_ct: pan.map(|p| p.blob.clone()),
+            pan_key_id: pan.map(|p| p.key_id.clone()),
             card_brand: card_brand::to_stored(b.card.brand).to_owned(),
             card_last4: b.card.last4.clone(),
             exp_month: i64::from(b.card.expiry.month),
             exp_year: i64::from(b.card.expiry.year),
-            holder_name: b.holder.name.as_str().to_owned(),
-            id_number_ct: b.holder.id_number.blob.clone(),
-            id_key_id: b.holder.id_number.key_id.clone(),
-            phone: b.holder.phone.e164().to_owned(),
+            holder_name: holder.map(|h| h.name.as_str().to_owned()),
+            id_number_ct: holder.map(|h| h.id_number.blob.clone()),
+            id_key_id: holder.map(|h| h.id_number.key_id.clone()),
+            phone: holder.map(|h| h.phone.e164().to_owned()),
             currency: b.limits.currency().code().to_owned(),
             per_payment_limit: b.limits.per_payment.amount_minor(),
             daily_limit: b.limits.daily.amount_minor(),
             usage_day: b.usage_day,
             usage_amount: b.used_on_usage_day,
             created_ms: b.created_ms,
-            revoked_ms: b.revoked.as_ref().map(|r| r.at_ms),
-            revoke_reason: b.revoked.as_ref().map(|r| r.reason.clone()),
+            revoked_ms: revocation.map(|r| r.at_ms),
+            revoke_reason: revocation.map(|r| r.reason.clone()),
         }
     }
 
     pub fn into_binding(self) -> StoreResult<Binding> {
         let id = self.id.clone();
         let what = |column: &str| format!("bindings.{column} of {id}");
-        let revoked = match binding_status::from_stored(&self.status)? {
-            BindingStatus::Active => None,
-            BindingStatus::Revoked => Some(Revocation {
-                at_ms: self
-                    .revoked_ms
-                    .ok_or_else(|| corrupt(format!("{} is missing", what("revoked_ms"))))?,
+        let missing = |column: &str| corrupt(format!("{} is missing", what(column)));
+        let state = match binding_status::from_stored(&self.status)? {
+            BindingStatus::Active => BindingState::Active {
+                pan: Sealed {
+                    key_id: self.pan_key_id.ok_or_else(|| missing("pan_key_id"))?,
+                    blob: self.pan_ct.ok_or_else(|| missing("pan_ct"))?,
+                },
+                holder: Holder {
+                    name: FullName::from_stored(
+                        self.holder_name.ok_or_else(|| missing("holder_name"))?,
+                    ),
+                    id_number: Sealed {
+                        key_id: self.id_key_id.ok_or_else(|| missing("id_key_id"))?,
+                        blob: self.id_number_ct.ok_or_else(|| missing("id_number_ct"))?,
+                    },
+                    phone: Phone::from_stored(self.phone.ok_or_else(|| missing("phone"))?),
+                },
+            },
+            BindingStatus::Revoked => BindingState::Revoked(Revocation {
+                at_ms: self.revoked_ms.ok_or_else(|| missing("revoked_ms"))?,
                 reason: self.revoke_reason.unwrap_or_default(),
             }),
         };
         Ok(Binding {
-            card: VaultedCard {
+            card: CardOnFile {
                 fingerprint: self.card_fingerprint,
-                pan: Sealed {
-                    key_id: self.pan_key_id,
-                    blob: self.pan_ct,
-                },
                 brand: card_brand::from_stored(&self.card_brand)?,
                 last4: self.card_last4,
                 expiry: expiry(self.exp_month, self.exp_year, || what("exp_month"))?,
             },
-            holder: Holder {
-                name: FullName::from_stored(self.holder_name),
-                id_number: Sealed {
-                    key_id: self.id_key_id,
-                    blob: self.id_number_ct,
-                },
-                phone: Phone::from_stored(self.phone),
-            },
+            state,
             limits: Limits {
                 per_payment: money(self.per_payment_limit, &self.currency, || {
                     what("per_payment_limit")
@@ -597,7 +604,6 @@ impl BindingRow {
             usage_day: self.usage_day,
             used_on_usage_day: self.usage_amount,
             created_ms: self.created_ms,
-            revoked,
             merchant_id: MerchantId::from_stored(self.merchant_id),
             merchant_user_id: MerchantUserId::from_stored(self.merchant_user_id),
             id: BindingId::from_stored(self.id),

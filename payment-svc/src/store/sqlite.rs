@@ -80,9 +80,9 @@ impl SqliteStore {
         else {
             return Ok(ReserveOutcome::NotFound);
         };
-        if b.revoked.is_some() {
+        let Some(card) = b.chargeable() else {
             return Ok(ReserveOutcome::Revoked);
-        }
+        };
         if b.limits.currency() != r.amount.currency() {
             return Ok(ReserveOutcome::CurrencyMismatch);
         }
@@ -137,7 +137,7 @@ impl SqliteStore {
             .bind(used + amount)
             .execute(&mut *tx)
             .await?;
-        Ok(ReserveOutcome::Reserved(b.card.chargeable()))
+        Ok(ReserveOutcome::Reserved(card))
     }
 
     /// All outcomes in one transaction: one commit (one fsync) for the batch.

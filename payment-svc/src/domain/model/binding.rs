@@ -49,28 +49,64 @@ pub struct Revocation {
     pub reason: String,
 }
 
+/// What a binding shows of its card, for as long as the binding exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardOnFile {
+    /// Keyed hash of the number: finds the same card again without storing it.
+    pub fingerprint: String,
+    pub brand: CardBrand,
+    pub last4: String,
+    pub expiry: Expiry,
+}
+
+/// Whether a binding may pay, and what it keeps for that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingState {
+    /// May pay: the sealed card number and the holder are kept.
+    Active { pan: Sealed, holder: Holder },
+    /// Can no longer pay. The card number and the holder's data were wiped
+    /// when it was revoked: nothing is kept that is no longer needed.
+    Revoked(Revocation),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     pub id: BindingId,
     pub merchant_id: MerchantId,
     pub merchant_user_id: MerchantUserId,
-    pub card: VaultedCard,
-    pub holder: Holder,
+    pub card: CardOnFile,
+    pub state: BindingState,
     pub limits: Limits,
     /// The day (in the limits' time zone) `used_today` counts, and how much
     /// of the daily limit was used on it, in minor units.
     pub usage_day: i64,
     pub used_on_usage_day: i64,
     pub created_ms: i64,
-    /// Set once the binding is revoked; it can then no longer pay.
-    pub revoked: Option<Revocation>,
 }
 
 impl Binding {
     pub fn status(&self) -> BindingStatus {
-        match self.revoked {
-            None => BindingStatus::Active,
-            Some(_) => BindingStatus::Revoked,
+        match self.state {
+            BindingState::Active { .. } => BindingStatus::Active,
+            BindingState::Revoked(_) => BindingStatus::Revoked,
+        }
+    }
+
+    pub fn revocation(&self) -> Option<&Revocation> {
+        match &self.state {
+            BindingState::Active { .. } => None,
+            BindingState::Revoked(revocation) => Some(revocation),
+        }
+    }
+
+    /// The card to charge; none once revoked.
+    pub fn chargeable(&self) -> Option<ChargeableCard> {
+        match &self.state {
+            BindingState::Active { pan, .. } => Some(ChargeableCard {
+                pan: pan.clone(),
+                expiry: self.card.expiry,
+            }),
+            BindingState::Revoked(_) => None,
         }
     }
 
@@ -93,6 +129,15 @@ pub struct ChargeableCard {
 }
 
 impl VaultedCard {
+    pub fn on_file(&self) -> CardOnFile {
+        CardOnFile {
+            fingerprint: self.fingerprint.clone(),
+            brand: self.brand,
+            last4: self.last4.clone(),
+            expiry: self.expiry,
+        }
+    }
+
     pub fn chargeable(&self) -> ChargeableCard {
         ChargeableCard {
             pan: self.pan.clone(),

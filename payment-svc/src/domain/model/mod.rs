@@ -8,7 +8,9 @@ mod merchant;
 mod payment;
 mod session;
 
-pub use binding::{Binding, ChargeableCard, Holder, Limits, Revocation, VaultedCard};
+pub use binding::{
+    Binding, BindingState, CardOnFile, ChargeableCard, Holder, Limits, Revocation, VaultedCard,
+};
 pub use merchant::{Merchant, MerchantCertificate, MerchantStatus};
 pub use payment::{Payment, PaymentState, Refund};
 pub use session::{

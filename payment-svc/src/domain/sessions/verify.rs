@@ -13,7 +13,8 @@ use crate::{
         error::{DomainError, DomainResult},
         merchants::Merchant,
         model::{
-            AttemptError, BindSession, Binding, Payment, PaymentState, SessionState, Submitted,
+            AttemptError, BindSession, Binding, BindingState, Payment, PaymentState, SessionState,
+            Submitted,
         },
         otp,
         velocity::Counter,
@@ -310,13 +311,15 @@ impl Services {
             id: BindingId::from_raw(&rand::random()),
             merchant_id: merchant.id.clone(),
             merchant_user_id: session.merchant_user_id.clone(),
-            card: submitted.card.clone(),
-            holder: submitted.holder.clone(),
+            card: submitted.card.on_file(),
+            state: BindingState::Active {
+                pan: submitted.card.pan.clone(),
+                holder: submitted.holder.clone(),
+            },
             limits: merchant.limits,
             usage_day: 0,
             used_on_usage_day: 0,
             created_ms: now,
-            revoked: None,
         }
     }
 }

@@ -2,12 +2,19 @@
 //! `MERCHANT__…` environment variables (e.g. `MERCHANT__DATABASE__URL`).
 use std::net::SocketAddr;
 
-use paybind_shared::{config::DatabaseSettings, grpc::ServerSettings, tls::TlsFiles};
+use std::collections::BTreeMap;
+
+use paybind_shared::{
+    config::{DatabaseSettings, Environment},
+    grpc::ServerSettings,
+    tls::TlsFiles,
+};
+
+use crate::grpc::Role;
 use serde::{Deserialize, Serialize};
 
 const DEFAULTS: &str = r#"
 environment = "development"
-allowed_clients = []
 
 [grpc]
 listen = "127.0.0.1:50052"
@@ -32,7 +39,7 @@ settle_interval_ms = 2000
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
-    pub environment: String,
+    pub environment: Environment,
     pub grpc: GrpcSettings,
     /// Connection hygiene of the gRPC server (all defaults are safe).
     #[serde(default)]
@@ -41,9 +48,15 @@ pub struct Settings {
     /// This service's own API: its certificate, and the CA of its operators'
     /// client certificates.
     pub tls: TlsFiles,
-    /// Subject CNs allowed to call the API; empty allows any certificate the
-    /// CA signed.
-    pub allowed_clients: Vec<String>,
+    /// The operators allowed to call the API (by their certificate's
+    /// subject CN) and their roles. Empty: in development any certificate
+    /// the CA signed may do everything; production refuses it.
+    #[serde(default)]
+    pub operators: BTreeMap<String, Vec<Role>>,
+    /// Replaced by `operators`; a configuration that still sets it is
+    /// refused rather than read as "no operators".
+    #[serde(default, skip_serializing)]
+    pub allowed_clients: Option<serde::de::IgnoredAny>,
     pub payment: PaymentSettings,
     pub shop: ShopSettings,
 }
@@ -104,7 +117,7 @@ impl Settings {
             key: certs.join(format!("{name}-key.pem")),
         };
         Self {
-            environment: "development".to_owned(),
+            environment: Environment::Development,
             grpc: GrpcSettings { listen },
             server: ServerSettings::default(),
             database: DatabaseSettings::new(
@@ -112,7 +125,8 @@ impl Settings {
                 8,
             ),
             tls: cert("merchant-svc"),
-            allowed_clients: vec![operator.to_owned()],
+            operators: BTreeMap::from([(operator.to_owned(), vec![Role::Admin])]),
+            allowed_clients: None,
             payment: PaymentSettings {
                 endpoint: format!("https://localhost:{}", payment.port()),
                 server_name: "localhost".to_owned(),
@@ -158,9 +172,66 @@ impl Settings {
         if self.shop.settle_interval_ms < 50 {
             anyhow::bail!("shop.settle_interval_ms must be at least 50");
         }
-        if self.environment == "production" && self.allowed_clients.is_empty() {
-            anyhow::bail!("allowed_clients must name the operators' certificates in production");
+        if self.allowed_clients.is_some() {
+            anyhow::bail!(
+                "allowed_clients was replaced by [operators]: name each operator's certificate CN with its roles, e.g. operator = [\"admin\"]"
+            );
+        }
+        if self.environment == Environment::Production && self.operators.is_empty() {
+            anyhow::bail!("[operators] must name the operators' certificates in production");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("merchant.toml");
+        std::fs::write(&file, text)?;
+        Settings::load(Some(&file))
+    }
+
+    const TLS: &str = r#"
+[tls]
+ca_cert = "ca.pem"
+cert = "merchant-svc.pem"
+key = "merchant-svc-key.pem"
+[payment.tls]
+ca_cert = "ca.pem"
+cert = "shop.pem"
+key = "shop-key.pem"
+"#;
+
+    #[test]
+    fn operators_are_listed_with_their_roles() {
+        let s = load(&format!(
+            "{TLS}\n[operators]\nops = [\"admin\"]\ndesk = [\"read\"]\n"
+        ))
+        .expect("valid");
+        assert_eq!(s.operators["desk"], [Role::Read]);
+        let err = load(&format!("{TLS}\n[operators]\ndesk = [\"reader\"]\n")).expect_err("role");
+        assert!(format!("{err:#}").contains("reader"), "{err:#}");
+    }
+
+    #[test]
+    fn production_needs_operators_and_a_known_environment() {
+        let err = load(&format!("environment = \"production\"\n{TLS}")).expect_err("none");
+        assert!(err.to_string().contains("[operators]"), "{err}");
+        let err = load(&format!("environment = \"prod\"\n{TLS}")).expect_err("prod");
+        assert!(format!("{err:#}").contains("environment"), "{err:#}");
+        load(&format!(
+            "environment = \"production\"\n{TLS}\n[operators]\nops = [\"admin\"]\n"
+        ))
+        .expect("valid");
+    }
+
+    #[test]
+    fn the_old_allowed_clients_is_refused_not_ignored() {
+        let err = load(&format!("allowed_clients = []\n{TLS}")).expect_err("replaced");
+        assert!(err.to_string().contains("[operators]"), "{err}");
     }
 }

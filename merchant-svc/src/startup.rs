@@ -29,7 +29,7 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        if settings.environment == "production" {
+        if settings.environment == paybind_shared::config::Environment::Production {
             settings.tls.refuse_development_ca()?;
             settings.payment.tls.refuse_development_ca()?;
         }
@@ -65,9 +65,10 @@ impl App {
     /// Serves until `shutdown` resolves; the settler runs alongside.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let tls = self.settings.tls.server_config()?;
-        let api = CallerLayer::new(OperatorAuth {
-            allowed_clients: self.settings.allowed_clients.clone(),
-        })
+        let api = CallerLayer::new(OperatorAuth::new(
+            self.settings.environment,
+            &self.settings.operators,
+        ))
         .layer(
             MerchantServiceServer::new(MerchantApi::new(self.shop.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),

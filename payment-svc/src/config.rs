@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use paybind_shared::{
-    config::{expose, DatabaseSettings},
+    config::{expose, DatabaseSettings, Environment},
     grpc::ServerSettings,
     tls::TlsFiles,
 };
@@ -44,7 +44,7 @@ active_vault_key = "k1"
 pub struct Settings {
     /// "development" or "production"; production refuses development-only
     /// settings (the SMS outbox).
-    pub environment: String,
+    pub environment: Environment,
     /// Where the binding pages are served, as shoppers' browsers reach it.
     pub public_base_url: String,
     pub grpc: GrpcSettings,
@@ -165,13 +165,9 @@ impl Settings {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.server.validate()?;
-        match self.environment.as_str() {
-            "development" | "production" => {}
-            other => anyhow::bail!("environment must be development or production, not {other:?}"),
-        }
         match self.sms.provider.as_str() {
             "none" => {}
-            "dev-outbox" if self.environment == "production" => {
+            "dev-outbox" if self.environment == Environment::Production => {
                 anyhow::bail!("sms.provider = \"dev-outbox\" is for development only")
             }
             "dev-outbox" => {}
@@ -205,7 +201,7 @@ impl Settings {
     /// the development certificates under `dir/certs`, fresh random keys.
     pub fn development(dir: &std::path::Path, listen: SocketAddr) -> Self {
         Self {
-            environment: "development".to_owned(),
+            environment: Environment::Development,
             public_base_url: "http://localhost:8081".to_owned(),
             grpc: GrpcSettings { listen },
             server: ServerSettings::default(),
@@ -285,6 +281,23 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_is_one_of_a_fixed_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, file) = dev_file(dir.path());
+        for wrong in ["prod", "Production", ""] {
+            let text = std::fs::read_to_string(&file).expect("read").replace(
+                "environment = \"development\"",
+                &format!("environment = \"{wrong}\""),
+            );
+            let err = Settings::load(Some(&write(dir.path(), &text))).expect_err("refused");
+            assert!(
+                format!("{err:#}").contains("environment"),
+                "{wrong}: {err:#}"
+            );
+        }
+    }
+
+    #[test]
     fn the_production_example_needs_its_secrets() {
         let example = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -300,7 +313,7 @@ mod tests {
         let mut text = std::fs::read_to_string(example).expect("example");
         text.push_str("token_key = \"a\"\nfingerprint_key = \"b\"\notp_key = \"c\"\n[secrets.vault_keys]\nk1 = \"d\"\n");
         let settings = Settings::load(Some(&write(dir.path(), &text))).expect("valid");
-        assert_eq!(settings.environment, "production");
+        assert_eq!(settings.environment, Environment::Production);
         assert_eq!(settings.sms.provider, "none");
     }
 }

@@ -3,7 +3,10 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use paybind_proto::payment::v1::binding_service_server::BindingServiceServer;
-use paybind_shared::grpc::{CallerLayer, MAX_REQUEST_BYTES};
+use paybind_shared::{
+    config::Environment,
+    grpc::{CallerLayer, MAX_REQUEST_BYTES},
+};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::Layer;
@@ -48,7 +51,7 @@ impl App {
         settings: Settings,
         simulator: Arc<Simulator>,
     ) -> anyhow::Result<Self> {
-        if settings.environment == "production" {
+        if settings.environment == Environment::Production {
             settings.tls.refuse_development_ca()?;
         }
         let secrets = &settings.secrets;

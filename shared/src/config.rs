@@ -10,6 +10,18 @@ use figment::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{de::DeserializeOwned, Deserialize, Serialize, Serializer};
 
+/// Where a service runs. A fixed set: a misspelt value (`"prod"`) is a
+/// configuration error, never a development default in disguise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Development-only conveniences allowed (the SMS outbox, the
+    /// development CA, any operator certificate at merchant-svc).
+    Development,
+    /// Refuses every development-only setting.
+    Production,
+}
+
 /// A service's database: `sqlite:path/file.db` or `postgres://user@host/db`.
 /// `Debug` hides the URL, which may carry a password.
 #[derive(Clone, Deserialize, Serialize)]

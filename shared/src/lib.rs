@@ -1,8 +1,9 @@
 //! What both paybind services need and nothing service-specific: layered
 //! configuration, telemetry, TLS (and the development PKI), the contract's
 //! shared vocabulary (money, ids, people, the enums of `model`) with its
-//! parsers and wire mappings, the clock, database plumbing, and the gRPC
-//! plumbing for errors, health and reflection.
+//! parsers and wire mappings, the clock, database plumbing, the vault
+//! (encryption at rest and keyed hashes), and the gRPC plumbing for errors,
+//! health and reflection.
 pub mod batch;
 pub mod clock;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod money;
 pub mod person;
 pub mod telemetry;
 pub mod tls;
+pub mod vault;
 pub mod wire;
 
 /// Resolves on Ctrl-C or SIGTERM: the services' graceful shutdown trigger.

@@ -60,8 +60,12 @@ pub const SHOP_B: &str = "shop-b";
 pub const SHOP_NO_DIRECT: &str = "shop-no-direct";
 /// Has a certificate from the CA but is not registered.
 pub const UNREGISTERED: &str = "unregistered";
-/// The operator certificate allowed to call merchant-svc in tests.
+/// The operator certificate allowed to call merchant-svc in tests (admin).
 pub const OPERATOR: &str = "operator";
+/// merchant-svc operators with one role each (`[operators]`).
+pub const READER: &str = "desk";
+pub const STOREFRONT: &str = "storefront";
+pub const FINANCE: &str = "finance";
 /// Return URLs registered for every test merchant.
 pub const RETURN_URL: &str = "https://shop.example/bind/return";
 /// Every test merchant's auth-free limits, CNY minor units.
@@ -92,8 +96,10 @@ pub fn pki() -> &'static Pki {
             #[allow(clippy::expect_used)]
             paybind_shared::tls::dev::ensure_merchant(&dir, identity).expect("merchant cert");
         }
-        #[allow(clippy::expect_used)]
-        paybind_shared::tls::dev::ensure_client(&dir, OPERATOR).expect("operator cert");
+        for operator in [OPERATOR, READER, STOREFRONT, FINANCE] {
+            #[allow(clippy::expect_used)]
+            paybind_shared::tls::dev::ensure_client(&dir, operator).expect("operator cert");
+        }
         Pki {
             dir,
             server,
@@ -313,14 +319,23 @@ impl Stack {
         let link = PausableProxy::start(stack.addr).await?;
         let client = |name: &str| pki.client_files(name);
         let settings = merchant_svc::config::Settings {
-            environment: "development".into(),
+            environment: paybind_shared::config::Environment::Development,
             grpc: merchant_svc::config::GrpcSettings {
                 listen: "127.0.0.1:0".parse()?,
             },
             server: Default::default(),
             database: DatabaseSettings::new(db_url, 8),
             tls: client("merchant-svc"),
-            allowed_clients: vec![OPERATOR.into()],
+            operators: {
+                use merchant_svc::grpc::Role;
+                std::collections::BTreeMap::from([
+                    (OPERATOR.to_owned(), vec![Role::Admin]),
+                    (READER.to_owned(), vec![Role::Read]),
+                    (STOREFRONT.to_owned(), vec![Role::Read, Role::Checkout]),
+                    (FINANCE.to_owned(), vec![Role::Refund]),
+                ])
+            },
+            allowed_clients: None,
             payment: merchant_svc::config::PaymentSettings {
                 endpoint: format!("https://localhost:{}", link.addr.port()),
                 server_name: "localhost".into(),

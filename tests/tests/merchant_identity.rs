@@ -220,7 +220,7 @@ async fn production_refuses_the_development_ca() -> R {
         .await?
         .expect("sqlite always runs");
     let mut settings = stack.payment_settings().clone();
-    settings.environment = "production".into();
+    settings.environment = paybind_shared::config::Environment::Production;
     settings.grpc.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let err = payment_svc::startup::App::build(settings)
         .await

@@ -6,49 +6,18 @@ use std::sync::Arc;
 
 use paybind_proto::merchant::v1::{self as mpb, merchant_service_server::MerchantService};
 use paybind_shared::{
-    grpc::{Authenticate, ErrorStatus},
     model::SessionStatus,
-    tls::PeerCertificate,
     wire::{session_status_to_wire, timestamp},
 };
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::domain::{Shop, ShopError};
 
+pub mod access;
 pub mod convert;
 mod errors;
 
-/// An operator: a client certificate the shop allows to call its API. The
-/// layer admits only these; handlers need nothing more of them.
-#[derive(Debug, Clone)]
-pub struct Operator {
-    /// The certificate's subject CN.
-    pub identity: String,
-}
-
-/// Certificate CNs allowed to call; empty allows any the CA signed.
-pub struct OperatorAuth {
-    pub allowed_clients: Vec<String>,
-}
-
-impl Authenticate for OperatorAuth {
-    type Caller = Operator;
-
-    async fn authenticate(&self, peer: Option<PeerCertificate>) -> Result<Operator, Status> {
-        // An operator is named by its certificate's subject CN.
-        match peer.and_then(|p| p.common_name) {
-            Some(cn) if self.allowed_clients.is_empty() || self.allowed_clients.contains(&cn) => {
-                Ok(Operator { identity: cn })
-            }
-            _ => Err(ErrorStatus::new(
-                Code::PermissionDenied,
-                "CLIENT_NOT_ALLOWED",
-                "this client certificate may not call the shop's API",
-            )
-            .build()),
-        }
-    }
-}
+pub use access::{Operator, OperatorAuth, Role};
 
 pub struct MerchantApi {
     shop: Arc<Shop>,

@@ -24,7 +24,12 @@ pub struct MerchantAuth(pub Arc<Services>);
 impl Authenticate for MerchantAuth {
     type Caller = Arc<Merchant>;
 
-    async fn authenticate(&self, peer: Option<PeerCertificate>) -> Result<Arc<Merchant>, Status> {
+    /// Every method is open to a registered merchant (each sees only its own).
+    async fn authenticate(
+        &self,
+        peer: Option<PeerCertificate>,
+        _method: &str,
+    ) -> Result<Arc<Merchant>, Status> {
         Ok(self.0.merchants.authenticate(peer.as_ref()).await?)
     }
 }

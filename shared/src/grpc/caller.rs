@@ -18,13 +18,16 @@ use super::conn::GuardedInfo;
 use crate::tls::PeerCertificate;
 
 /// Resolves a verified client certificate (`None` without one) to the
-/// caller handlers will see.
+/// caller handlers will see, for one method (the last segment of the
+/// request's path, e.g. `RefundOrder`): a caller that may not call it is
+/// refused here.
 pub trait Authenticate: Send + Sync + 'static {
     type Caller: Clone + Send + Sync + 'static;
 
     fn authenticate(
         &self,
         peer: Option<PeerCertificate>,
+        method: &str,
     ) -> impl Future<Output = Result<Self::Caller, Status>> + Send;
 }
 
@@ -96,12 +99,19 @@ where
                     .first()
                     .and_then(|leaf| PeerCertificate::from_der(leaf.as_ref()).ok())
             });
+        let method = request
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let auth = self.auth.clone();
         // The clone that was made ready is the one that must serve.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         Box::pin(async move {
-            match auth.authenticate(peer).await {
+            match auth.authenticate(peer, &method).await {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     inner.call(request).await

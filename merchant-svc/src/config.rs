@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::collections::BTreeMap;
 
 use paybind_shared::{
-    config::{DatabaseSettings, Environment},
+    config::{expose_all, random_key, DatabaseSettings, Environment},
     grpc::ServerSettings,
     tls::TlsFiles,
+    vault::Vault,
 };
+use secrecy::SecretString;
 
 use crate::grpc::Role;
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,9 @@ timeout_ms = 5000
 attempts = 3
 overall_timeout_ms = 12000
 quick_timeout_ms = 500
+
+[secrets]
+active_vault_key = "k1"
 
 [shop]
 currency = "CNY"
@@ -59,6 +64,31 @@ pub struct Settings {
     pub allowed_clients: Option<serde::de::IgnoredAny>,
     pub payment: PaymentSettings,
     pub shop: ShopSettings,
+    pub secrets: Secrets,
+}
+
+/// The keys that seal the binding tokens at rest (AES-256-GCM, base64 of
+/// 32 bytes each, by id; new tokens are sealed with the active one, old
+/// ones open with their own). `Debug` shows none of them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Secrets {
+    #[serde(default, serialize_with = "expose_all")]
+    pub vault_keys: BTreeMap<String, SecretString>,
+    pub active_vault_key: String,
+}
+
+impl Secrets {
+    /// One fresh random key `k1`: for development and tests.
+    pub fn generate() -> Self {
+        Self {
+            vault_keys: BTreeMap::from([("k1".to_owned(), random_key())]),
+            active_vault_key: "k1".to_owned(),
+        }
+    }
+
+    pub fn vault(&self) -> anyhow::Result<Vault> {
+        Vault::new(&self.vault_keys, &self.active_vault_key)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -141,6 +171,7 @@ impl Settings {
                 default_return_url: "http://localhost:8080/".to_owned(),
                 settle_interval_ms: 2000,
             },
+            secrets: Secrets::generate(),
         }
     }
 
@@ -172,6 +203,9 @@ impl Settings {
         if self.shop.settle_interval_ms < 50 {
             anyhow::bail!("shop.settle_interval_ms must be at least 50");
         }
+        self.secrets
+            .vault()
+            .map_err(|e| anyhow::anyhow!("secrets: {e:#}"))?;
         if self.allowed_clients.is_some() {
             anyhow::bail!(
                 "allowed_clients was replaced by [operators]: name each operator's certificate CN with its roles, e.g. operator = [\"admin\"]"
@@ -204,6 +238,8 @@ key = "merchant-svc-key.pem"
 ca_cert = "ca.pem"
 cert = "shop.pem"
 key = "shop-key.pem"
+[secrets.vault_keys]
+k1 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 "#;
 
     #[test]
@@ -227,6 +263,13 @@ key = "shop-key.pem"
             "environment = \"production\"\n{TLS}\n[operators]\nops = [\"admin\"]\n"
         ))
         .expect("valid");
+    }
+
+    #[test]
+    fn the_token_keys_are_required() {
+        let without = TLS.replace("[secrets.vault_keys]\nk1 = ", "# ");
+        let err = load(&without).expect_err("no key");
+        assert!(format!("{err:#}").contains("vault"), "{err:#}");
     }
 
     #[test]

@@ -36,6 +36,7 @@ impl App {
         let store = store::connect(
             settings.database.url.expose_secret(),
             settings.database.max_connections,
+            Arc::new(settings.secrets.vault()?),
         )
         .await?;
         let shop = Arc::new(Shop::new(

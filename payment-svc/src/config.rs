@@ -3,14 +3,14 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use paybind_shared::{
-    config::{expose, DatabaseSettings, Environment},
+    config::{expose, expose_all, random_key, DatabaseSettings, Environment},
     grpc::ServerSettings,
     tls::TlsFiles,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::domain::{retention::RetentionSettings, velocity::VelocityLimits};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 const DEFAULTS: &str = r#"
 environment = "development"
@@ -137,8 +137,7 @@ pub struct Secrets {
 impl Secrets {
     /// Fresh random keys, one vault key `k1`: for development and tests.
     pub fn generate() -> Self {
-        use base64::{engine::general_purpose::STANDARD, Engine};
-        let key = || SecretString::from(STANDARD.encode(rand::random::<[u8; 32]>()));
+        let key = random_key;
         Self {
             vault_keys: BTreeMap::from([("k1".to_owned(), key())]),
             active_vault_key: "k1".to_owned(),
@@ -147,13 +146,6 @@ impl Secrets {
             otp_key: key(),
         }
     }
-}
-
-fn expose_all<S: Serializer>(
-    keys: &BTreeMap<String, SecretString>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(keys.iter().map(|(id, k)| (id, k.expose_secret())))
 }
 
 impl Settings {
@@ -240,6 +232,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     fn write(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
         let file = dir.join("c.toml");

@@ -46,6 +46,20 @@ pub fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::
     serializer.serialize_str(secret.expose_secret())
 }
 
+/// Writes a map of secrets (keys by id) into a generated configuration file.
+pub fn expose_all<S: Serializer>(
+    keys: &std::collections::BTreeMap<String, SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(keys.iter().map(|(id, k)| (id, k.expose_secret())))
+}
+
+/// A fresh random 32-byte key, base64: for development and tests.
+pub fn random_key() -> SecretString {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    SecretString::from(STANDARD.encode(rand::random::<[u8; 32]>()))
+}
+
 /// A configuration value as a TOML file, under a comment that says where it
 /// came from. Readable by its owner only: it may hold keys.
 pub fn write_toml<T: Serialize>(path: &Path, header: &str, value: &T) -> anyhow::Result<()> {

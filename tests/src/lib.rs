@@ -345,6 +345,7 @@ impl Stack {
                 overall_timeout_ms: 6000,
                 quick_timeout_ms: 300,
             },
+            secrets: merchant_svc::config::Secrets::generate(),
             shop: merchant_svc::config::ShopSettings {
                 currency: "CNY".into(),
                 default_return_url: RETURN_URL.into(),

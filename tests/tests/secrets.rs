@@ -1,7 +1,8 @@
 //! Secrets stay secret: after a full bind-and-pay story with its errors, no
 //! card number, ID number, code or token is in the logs (captured at debug
 //! level, every crate), in any error message, or in clear in the database
-//! files.
+//! files — payment-svc's, and merchant-svc's, which keeps its users' tokens
+//! sealed.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::{
@@ -9,7 +10,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use paybind_tests::{pb, Backend, Stack, RETURN_URL, SHOP_A};
+use paybind_tests::{
+    fixtures::shop_user_with_card, pb, Backend, Stack, OPERATOR, RETURN_URL, SHOP_A,
+};
 
 const PAN: &str = "5555555555554444";
 const ID_NUMBER: &str = "11010519491231002X";
@@ -42,7 +45,7 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
         .with_writer(move || writer.clone())
         .init();
 
-    let stack = Stack::start(Backend::Sqlite)
+    let stack = Stack::start_with_merchant(Backend::Sqlite)
         .await?
         .expect("sqlite always runs");
     let mut c = stack.client(SHOP_A).await?;
@@ -139,15 +142,33 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
         .await
         .expect_err("wrong user"),
     );
-    // Read the database (and its write-ahead log) as it is on disk.
-    let db_file = stack.db_file.clone().expect("sqlite file");
-    let mut stored = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
-        let path = format!("{}{suffix}", db_file.display());
-        if let Ok(bytes) = std::fs::read(&path) {
-            stored.extend(bytes);
+    // The shop binds a card for its user and keeps the token.
+    let mut shop = stack.merchant_client(OPERATOR).await?;
+    shop_user_with_card(&stack, &mut shop, "tess", "4242424242424242").await?;
+    let shop_token = c
+        .list_bindings(pb::ListBindingsRequest {
+            merchant_user_id: "tess".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .bindings
+        .remove(0)
+        .binding_token;
+    // Read the databases (and their write-ahead logs) as they are on disk.
+    let on_disk = |file: &str| {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            if let Ok(b) = std::fs::read(format!("{file}{suffix}")) {
+                bytes.extend(b);
+            }
         }
-    }
+        bytes
+    };
+    let db_file = stack.db_file.clone().expect("sqlite file");
+    let stored = on_disk(&db_file.display().to_string());
+    let shop_url = stack.merchant_db_url()?;
+    let shop_stored = on_disk(shop_url.trim_start_matches("sqlite:"));
     stack.stop().await?;
 
     let secrets = [PAN, "5555 5555", ID_NUMBER, &code, &token];
@@ -169,10 +190,17 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
     }
 
     assert!(stored.len() > 4096, "the database was read");
-    for secret in [PAN, ID_NUMBER, &token] {
+    assert!(shop_stored.len() > 4096, "the shop's database was read");
+    let has =
+        |bytes: &[u8], secret: &str| bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+    for secret in [PAN, ID_NUMBER, &token, &shop_token] {
+        assert!(!has(&stored, secret), "a secret is stored in clear");
+    }
+    assert!(!shop_token.is_empty());
+    for secret in [&shop_token, "pbt_"] {
         assert!(
-            !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "a secret is stored in clear"
+            !has(&shop_stored, secret),
+            "the shop keeps a token in clear"
         );
     }
     Ok(())

@@ -147,13 +147,20 @@ async fn an_unknown_stored_status_cannot_be_written_and_fails_loudly_when_read(s
         (err.code(), reason(&err).as_str()),
         (Code::Internal, "INTERNAL")
     );
-    let store = merchant_svc::store::connect(&url, 1).await?;
+    let store = merchant_svc::store::connect(&url, 1, token_vault()?).await?;
     assert_corrupt(
         store.get_order(&OrderId::parse(&order.order_id)?).await,
         "orders.status",
         "SHIPPED",
     );
     Ok(())
+}
+
+/// A fresh key for merchant-svc's tokens.
+fn token_vault() -> anyhow::Result<std::sync::Arc<paybind_shared::vault::Vault>> {
+    Ok(std::sync::Arc::new(
+        merchant_svc::config::Secrets::generate().vault()?,
+    ))
 }
 
 /// The migrations of `service` (a folder under the repository) that an
@@ -320,7 +327,7 @@ async fn migrations_keep_data(backend: Backend) -> R {
         ],
     )
     .await?;
-    let store = merchant_svc::store::connect(&merchant_db.url, 1).await?;
+    let store = merchant_svc::store::connect(&merchant_db.url, 1, token_vault()?).await?;
     let user = store
         .get_user(&MerchantUserId::parse("u1")?)
         .await?
@@ -328,6 +335,15 @@ async fn migrations_keep_data(backend: Backend) -> R {
     let card = user.card.expect("card kept");
     assert_eq!(card.brand, CardBrand::Other, "'' is named OTHER");
     assert_eq!(card.token.expose(), "pbt_1");
+    // The token stored in plain text was sealed in place at start.
+    let stored = paybind_tests::text_rows(&merchant_db.url, "SELECT binding_token FROM users")
+        .await?
+        .remove(0)
+        .remove(0);
+    assert!(
+        stored.starts_with("k1:") && !stored.contains("pbt_1"),
+        "{stored}"
+    );
     let order = store
         .get_order(&OrderId::parse("ord_1")?)
         .await?

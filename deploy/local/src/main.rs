@@ -111,7 +111,7 @@ fn merchant_settings(
         &["localhost", "127.0.0.1", "merchant-svc"],
     )?;
     pki::ensure_client(certs, OPERATOR)?;
-    let settings = merchant_svc::config::Settings::development(
+    let mut settings = merchant_svc::config::Settings::development(
         dir,
         certs,
         listen,
@@ -119,9 +119,17 @@ fn merchant_settings(
         payment_svc::dev::DEMO_MERCHANT,
         OPERATOR,
     );
+    // The keys that sealed the tokens already stored are kept across runs.
+    let file = dir.join("merchant.toml");
+    if file.is_file() {
+        match merchant_svc::config::Settings::load(Some(&file)) {
+            Ok(previous) => settings.secrets = previous.secrets,
+            Err(e) => eprintln!("{} is unreadable ({e:#}); new token keys", file.display()),
+        }
+    }
     settings.validate()?;
     paybind_shared::config::write_toml(
-        &dir.join("merchant.toml"),
+        &file,
         "merchant-svc development configuration, written by paybind-local.",
         &settings,
     )?;

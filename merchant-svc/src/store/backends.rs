@@ -11,29 +11,41 @@ use super::{rows::*, *};
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Seals the binding tokens at rest.
+    vault: Arc<Vault>,
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+    pub async fn connect(url: &str, max_connections: u32, vault: Arc<Vault>) -> StoreResult<Self> {
         let (writer, reader) = db::sqlite_pools(url, max_connections).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        Ok(Self { writer, reader })
+        let store = Self {
+            writer,
+            reader,
+            vault,
+        };
+        store.seal_plain_tokens().await?;
+        Ok(store)
     }
 }
 
 pub struct PgStore {
     writer: PgPool,
     reader: PgPool,
+    vault: Arc<Vault>,
 }
 
 impl PgStore {
-    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+    pub async fn connect(url: &str, max_connections: u32, vault: Arc<Vault>) -> StoreResult<Self> {
         let pool = db::pg_pool(url, max_connections).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self {
+        let store = Self {
             writer: pool.clone(),
             reader: pool,
-        })
+            vault,
+        };
+        store.seal_plain_tokens().await?;
+        Ok(store)
     }
 }
 
@@ -106,6 +118,29 @@ macro_rules! impl_store {
                 .transpose()
         }
 
+        impl $store {
+            /// Tokens stored in plain text by an older version are sealed
+            /// in place, once, at start.
+            pub(super) async fn seal_plain_tokens(&self) -> StoreResult<()> {
+                let plain: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT id, binding_token FROM users WHERE binding_token LIKE 'pbt\\_%' ESCAPE '\\'",
+                )
+                .fetch_all(&self.writer)
+                .await?;
+                for (id, token) in plain.into_iter().filter(|(_, t)| is_plain_token(t)) {
+                    let user_id = MerchantUserId::from_stored(id);
+                    let sealed = seal_token(&self.vault, &user_id, &paybind_shared::ids::BindingToken::from_trusted(token.clone()))?;
+                    sqlx::query("UPDATE users SET binding_token = $1 WHERE id = $2 AND binding_token = $3")
+                        .bind(sealed)
+                        .bind(&user_id)
+                        .bind(token)
+                        .execute(&self.writer)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> Backend {
@@ -113,7 +148,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_user(&self, u: &User) -> StoreResult<()> {
-                let row = UserRow::from_user(u);
+                let row = UserRow::from_user(u, &self.vault)?;
                 row.bind_all(sqlx::query_as::<_, (String,)>(&INSERT_USER))
                     .fetch_one(&self.writer)
                     .await
@@ -126,7 +161,7 @@ macro_rules! impl_store {
                     .bind(id)
                     .fetch_optional(&self.reader)
                     .await?
-                    .map(UserRow::into_user)
+                    .map(|row| row.into_user(&self.vault))
                     .transpose()
             }
 
@@ -137,7 +172,7 @@ macro_rules! impl_store {
                 )
                 .bind(user_id)
                 .bind(card.map(|c| &c.binding_id))
-                .bind(card.map(|c| c.token.expose()))
+                .bind(card.map(|c| seal_token(&self.vault, user_id, &c.token)).transpose()?)
                 .bind(card.map(|c| card_brand::to_stored(c.brand)))
                 .bind(card.map(|c| c.last4.as_str()))
                 .bind(card.map(|c| i64::from(c.expiry.month)))

@@ -9,6 +9,7 @@ use paybind_shared::{
     db::Backend,
     fields::PageCursor,
     ids::{BindingId, MerchantUserId, OrderId, SessionId},
+    vault::Vault,
 };
 
 use crate::domain::model::{CardOnFile, Order, OrderTransition, User};
@@ -77,9 +78,19 @@ pub trait Store: Send + Sync + 'static {
     async fn session_user(&self, id: &SessionId) -> StoreResult<Option<MerchantUserId>>;
 }
 
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
+/// Connects (and migrates) the shop's database; `vault` seals the binding
+/// tokens at rest.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    vault: Arc<Vault>,
+) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match Backend::of_url(url)? {
-        Backend::Sqlite => Arc::new(backends::SqliteStore::connect(url, max_connections).await?),
-        Backend::Postgres => Arc::new(backends::PgStore::connect(url, max_connections).await?),
+        Backend::Sqlite => {
+            Arc::new(backends::SqliteStore::connect(url, max_connections, vault).await?)
+        }
+        Backend::Postgres => {
+            Arc::new(backends::PgStore::connect(url, max_connections, vault).await?)
+        }
     })
 }

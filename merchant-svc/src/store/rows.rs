@@ -9,6 +9,7 @@ use paybind_shared::{
     money::Money,
     person::Phone,
     stored_enum, table_row,
+    vault::{Purpose, Sealed, Vault},
 };
 
 use crate::domain::model::{CardOnFile, Order, OrderStatus, ShopperPage, User};
@@ -39,8 +40,42 @@ fn corrupt(what: String) -> StoreError {
     StoreError::Corrupt(what)
 }
 
+/// A user's binding token as stored: sealed to that user.
+pub fn seal_token(
+    vault: &Vault,
+    user_id: &MerchantUserId,
+    token: &BindingToken,
+) -> StoreResult<String> {
+    vault
+        .seal_for(
+            Purpose::BindingToken,
+            user_id.as_str(),
+            token.expose().as_bytes(),
+        )
+        .map(|sealed| sealed.to_text())
+        .map_err(|e| StoreError::Corrupt(format!("sealing a token: {e}")))
+}
+
+fn open_token(vault: &Vault, user_id: &str, stored: &str) -> StoreResult<BindingToken> {
+    let unreadable = |e: anyhow::Error| corrupt(format!("users.binding_token of {user_id}: {e}"));
+    let sealed = Sealed::from_text(stored).map_err(unreadable)?;
+    let plain = vault
+        .open_for(Purpose::BindingToken, user_id, &sealed)
+        .map_err(unreadable)?;
+    let text = String::from_utf8(plain.to_vec())
+        .map_err(|_| corrupt(format!("users.binding_token of {user_id}: not UTF-8")))?;
+    Ok(BindingToken::from_trusted(text))
+}
+
+/// A token stored in plain text (before tokens were sealed): it starts
+/// with the token prefix, which no sealed value (`KEY_ID:…`) does.
+pub fn is_plain_token(stored: &str) -> bool {
+    stored.starts_with("pbt_")
+}
+
 table_row!(
-    /// A user, with the active binding (if any) in its card columns.
+    /// A user, with the active binding (if any) in its card columns; the
+    /// token is sealed (`KEY_ID:BASE64`, AES-256-GCM bound to the user).
     UserRow {
         id: String,
         display_name: String,
@@ -57,24 +92,27 @@ table_row!(
 );
 
 impl UserRow {
-    pub fn from_user(u: &User) -> Self {
+    pub fn from_user(u: &User, vault: &Vault) -> StoreResult<Self> {
         let card = u.card.as_ref();
-        Self {
+        let binding_token = card
+            .map(|c| seal_token(vault, &u.id, &c.token))
+            .transpose()?;
+        Ok(Self {
             id: u.id.as_str().to_owned(),
             display_name: u.display_name.clone(),
             phone: u.phone.as_ref().map(|p| p.e164().to_owned()),
             created_ms: u.created_ms,
             binding_id: card.map(|c| c.binding_id.as_str().to_owned()),
-            binding_token: card.map(|c| c.token.expose().to_owned()),
+            binding_token,
             card_brand: card.map(|c| card_brand::to_stored(c.brand).to_owned()),
             card_last4: card.map(|c| c.last4.clone()),
             exp_month: card.map(|c| i64::from(c.expiry.month)),
             exp_year: card.map(|c| i64::from(c.expiry.year)),
             bound_ms: card.map(|c| c.bound_ms),
-        }
+        })
     }
 
-    pub fn into_user(self) -> StoreResult<User> {
+    pub fn into_user(self, vault: &Vault) -> StoreResult<User> {
         let id = self.id.clone();
         let card = match (self.binding_id, self.binding_token) {
             (Some(binding_id), Some(token)) => {
@@ -89,7 +127,7 @@ impl UserRow {
                 };
                 Some(CardOnFile {
                     binding_id: BindingId::from_stored(binding_id),
-                    token: BindingToken::from_trusted(token),
+                    token: open_token(vault, &id, &token)?,
                     brand: card_brand::from_stored(
                         self.card_brand
                             .as_deref()

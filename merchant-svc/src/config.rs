@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::collections::BTreeMap;
 
 use paybind_shared::{
-    config::{expose_all, random_key, DatabaseSettings, Environment},
+    config::{
+        expose_all, random_key, require_https, require_verified_database_tls, DatabaseSettings,
+        Environment,
+    },
     grpc::ServerSettings,
     tls::TlsFiles,
     vault::Vault,
@@ -16,7 +19,6 @@ use crate::grpc::Role;
 use serde::{Deserialize, Serialize};
 
 const DEFAULTS: &str = r#"
-environment = "development"
 
 [grpc]
 listen = "127.0.0.1:50052"
@@ -211,9 +213,18 @@ impl Settings {
                 "allowed_clients was replaced by [operators]: name each operator's certificate CN with its roles, e.g. operator = [\"admin\"]"
             );
         }
-        if self.environment == Environment::Production && self.operators.is_empty() {
-            anyhow::bail!("[operators] must name the operators' certificates in production");
+        if self.environment.hardened() && self.operators.is_empty() {
+            anyhow::bail!(
+                "[operators] must name the operators' certificates in {:?}",
+                self.environment
+            );
         }
+        require_verified_database_tls(self.environment, &self.database)?;
+        require_https(
+            self.environment,
+            "shop.default_return_url",
+            &self.shop.default_return_url,
+        )?;
         Ok(())
     }
 }
@@ -245,11 +256,14 @@ k1 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
     #[test]
     fn operators_are_listed_with_their_roles() {
         let s = load(&format!(
-            "{TLS}\n[operators]\nops = [\"admin\"]\ndesk = [\"read\"]\n"
+            "environment = \"development\"\n{TLS}\n[operators]\nops = [\"admin\"]\ndesk = [\"read\"]\n"
         ))
         .expect("valid");
         assert_eq!(s.operators["desk"], [Role::Read]);
-        let err = load(&format!("{TLS}\n[operators]\ndesk = [\"reader\"]\n")).expect_err("role");
+        let err = load(&format!(
+            "environment = \"development\"\n{TLS}\n[operators]\ndesk = [\"reader\"]\n"
+        ))
+        .expect_err("role");
         assert!(format!("{err:#}").contains("reader"), "{err:#}");
     }
 
@@ -266,15 +280,36 @@ k1 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
     }
 
     #[test]
+    fn a_configuration_must_say_where_it_runs() {
+        let err = load(TLS).expect_err("unset");
+        assert!(format!("{err:#}").contains("environment"), "{err:#}");
+    }
+
+    #[test]
+    fn sandbox_is_set_up_as_production() {
+        let err = load(&format!("environment = \"sandbox\"\n{TLS}")).expect_err("operators");
+        assert!(err.to_string().contains("[operators]"), "{err}");
+        let ok = format!(
+            "environment = \"sandbox\"\n{TLS}\n[operators]\nops = [\"admin\"]\n[database]\nurl = \"postgres://shop@db/shop\"\nmax_connections = 4\n"
+        );
+        let err = load(&ok).expect_err("unverified database TLS");
+        assert!(err.to_string().contains("sslmode"), "{err}");
+        load(&ok.replace("/shop\"", "/shop?sslmode=verify-full\"")).expect("valid");
+    }
+
+    #[test]
     fn the_token_keys_are_required() {
         let without = TLS.replace("[secrets.vault_keys]\nk1 = ", "# ");
-        let err = load(&without).expect_err("no key");
+        let err = load(&format!("environment = \"development\"\n{without}")).expect_err("no key");
         assert!(format!("{err:#}").contains("vault"), "{err:#}");
     }
 
     #[test]
     fn the_old_allowed_clients_is_refused_not_ignored() {
-        let err = load(&format!("allowed_clients = []\n{TLS}")).expect_err("replaced");
+        let err = load(&format!(
+            "environment = \"development\"\nallowed_clients = []\n{TLS}"
+        ))
+        .expect_err("replaced");
         assert!(err.to_string().contains("[operators]"), "{err}");
     }
 }

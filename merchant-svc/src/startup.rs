@@ -29,7 +29,7 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        if settings.environment == paybind_shared::config::Environment::Production {
+        if settings.environment.hardened() {
             settings.tls.refuse_development_ca()?;
             settings.payment.tls.refuse_development_ca()?;
         }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use paybind_shared::{
     clock::now_ms,
+    config::{require_https, Environment},
     ids::MerchantId,
     money::{Currency, Money},
     tls::{CertFingerprint, PeerCertificate},
@@ -85,7 +86,13 @@ pub enum MerchantCommand {
     },
 }
 
-pub async fn run(command: MerchantCommand, store: &dyn Store) -> anyhow::Result<()> {
+/// Runs one admin command against `store`, for a payment-svc configured
+/// for `environment` (sandbox and production register only https pages).
+pub async fn run(
+    command: MerchantCommand,
+    store: &dyn Store,
+    environment: Environment,
+) -> anyhow::Result<()> {
     match command {
         MerchantCommand::Add {
             id,
@@ -125,6 +132,9 @@ pub async fn run(command: MerchantCommand, store: &dyn Store) -> anyhow::Result<
                 bind_and_pay_limit: Money::new(bind_and_pay_limit.unwrap_or(per_payment), currency)
                     .context("--bind-and-pay-limit")?,
             };
+            for url in merchant.return_urls.iter().chain(&merchant.allowed_origins) {
+                require_https(environment, "--return-url / --origin", url)?;
+            }
             let registered = merchants::register(store, &merchant, &peer).await?;
             println!(
                 "registered merchant {} (certificate urn:paybind:merchant:{}, SHA-256 {})",

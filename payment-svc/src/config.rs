@@ -3,17 +3,19 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use paybind_shared::{
-    config::{expose, expose_all, random_key, DatabaseSettings, Environment},
+    config::{
+        expose, expose_all, random_key, require_https, require_verified_database_tls,
+        DatabaseSettings, Environment,
+    },
     grpc::ServerSettings,
     tls::TlsFiles,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::{retention::RetentionSettings, velocity::VelocityLimits};
 use serde::{Deserialize, Serialize};
 
 const DEFAULTS: &str = r#"
-environment = "development"
 public_base_url = "http://localhost:8081"
 
 [grpc]
@@ -68,13 +70,24 @@ pub struct Settings {
     pub secrets: Secrets,
 }
 
-/// The simulated card network (the one simulated part of paybind).
+/// The card network. Only the simulator is built in: development and
+/// sandbox run against it; production refuses it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct AcquirerSettings {
+    #[serde(default)]
+    pub provider: AcquirerProvider,
     /// Keeps the simulator's ledger in this file (JSON lines), so that what
     /// it charged outlives a payment-svc restart or crash, as a real card
     /// network's records do. Without it the ledger is in memory.
     pub journal_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcquirerProvider {
+    /// The simulated card network with the README's test cards.
+    #[default]
+    Simulator,
 }
 
 /// Settling charges left in flight by a process that is gone.
@@ -123,9 +136,16 @@ pub struct Secrets {
     #[serde(default, serialize_with = "expose_all")]
     pub vault_keys: BTreeMap<String, SecretString>,
     pub active_vault_key: String,
-    /// MAC key of binding tokens.
+    /// MAC key of binding tokens: key id 1.
     #[serde(serialize_with = "expose")]
     pub token_key: SecretString,
+    /// More token keys, by id (2 to 255), for rotation: a token names the
+    /// key that made it and is accepted while that key is configured.
+    #[serde(default, serialize_with = "expose_all")]
+    pub token_keys: BTreeMap<String, SecretString>,
+    /// The key id new tokens (and tokens shown again) are made with.
+    #[serde(default = "first_token_key")]
+    pub active_token_key: u8,
     /// HMAC key of card fingerprints.
     #[serde(serialize_with = "expose")]
     pub fingerprint_key: SecretString,
@@ -134,7 +154,61 @@ pub struct Secrets {
     pub otp_key: SecretString,
 }
 
+fn first_token_key() -> u8 {
+    1
+}
+
 impl Secrets {
+    /// The token keys by id: `token_key` is 1, `token_keys` the others.
+    pub fn token_keys(&self) -> anyhow::Result<BTreeMap<u8, &SecretString>> {
+        let mut keys = BTreeMap::from([(1u8, &self.token_key)]);
+        for (id, key) in &self.token_keys {
+            let id: u8 = id.parse().ok().filter(|id| *id >= 2).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "secrets.token_keys: {id:?} is not a key id from 2 to 255 (1 is token_key)"
+                )
+            })?;
+            keys.insert(id, key);
+        }
+        if !keys.contains_key(&self.active_token_key) {
+            anyhow::bail!(
+                "secrets.active_token_key {} is not configured",
+                self.active_token_key
+            );
+        }
+        Ok(keys)
+    }
+
+    /// One key for two purposes would let a value made for one pass as the
+    /// other (a token MAC as a fingerprint, say): every key is different.
+    pub fn require_distinct(&self) -> anyhow::Result<()> {
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        let named = [
+            ("secrets.token_key".to_owned(), &self.token_key),
+            ("secrets.fingerprint_key".to_owned(), &self.fingerprint_key),
+            ("secrets.otp_key".to_owned(), &self.otp_key),
+        ]
+        .into_iter()
+        .chain(
+            self.vault_keys
+                .iter()
+                .map(|(id, key)| (format!("secrets.vault_keys.{id}"), key)),
+        )
+        .chain(
+            self.token_keys
+                .iter()
+                .map(|(id, key)| (format!("secrets.token_keys.{id}"), key)),
+        );
+        for (name, key) in named {
+            let value = key.expose_secret().trim();
+            if let Some((first, _)) = seen.iter().find(|(_, v)| *v == value) {
+                anyhow::bail!("{name} is the same key as {first}: each purpose needs its own");
+            }
+            seen.push((name, value));
+        }
+        Ok(())
+    }
+
     /// Fresh random keys, one vault key `k1`: for development and tests.
     pub fn generate() -> Self {
         let key = random_key;
@@ -142,6 +216,8 @@ impl Secrets {
             vault_keys: BTreeMap::from([("k1".to_owned(), key())]),
             active_vault_key: "k1".to_owned(),
             token_key: key(),
+            token_keys: BTreeMap::new(),
+            active_token_key: 1,
             fingerprint_key: key(),
             otp_key: key(),
         }
@@ -157,14 +233,27 @@ impl Settings {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.server.validate()?;
+        let environment = self.environment;
         match self.sms.provider.as_str() {
             "none" => {}
-            "dev-outbox" if self.environment == Environment::Production => {
+            "dev-outbox" if environment == Environment::Production => {
                 anyhow::bail!("sms.provider = \"dev-outbox\" is for development only")
             }
             "dev-outbox" => {}
             other => anyhow::bail!("sms.provider must be dev-outbox or none, not {other:?}"),
         }
+        if environment == Environment::Production
+            && self.acquirer.provider == AcquirerProvider::Simulator
+        {
+            anyhow::bail!(
+                "production refuses the simulated card network (acquirer.provider = \"simulator\"); \
+                 to run against it with everything else as in production, set environment = \"sandbox\""
+            );
+        }
+        require_https(environment, "public_base_url", &self.public_base_url)?;
+        require_verified_database_tls(environment, &self.database)?;
+        self.secrets.require_distinct()?;
+        self.secrets.token_keys()?;
         if !(-720..=840).contains(&self.limits.utc_offset_minutes) {
             anyhow::bail!("limits.utc_offset_minutes must be between -720 and 840");
         }
@@ -219,6 +308,7 @@ impl Settings {
                 outbox_file: Some(dir.join("sms-outbox.jsonl")),
             },
             acquirer: AcquirerSettings {
+                provider: AcquirerProvider::Simulator,
                 journal_file: Some(dir.join("acquirer-ledger.jsonl")),
             },
             recovery: RecoverySettings { interval_ms: 1000 },
@@ -232,7 +322,6 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     fn write(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
         let file = dir.join("c.toml");
@@ -273,6 +362,104 @@ mod tests {
         assert!(err.to_string().contains("development only"), "{err}");
     }
 
+    /// The development file, as `environment`, with `edit` applied.
+    fn hardened(environment: &str, edit: impl Fn(String) -> String) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, file) = dev_file(dir.path());
+        let text = std::fs::read_to_string(&file)
+            .expect("read")
+            .replace(
+                "environment = \"development\"",
+                &format!("environment = \"{environment}\""),
+            )
+            .replace("http://localhost:8081", "https://pay.example.com")
+            .replace(
+                "provider = \"dev-outbox\"",
+                if environment == "production" {
+                    "provider = \"none\""
+                } else {
+                    "provider = \"dev-outbox\""
+                },
+            );
+        Settings::load(Some(&write(dir.path(), &edit(text))))
+    }
+
+    fn refused(result: anyhow::Result<Settings>, says: &str) {
+        let err = result.expect_err("refused");
+        assert!(format!("{err:#}").contains(says), "{says}: {err:#}");
+    }
+
+    #[test]
+    fn production_refuses_the_simulated_card_network_and_sandbox_allows_it() {
+        refused(hardened("production", |t| t), "simulated card network");
+        let sandbox = hardened("sandbox", |t| t).expect("sandbox runs the simulator");
+        assert_eq!(sandbox.environment, Environment::Sandbox);
+    }
+
+    #[test]
+    fn hardened_environments_refuse_http_and_unverified_database_tls() {
+        refused(
+            hardened("sandbox", |t| {
+                t.replace("https://pay.example.com", "http://pay.example.com")
+            }),
+            "public_base_url must be https",
+        );
+        hardened("sandbox", |t| {
+            t.replace("https://pay.example.com", "http://localhost:8081")
+        })
+        .expect("localhost is the machine's own");
+        let pg = |url: &'static str| {
+            move |t: String| {
+                let start = t.find("url = \"sqlite:").expect("db url");
+                let end = start + t[start..].find('\n').expect("eol");
+                format!("{}url = \"{url}\"{}", &t[..start], &t[end..])
+            }
+        };
+        refused(
+            hardened("sandbox", pg("postgres://payment@db/payment")),
+            "sslmode=verify-full",
+        );
+        hardened(
+            "sandbox",
+            pg("postgres://payment@db/payment?sslmode=verify-full"),
+        )
+        .expect("verified");
+        hardened("sandbox", |t| {
+            pg("postgres://payment@db/payment")(t).replace(
+                "tls_verified_elsewhere = false",
+                "tls_verified_elsewhere = true",
+            )
+        })
+        .expect("stated");
+        // Development takes them all.
+        Settings::load(Some(&dev_file(tempfile::tempdir().expect("dir").path()).1))
+            .expect("development");
+    }
+
+    #[test]
+    fn one_key_for_two_purposes_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (settings, file) = dev_file(dir.path());
+        let otp = settings.secrets.otp_key.expose_secret().to_owned();
+        let token = settings.secrets.token_key.expose_secret().to_owned();
+        let text = std::fs::read_to_string(&file)
+            .expect("read")
+            .replace(&token, &otp);
+        let err = Settings::load(Some(&write(dir.path(), &text))).expect_err("equal keys");
+        assert!(format!("{err:#}").contains("same key"), "{err:#}");
+    }
+
+    #[test]
+    fn a_configuration_must_say_where_it_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, file) = dev_file(dir.path());
+        let text = std::fs::read_to_string(&file)
+            .expect("read")
+            .replace("environment = \"development\"", "");
+        let err = Settings::load(Some(&write(dir.path(), &text))).expect_err("unset");
+        assert!(format!("{err:#}").contains("environment"), "{err:#}");
+    }
+
     #[test]
     fn the_environment_is_one_of_a_fixed_set() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -305,8 +492,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut text = std::fs::read_to_string(example).expect("example");
         text.push_str("token_key = \"a\"\nfingerprint_key = \"b\"\notp_key = \"c\"\n[secrets.vault_keys]\nk1 = \"d\"\n");
+        // As production it refuses the simulator (no card network is built
+        // in yet); the same shape as a sandbox is valid.
+        let err = Settings::load(Some(&write(dir.path(), &text))).expect_err("simulator");
+        assert!(
+            format!("{err:#}").contains("simulated card network"),
+            "{err:#}"
+        );
+        let text = text.replace("environment = \"production\"", "environment = \"sandbox\"");
         let settings = Settings::load(Some(&write(dir.path(), &text))).expect("valid");
-        assert_eq!(settings.environment, Environment::Production);
+        assert_eq!(settings.environment, Environment::Sandbox);
         assert_eq!(settings.sms.provider, "none");
     }
 }

@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Merchant(cmd) => {
             let settings = Settings::load(cli.config.as_deref())?;
             let store = store::connect(settings.database.url.expose_secret(), 2).await?;
-            admin::run(cmd, store.as_ref()).await
+            admin::run(cmd, store.as_ref(), settings.environment).await
         }
     }
 }

@@ -3,10 +3,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use paybind_proto::payment::v1::binding_service_server::BindingServiceServer;
-use paybind_shared::{
-    config::Environment,
-    grpc::{CallerLayer, MAX_REQUEST_BYTES},
-};
+use paybind_shared::grpc::{CallerLayer, MAX_REQUEST_BYTES};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::Layer;
@@ -51,7 +48,7 @@ impl App {
         settings: Settings,
         simulator: Arc<Simulator>,
     ) -> anyhow::Result<Self> {
-        if settings.environment == Environment::Production {
+        if settings.environment.hardened() {
             settings.tls.refuse_development_ca()?;
         }
         let secrets = &settings.secrets;
@@ -80,7 +77,14 @@ impl App {
             vault: Vault::new(&secrets.vault_keys, &secrets.active_vault_key)?,
             fingerprints: KeyedHasher::new("secrets.fingerprint_key", &secrets.fingerprint_key)?,
             otp_hasher: KeyedHasher::new("secrets.otp_key", &secrets.otp_key)?,
-            tokens: TokenCodec::new(KeyedHasher::new("secrets.token_key", &secrets.token_key)?),
+            tokens: TokenCodec::with_keys(
+                secrets
+                    .token_keys()?
+                    .into_iter()
+                    .map(|(id, key)| Ok((id, KeyedHasher::new(&format!("token key {id}"), key)?)))
+                    .collect::<anyhow::Result<_>>()?,
+                secrets.active_token_key,
+            )?,
             acquirer: simulator.clone(),
             sms,
             in_flight: Default::default(),

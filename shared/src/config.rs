@@ -12,14 +12,62 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize, Serializer};
 
 /// Where a service runs. A fixed set: a misspelt value (`"prod"`) is a
 /// configuration error, never a development default in disguise.
+///
+/// There is no default: a configuration that does not say where it runs is
+/// refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     /// Development-only conveniences allowed (the SMS outbox, the
-    /// development CA, any operator certificate at merchant-svc).
+    /// development CA, any operator certificate at merchant-svc, plain
+    /// http, databases without TLS).
     Development,
-    /// Refuses every development-only setting.
+    /// Set up as production (its own CA, https, verified database TLS,
+    /// listed operators) but against the simulated card network and the
+    /// SMS outbox: for merchants' integration tests.
+    Sandbox,
+    /// Refuses every development or simulated part.
     Production,
+}
+
+impl Environment {
+    /// Sandbox and production: everything but the simulated parts must be
+    /// as in production.
+    pub fn hardened(self) -> bool {
+        !matches!(self, Environment::Development)
+    }
+}
+
+/// In a hardened environment, a PostgreSQL URL must verify the server's
+/// certificate (`sslmode=verify-full` or `verify-ca`), unless the operator
+/// states that the connection is protected otherwise.
+pub fn require_verified_database_tls(
+    environment: Environment,
+    database: &DatabaseSettings,
+) -> anyhow::Result<()> {
+    let url = database.url.expose_secret();
+    if !environment.hardened() || !url.starts_with("postgres") || database.tls_verified_elsewhere {
+        return Ok(());
+    }
+    let verified = url.contains("sslmode=verify-full") || url.contains("sslmode=verify-ca");
+    if !verified {
+        anyhow::bail!(
+            "database.url must verify the server's certificate (sslmode=verify-full) in {environment:?}; \
+             if the connection is protected otherwise (a private link), say so with database.tls_verified_elsewhere = true"
+        );
+    }
+    Ok(())
+}
+
+/// In a hardened environment a public URL must be https (localhost aside,
+/// for a machine's own tests).
+pub fn require_https(environment: Environment, what: &str, url: &str) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    let local = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if environment.hardened() && parsed.scheme() != "https" && !local {
+        anyhow::bail!("{what} must be https in {environment:?}, not {url:?}");
+    }
+    Ok(())
 }
 
 /// A service's database: `sqlite:path/file.db` or `postgres://user@host/db`.
@@ -29,6 +77,10 @@ pub struct DatabaseSettings {
     #[serde(serialize_with = "expose")]
     pub url: SecretString,
     pub max_connections: u32,
+    /// States that a PostgreSQL connection without certificate verification
+    /// is protected otherwise (sandbox and production refuse it unless so).
+    #[serde(default)]
+    pub tls_verified_elsewhere: bool,
 }
 
 impl DatabaseSettings {
@@ -36,6 +88,7 @@ impl DatabaseSettings {
         Self {
             url: SecretString::from(url.into()),
             max_connections,
+            tls_verified_elsewhere: false,
         }
     }
 }

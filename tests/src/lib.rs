@@ -475,7 +475,7 @@ impl Stack {
     /// connection to the database.
     pub async fn admin(&self, command: payment_svc::admin::MerchantCommand) -> anyhow::Result<()> {
         let store = payment_svc::store::connect(&self.payment_db_url(), 2).await?;
-        payment_svc::admin::run(command, store.as_ref()).await
+        payment_svc::admin::run(command, store.as_ref(), self.settings.environment).await
     }
 
     /// payment-svc's settings as the stack runs it.

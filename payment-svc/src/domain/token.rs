@@ -9,7 +9,12 @@
 //!   token key the database alone yields no usable token;
 //! - can be shown again to its merchant (GetBindSession, ListBindings) by
 //!   computing the MAC again;
-//! - is checked in memory before any database round trip.
+//! - is checked in memory before any database round trip;
+//! - names the key that made it, so the key rotates: new tokens (and the
+//!   tokens shown again) use the active key, old ones are accepted for as
+//!   long as their key is configured.
+use std::collections::BTreeMap;
+
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use paybind_shared::ids::{BindingId, BindingToken, MerchantId, MerchantUserId};
 use subtle::ConstantTimeEq;
@@ -17,28 +22,40 @@ use subtle::ConstantTimeEq;
 use super::vault::KeyedHasher;
 
 const PREFIX: &str = "pbt_";
-const KEY_ID: u8 = 1;
 const ID_LEN: usize = 16;
 const MAC_LEN: usize = 16;
 
 /// Issues and checks binding tokens.
 #[derive(Clone)]
 pub struct TokenCodec {
-    hasher: KeyedHasher,
+    keys: BTreeMap<u8, KeyedHasher>,
+    active: u8,
 }
 
 impl TokenCodec {
+    /// One key, id 1.
     pub fn new(hasher: KeyedHasher) -> Self {
-        Self { hasher }
+        Self {
+            keys: BTreeMap::from([(1, hasher)]),
+            active: 1,
+        }
+    }
+
+    /// Keys by id; new tokens use `active`.
+    pub fn with_keys(keys: BTreeMap<u8, KeyedHasher>, active: u8) -> anyhow::Result<Self> {
+        if !keys.contains_key(&active) {
+            anyhow::bail!("the active token key {active} is not configured");
+        }
+        Ok(Self { keys, active })
     }
 
     fn mac(
-        &self,
+        hasher: &KeyedHasher,
         merchant_id: &MerchantId,
         merchant_user_id: &MerchantUserId,
         raw: &[u8; ID_LEN],
     ) -> [u8; MAC_LEN] {
-        let full = self.hasher.mac(&[
+        let full = hasher.mac(&[
             b"paybind/binding-token/v1",
             merchant_id.as_str().as_bytes(),
             merchant_user_id.as_str().as_bytes(),
@@ -57,10 +74,11 @@ impl TokenCodec {
         binding_id: &BindingId,
     ) -> Option<BindingToken> {
         let raw = binding_id.raw()?;
+        let hasher = self.keys.get(&self.active)?;
         let mut bytes = Vec::with_capacity(1 + ID_LEN + MAC_LEN);
-        bytes.push(KEY_ID);
+        bytes.push(self.active);
         bytes.extend_from_slice(&raw);
-        bytes.extend_from_slice(&self.mac(merchant_id, merchant_user_id, &raw));
+        bytes.extend_from_slice(&Self::mac(hasher, merchant_id, merchant_user_id, &raw));
         Some(BindingToken::from_trusted(format!(
             "{PREFIX}{}",
             URL_SAFE_NO_PAD.encode(bytes)
@@ -80,11 +98,12 @@ impl TokenCodec {
             return None;
         }
         let bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
-        if bytes.len() != 1 + ID_LEN + MAC_LEN || bytes[0] != KEY_ID {
+        if bytes.len() != 1 + ID_LEN + MAC_LEN {
             return None;
         }
+        let hasher = self.keys.get(&bytes[0])?;
         let raw: [u8; ID_LEN] = bytes[1..1 + ID_LEN].try_into().ok()?;
-        let expected = self.mac(merchant_id, merchant_user_id, &raw);
+        let expected = Self::mac(hasher, merchant_id, merchant_user_id, &raw);
         if bool::from(expected.ct_eq(&bytes[1 + ID_LEN..])) {
             Some(BindingId::from_raw(&raw))
         } else {
@@ -143,6 +162,38 @@ mod tests {
             "another key"
         );
         assert_eq!(c.token_for(&m("m1"), &u("u1"), &id), Some(token), "stable");
+    }
+
+    fn hasher(seed: u8) -> KeyedHasher {
+        KeyedHasher::new("t", &SecretString::from(STANDARD.encode([seed; 32]))).expect("key")
+    }
+
+    #[test]
+    fn the_token_key_rotates() {
+        let id = BindingId::from_raw(&rand::random());
+        let old = codec(1);
+        let old_token = old.token_for(&m("m1"), &u("u1"), &id).expect("token");
+        // Key 2 added and made active; key 1 kept for the tokens out there.
+        let both = TokenCodec::with_keys(BTreeMap::from([(1, hasher(1)), (2, hasher(2))]), 2)
+            .expect("codec");
+        assert_eq!(
+            both.binding_id_of(&old_token, &m("m1"), &u("u1")),
+            Some(id.clone())
+        );
+        let new_token = both.token_for(&m("m1"), &u("u1"), &id).expect("token");
+        assert_ne!(new_token, old_token, "shown again with the active key");
+        assert_eq!(
+            both.binding_id_of(&new_token, &m("m1"), &u("u1")),
+            Some(id.clone())
+        );
+        // Key 1 retired: its tokens no longer pay, the new ones do.
+        let new_only = TokenCodec::with_keys(BTreeMap::from([(2, hasher(2))]), 2).expect("codec");
+        assert_eq!(new_only.binding_id_of(&old_token, &m("m1"), &u("u1")), None);
+        assert_eq!(
+            new_only.binding_id_of(&new_token, &m("m1"), &u("u1")),
+            Some(id)
+        );
+        assert!(TokenCodec::with_keys(BTreeMap::from([(1, hasher(1))]), 2).is_err());
     }
 
     #[test]

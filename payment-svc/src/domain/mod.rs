@@ -23,14 +23,16 @@ pub mod vault;
 pub mod velocity;
 
 use acquirer::Acquirer;
+use error::DomainResult;
 use merchants::MerchantDirectory;
 use paybind_shared::{
     batch::Batcher,
-    clock::{self, LocalDate},
+    clock::{self, now_ms, LocalDate},
+    ids::MerchantId,
 };
 use sms::SmsSender;
 use token::TokenCodec;
-use vault::{KeyedHasher, Vault};
+use vault::{KeyedHasher, Purpose, Sealed, Vault};
 
 use crate::{
     domain::model::Payment,
@@ -78,7 +80,35 @@ pub struct Services {
     pub in_flight: in_flight::InFlight,
 }
 
+/// The one-time pass that keys stored card fingerprints per merchant.
+const FINGERPRINTS_PER_MERCHANT: &str = "card_fingerprint_v2_per_merchant";
+
 impl Services {
+    /// A card's fingerprint at one merchant: finds the same card again for
+    /// that merchant's user, and is a different value at every merchant, so
+    /// a database reader cannot link a card across merchants.
+    pub fn card_fingerprint(&self, merchant_id: &MerchantId, digits: &[u8]) -> String {
+        self.fingerprints
+            .mac_hex(&[b"paybind/card/v2", merchant_id.as_str().as_bytes(), digits])
+    }
+
+    /// Gives the fingerprints stored before they were keyed per merchant
+    /// their per-merchant value; once, whichever replica starts first.
+    pub async fn refingerprint_cards(&self) -> DomainResult<()> {
+        let fingerprint = |merchant_id: &MerchantId, pan: &Sealed| {
+            let digits = self.vault.open(Purpose::CardNumber, pan)?;
+            Ok(self.card_fingerprint(merchant_id, &digits))
+        };
+        if let Some(changed) = self
+            .store
+            .refingerprint_cards(FINGERPRINTS_PER_MERCHANT, &fingerprint, now_ms())
+            .await?
+        {
+            tracing::info!(changed, "card fingerprints keyed per merchant");
+        }
+        Ok(())
+    }
+
     /// The batch writers of the hot path, over `store`.
     pub fn pay_writers(store: Arc<dyn Store>) -> (Reservations, Outcomes) {
         let in_flight = store.backend().batches_in_flight();

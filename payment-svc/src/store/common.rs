@@ -68,6 +68,7 @@ macro_rules! impl_store {
             PaymentState, Refund, SessionState,
         };
         use $crate::store::common::*;
+        use $crate::domain::vault::Sealed;
         use $crate::store::rows::*;
         use $crate::store::*;
 
@@ -287,6 +288,60 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn refingerprint_cards(
+                &self,
+                name: &str,
+                fingerprint: &(dyn for<'m, 's> Fn(&'m MerchantId, &'s Sealed) -> anyhow::Result<String> + Sync),
+                now_ms: i64,
+            ) -> StoreResult<Option<u64>> {
+                let mut tx = self.writer().begin().await?;
+                if Self::BACKEND == Backend::Postgres {
+                    // One replica makes the pass; the others wait, then skip it.
+                    sqlx::query("SELECT pg_advisory_xact_lock(3, 0)")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let done: Option<(String,)> =
+                    sqlx::query_as("SELECT name FROM maintenance WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if done.is_some() {
+                    return Ok(None);
+                }
+                let mut changed = 0;
+                for table in ["bindings", "bind_sessions"] {
+                    let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(&format!(
+                        "SELECT id, merchant_id, pan_key_id, pan_ct FROM {table} \
+                         WHERE pan_ct IS NOT NULL AND pan_key_id IS NOT NULL"
+                    ))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for (id, merchant_id, key_id, blob) in rows {
+                        let merchant_id = MerchantId::from_stored(merchant_id);
+                        let sealed = Sealed { key_id, blob };
+                        let fresh = fingerprint(&merchant_id, &sealed).map_err(|e| {
+                            StoreError::Corrupt(format!("{table}.pan_ct of {id}: {e}"))
+                        })?;
+                        changed += sqlx::query(&format!(
+                            "UPDATE {table} SET card_fingerprint = $1 WHERE id = $2"
+                        ))
+                        .bind(fresh)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    }
+                }
+                sqlx::query("INSERT INTO maintenance (name, done_ms) VALUES ($1, $2)")
+                    .bind(name)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(changed))
+            }
+
             async fn purge(&self, cutoffs: &PurgeCutoffs) -> StoreResult<Purged> {
                 // An unfinished session keeps nothing once expired; one in
                 // CHARGING is left to recovery, which finishes it first.
@@ -338,7 +393,9 @@ macro_rules! impl_store {
                     if Self::BACKEND == Backend::Postgres {
                         // SQLite has one writer; PostgreSQL serialises
                         // the check-and-record of one key here.
-                        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                        // Class 1 of the two-key space: apart from the
+                        // processes' own (one-key) owner locks.
+                        sqlx::query("SELECT pg_advisory_xact_lock(1, hashtext($1))")
                             .bind(format!("velocity/{counter}/{}", a.key))
                             .execute(&mut *tx)
                             .await?;
@@ -449,14 +506,28 @@ macro_rules! impl_store {
                     let id = match inserted {
                         Some((id,)) => id,
                         None => {
-                            // The user already has an active binding for this card.
+                            // The user already has an active binding for this
+                            // card: it is the binding, with what the shopper
+                            // and the issuer just gave (a new expiry, the
+                            // phone on file now, a fresh sealed copy).
                             let (id,): (String,) = sqlx::query_as(
-                                "SELECT id FROM bindings WHERE merchant_id = $1 AND \
-                                 merchant_user_id = $2 AND card_fingerprint = $3 AND status = 'ACTIVE'",
+                                "UPDATE bindings SET exp_month = $4, exp_year = $5, pan_ct = $6, \
+                                 pan_key_id = $7, holder_name = $8, id_number_ct = $9, \
+                                 id_key_id = $10, phone = $11 \
+                                 WHERE merchant_id = $1 AND merchant_user_id = $2 \
+                                 AND card_fingerprint = $3 AND status = 'ACTIVE' RETURNING id",
                             )
                             .bind(&binding.merchant_id)
                             .bind(&binding.merchant_user_id)
                             .bind(&binding.card.fingerprint)
+                            .bind(row.exp_month)
+                            .bind(row.exp_year)
+                            .bind(&row.pan_ct)
+                            .bind(&row.pan_key_id)
+                            .bind(&row.holder_name)
+                            .bind(&row.id_number_ct)
+                            .bind(&row.id_key_id)
+                            .bind(&row.phone)
                             .fetch_one(&mut *tx)
                             .await?;
                             id

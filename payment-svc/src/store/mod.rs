@@ -28,6 +28,7 @@ use crate::domain::{
         Payment, PaymentState, Refund,
     },
     retention::{PurgeCutoffs, Purged},
+    vault::Sealed,
     velocity::{Allowance, UsedUp},
 };
 
@@ -229,6 +230,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Moves whenever a merchant or certificate changes.
     async fn merchant_revision(&self) -> StoreResult<i64>;
+
+    // One-time passes.
+    /// Gives every active binding and every unfinished session holding a
+    /// card number the fingerprint `fingerprint(merchant, sealed number)`
+    /// says, once (recorded as `name` in `maintenance`; a replica that
+    /// starts later, or at the same time, finds it done). The number of
+    /// rows changed, or `None` if it was done already.
+    async fn refingerprint_cards(
+        &self,
+        name: &str,
+        fingerprint: &(dyn for<'m, 's> Fn(&'m MerchantId, &'s Sealed) -> anyhow::Result<String>
+              + Sync),
+        now_ms: i64,
+    ) -> StoreResult<Option<u64>>;
 
     // Retention.
     /// Wipes the shopper data of sessions that expired unfinished before

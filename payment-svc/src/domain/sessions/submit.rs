@@ -87,7 +87,7 @@ impl Services {
             phone: &submission.phone,
         };
         let digits = submission.card.expose_digits().as_bytes();
-        let fingerprint = self.fingerprints.mac_hex(&[b"paybind/card/v1", digits]);
+        let fingerprint = self.card_fingerprint(&merchant.id, digits);
         // Card testing: a card, and a merchant's cards, are checked with
         // the issuer only so often.
         let card_key = self

@@ -1,0 +1,141 @@
+//! Binding a card again: the user's existing binding is the binding, and it
+//! takes what the shopper just gave (a new expiry). A card's fingerprint is
+//! a different value at every merchant (a database reader cannot link a
+//! card across merchants); fingerprints stored before are re-keyed once, at
+//! start.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use paybind_tests::{
+    execute_sql,
+    fixtures::{shopper, Client, PHONE, VISA},
+    pb, text_rows, Stack, RETURN_URL, SHOP_A, SHOP_B,
+};
+use payment_svc::domain::vault::KeyedHasher;
+
+type R = anyhow::Result<()>;
+
+paybind_tests::on_both_backends!(with_merchant = false;
+    binding_a_card_again_keeps_the_binding_and_takes_the_new_expiry,
+    a_card_has_another_fingerprint_at_each_merchant_and_old_ones_are_rekeyed,
+);
+
+/// Binds VISA for `user` with this expiry, under idempotency key `key`.
+async fn bind(
+    stack: &Stack,
+    c: &mut Client,
+    user: &str,
+    key: &str,
+    (month, year): (i32, i32),
+) -> anyhow::Result<pb::Binding> {
+    let session = c
+        .bind(pb::BindRequest {
+            merchant_user_id: user.into(),
+            presentation: pb::Presentation::Redirect as i32,
+            return_url: RETURN_URL.into(),
+            prefill: None,
+            idempotency_key: key.into(),
+        })
+        .await?
+        .into_inner()
+        .session
+        .expect("session")
+        .session_id;
+    c.submit_bind_info(pb::SubmitBindInfoRequest {
+        session_id: session.clone(),
+        shopper: Some(shopper("Zhang San")),
+        card: Some(pb::CardInfo {
+            number: VISA.into(),
+            expiry_month: month,
+            expiry_year: year,
+            cvv: "123".into(),
+        }),
+    })
+    .await?;
+    Ok(c.verify_bind(pb::VerifyBindRequest {
+        session_id: session,
+        code: stack.last_code(PHONE)?,
+    })
+    .await?
+    .into_inner()
+    .session
+    .expect("session")
+    .binding
+    .expect("binding"))
+}
+
+async fn fingerprint_of(stack: &Stack, binding_id: &str) -> anyhow::Result<String> {
+    Ok(text_rows(
+        &stack.payment_db_url(),
+        &format!("SELECT card_fingerprint FROM bindings WHERE id = '{binding_id}'"),
+    )
+    .await?
+    .remove(0)
+    .remove(0))
+}
+
+async fn binding_a_card_again_keeps_the_binding_and_takes_the_new_expiry(stack: &Stack) -> R {
+    let mut c = stack.client(SHOP_A).await?;
+    let first = bind(stack, &mut c, "ray", "bind-1", (12, 2031)).await?;
+    let again = bind(stack, &mut c, "ray", "bind-2", (6, 2033)).await?;
+    assert_eq!(again.binding_id, first.binding_id, "the same binding");
+    let listed = c
+        .list_bindings(pb::ListBindingsRequest {
+            merchant_user_id: "ray".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .bindings;
+    assert_eq!(listed.len(), 1);
+    let card = listed[0].card.as_ref().expect("card");
+    assert_eq!(
+        (card.expiry_month, card.expiry_year),
+        (6, 2033),
+        "the new expiry"
+    );
+    Ok(())
+}
+
+async fn a_card_has_another_fingerprint_at_each_merchant_and_old_ones_are_rekeyed(
+    stack: &Stack,
+) -> R {
+    let mut a = stack.client(SHOP_A).await?;
+    let mut b = stack.client(SHOP_B).await?;
+    let at_a = bind(stack, &mut a, "sue", "bind-a", (12, 2031)).await?;
+    let at_b = bind(stack, &mut b, "sue", "bind-b", (12, 2031)).await?;
+    let (fa, fb) = (
+        fingerprint_of(stack, &at_a.binding_id).await?,
+        fingerprint_of(stack, &at_b.binding_id).await?,
+    );
+    assert_ne!(fa, fb, "one card, two merchants, two fingerprints");
+
+    // As an earlier version stored it: one value at every merchant.
+    let hasher = KeyedHasher::new(
+        "fingerprint",
+        &stack.payment_settings().secrets.fingerprint_key,
+    )?;
+    let global = hasher.mac_hex(&[b"paybind/card/v1", VISA.as_bytes()]);
+    let url = stack.payment_db_url();
+    execute_sql(
+        &url,
+        &format!("UPDATE bindings SET card_fingerprint = '{global}'"),
+    )
+    .await?;
+    execute_sql(&url, "DELETE FROM maintenance").await?;
+    stack.stop_payment().await?;
+    stack.restart_payment().await?;
+    assert_eq!(
+        fingerprint_of(stack, &at_a.binding_id).await?,
+        fa,
+        "re-keyed"
+    );
+    assert_eq!(fingerprint_of(stack, &at_b.binding_id).await?, fb);
+    let done = text_rows(&url, "SELECT name FROM maintenance").await?;
+    assert_eq!(done.len(), 1, "recorded once");
+
+    // And the card is found again for its user.
+    let mut a = stack.client(SHOP_A).await?;
+    let again = bind(stack, &mut a, "sue", "bind-a-2", (12, 2031)).await?;
+    assert_eq!(again.binding_id, at_a.binding_id);
+    Ok(())
+}

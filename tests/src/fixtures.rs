@@ -78,13 +78,25 @@ pub async fn bind_card(
     user: &str,
     card_number: &str,
 ) -> anyhow::Result<pb::Binding> {
+    bind_card_with_key(stack, c, user, card_number, &format!("bind-{user}")).await
+}
+
+/// As [`bind_card`], with the Bind request's idempotency key given (to bind
+/// again for the same user).
+pub async fn bind_card_with_key(
+    stack: &Stack,
+    c: &mut Client,
+    user: &str,
+    card_number: &str,
+    key: &str,
+) -> anyhow::Result<pb::Binding> {
     let session = c
         .bind(pb::BindRequest {
             merchant_user_id: user.into(),
             presentation: pb::Presentation::Redirect as i32,
             return_url: RETURN_URL.into(),
             prefill: None,
-            idempotency_key: format!("bind-{user}"),
+            idempotency_key: key.into(),
         })
         .await?
         .into_inner()

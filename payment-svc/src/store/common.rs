@@ -30,6 +30,23 @@ pub(super) static INSERT_BINDING: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Bindings as the domain reads them: their usage is their card's at the
+/// merchant (`card_usage`), whichever binding paid. Filter on `b.`.
+pub(super) static SELECT_BINDINGS: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<String> = BindingRow::COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "usage_day" | "usage_amount" => format!("COALESCE(cu.{c}, 0) AS {c}"),
+            other => format!("b.{other}"),
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM bindings b LEFT JOIN card_usage cu \
+         ON cu.merchant_id = b.merchant_id AND cu.card_fingerprint = b.card_fingerprint",
+        columns.join(", ")
+    )
+});
+
 pub(super) static INSERT_REFUND: LazyLock<String> = LazyLock::new(|| {
     insert_sql(
         "refunds",
@@ -591,7 +608,10 @@ macro_rules! impl_store {
             }
 
             async fn get_binding(&self, merchant_id: &MerchantId, binding_id: &BindingId) -> StoreResult<Option<Binding>> {
-                sqlx::query_as::<_, BindingRow>("SELECT * FROM bindings WHERE merchant_id = $1 AND id = $2")
+                sqlx::query_as::<_, BindingRow>(&format!(
+                    "{} WHERE b.merchant_id = $1 AND b.id = $2",
+                    *SELECT_BINDINGS
+                ))
                     .bind(merchant_id)
                     .bind(binding_id)
                     .fetch_optional(self.reader())
@@ -605,12 +625,13 @@ macro_rules! impl_store {
                     Some(c) => (Some(c.created_ms), Some(c.id.as_str())),
                     None => (None, None),
                 };
-                sqlx::query_as::<_, BindingRow>(
-                    "SELECT * FROM bindings WHERE merchant_id = $1 AND merchant_user_id = $2 \
-                     AND ($3 OR status = 'ACTIVE') \
-                     AND ($4 IS NULL OR created_ms < $4 OR (created_ms = $4 AND id < $5)) \
-                     ORDER BY created_ms DESC, id DESC LIMIT $6",
-                )
+                sqlx::query_as::<_, BindingRow>(&format!(
+                    "{} WHERE b.merchant_id = $1 AND b.merchant_user_id = $2 \
+                     AND ($3 OR b.status = 'ACTIVE') \
+                     AND ($4 IS NULL OR b.created_ms < $4 OR (b.created_ms = $4 AND b.id < $5)) \
+                     ORDER BY b.created_ms DESC, b.id DESC LIMIT $6",
+                    *SELECT_BINDINGS
+                ))
                 .bind(&q.merchant_id)
                 .bind(&q.merchant_user_id)
                 .bind(q.include_revoked)
@@ -644,7 +665,10 @@ macro_rules! impl_store {
                 .bind(reason)
                 .execute(self.writer())
                 .await?;
-                sqlx::query_as::<_, BindingRow>("SELECT * FROM bindings WHERE merchant_id = $1 AND id = $2")
+                sqlx::query_as::<_, BindingRow>(&format!(
+                    "{} WHERE b.merchant_id = $1 AND b.id = $2",
+                    *SELECT_BINDINGS
+                ))
                     .bind(merchant_id)
                     .bind(binding_id)
                     .fetch_optional(self.writer())

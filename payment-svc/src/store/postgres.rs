@@ -1,5 +1,5 @@
-//! PostgreSQL, the production backend. The hot path is the `reserve_payment`
-//! function (migrations 0002, 0004): one round trip per payment.
+//! PostgreSQL, the production backend. The hot path is the `reserve_payments`
+//! function (migrations 0002, 0004, 0010): one round trip per batch.
 use std::{str::FromStr, time::Duration};
 
 use paybind_shared::db::retry_transient;
@@ -66,7 +66,7 @@ async fn keep_instance_lock(options: PgConnectOptions, instance: i64, mut conn: 
 
 #[derive(sqlx::FromRow)]
 struct Reserved {
-    #[allow(dead_code)] // selected to keep the rows in request order
+    /// Which request (from 1) the row answers.
     ord: i64,
     o_outcome: String,
     o_per_payment_limit: i64,
@@ -117,10 +117,10 @@ impl PgStore {
     }
 
     /// A batch of reservations in one statement (one commit): the
-    /// `reserve_payment` function once per request, in binding order so that
-    /// concurrent batches take the binding locks in the same order. If the
-    /// batch fails (a deadlock over one idempotency key claimed through two
-    /// bindings at once), each request is tried on its own.
+    /// `reserve_payment` function once per request, in (merchant, card)
+    /// order so that concurrent batches take the cards' usage locks in the
+    /// same order. If the batch fails (a deadlock over one idempotency key
+    /// claimed through two cards at once), each request is tried on its own.
     async fn reserve_payments_impl(
         &self,
         requests: &[ReservePayment],
@@ -151,25 +151,18 @@ impl PgStore {
         Ok(outcomes)
     }
 
+    /// One statement for the batch: `reserve_payments` takes the requests
+    /// in (merchant, card) order, the lock order of the cards' usage rows.
     async fn reserve_batch(&self, requests: &[ReservePayment]) -> StoreResult<Vec<ReserveOutcome>> {
-        let mut order: Vec<usize> = (0..requests.len()).collect();
-        order.sort_by(|a, b| requests[*a].binding_id.cmp(&requests[*b].binding_id));
         let col = |f: &dyn Fn(&ReservePayment) -> &str| -> Vec<String> {
-            order.iter().map(|i| f(&requests[*i]).to_owned()).collect()
+            requests.iter().map(|r| f(r).to_owned()).collect()
         };
-        let num = |f: &dyn Fn(&ReservePayment) -> i64| -> Vec<i64> {
-            order.iter().map(|i| f(&requests[*i])).collect()
-        };
+        let num =
+            |f: &dyn Fn(&ReservePayment) -> i64| -> Vec<i64> { requests.iter().map(f).collect() };
         let rows: Vec<Reserved> = sqlx::query_as(
-            "SELECT a.ord, r.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+            "SELECT * FROM reserve_payments($1::text[], $2::text[], $3::text[], $4::text[], \
                  $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                 $11::bigint[], $12::bigint[]) WITH ORDINALITY \
-                 AS a(payment_id, merchant_id, binding_id, user_id, order_id, amount, currency, \
-                      description, idem_key, request_hash, day, now_ms, ord) \
-             CROSS JOIN LATERAL reserve_payment(a.payment_id, a.merchant_id, a.binding_id, \
-                 a.user_id, a.order_id, a.amount, a.currency, a.description, a.idem_key, \
-                 a.request_hash, a.day, a.now_ms, $13) r \
-             ORDER BY a.ord",
+                 $11::bigint[], $12::bigint[], $13)",
         )
         .bind(col(&|r| r.payment_id.as_str()))
         .bind(col(&|r| r.merchant_id.as_str()))
@@ -195,8 +188,11 @@ impl PgStore {
             )));
         }
         let mut outcomes: Vec<Option<ReserveOutcome>> = (0..requests.len()).map(|_| None).collect();
-        for (position, row) in rows.into_iter().enumerate() {
-            let index = order[position];
+        for row in rows {
+            let index = usize::try_from(row.ord - 1)
+                .ok()
+                .filter(|i| *i < requests.len())
+                .ok_or_else(|| StoreError::Corrupt(format!("outcome for request {}", row.ord)))?;
             outcomes[index] = Some(self.outcome(&requests[index], row).await?);
         }
         outcomes
@@ -245,10 +241,10 @@ impl PgStore {
         .await
     }
 
-    /// Deadlock-free by lock order: every writer that locks several
-    /// bindings takes them by id (`reserve_batch` sorts its requests by
-    /// binding), and a batch with declines locks the bindings whose usage
-    /// it gives back, by id, before it changes anything.
+    /// Deadlock-free by lock order: every writer that locks several cards'
+    /// usage rows takes them in (merchant, card) order (`reserve_payments`
+    /// sorts its requests so), and a batch with declines locks the rows it
+    /// gives usage back to, in that order, before it changes anything.
     async fn finalize_once(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>> {
         let declined: Vec<&str> = outcomes
             .iter()
@@ -264,9 +260,10 @@ impl PgStore {
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "SELECT b.id FROM bindings b WHERE b.id IN \
-                 (SELECT p.binding_id FROM payments p WHERE p.id = ANY($1::text[])) \
-             ORDER BY b.id FOR UPDATE OF b",
+            "SELECT 1 FROM card_usage cu WHERE (cu.merchant_id, cu.card_fingerprint) IN \
+                 (SELECT b.merchant_id, b.card_fingerprint FROM payments p \
+                  JOIN bindings b ON b.id = p.binding_id WHERE p.id = ANY($1::text[])) \
+             ORDER BY cu.merchant_id, cu.card_fingerprint FOR UPDATE OF cu",
         )
         .bind(&declined)
         .persistent(false)
@@ -305,13 +302,15 @@ impl PgStore {
              settled AS ( \
                  DELETE FROM pending_charges WHERE payment_id = ANY($1::text[]) RETURNING 1), \
              released AS ( \
-                 UPDATE bindings b SET usage_amount = b.usage_amount - d.total \
-                 FROM (SELECT binding_id, counted_day, SUM(amount_minor) AS total FROM p \
-                       WHERE p.status = 'DECLINED' AND p.binding_id IS NOT NULL \
-                         AND p.counted_day IS NOT NULL \
-                       GROUP BY binding_id, counted_day) d \
-                 WHERE b.id = d.binding_id AND b.usage_day = d.counted_day \
-                 RETURNING b.id) \
+                 UPDATE card_usage cu SET usage_amount = GREATEST(cu.usage_amount - d.total, 0) \
+                 FROM (SELECT b.merchant_id, b.card_fingerprint, p.counted_day, \
+                              SUM(p.amount_minor) AS total \
+                       FROM p JOIN bindings b ON b.id = p.binding_id \
+                       WHERE p.status = 'DECLINED' AND p.counted_day IS NOT NULL \
+                       GROUP BY b.merchant_id, b.card_fingerprint, p.counted_day) d \
+                 WHERE cu.merchant_id = d.merchant_id AND cu.card_fingerprint = d.card_fingerprint \
+                   AND cu.usage_day = d.counted_day \
+                 RETURNING 1) \
              SELECT * FROM p",
         )
         .bind(ids)

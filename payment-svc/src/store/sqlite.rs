@@ -87,10 +87,18 @@ impl SqliteStore {
             return Ok(ReserveOutcome::CurrencyMismatch);
         }
         let amount = r.amount.amount_minor();
-        let used = if b.usage_day == r.day {
-            b.used_on_usage_day
-        } else {
-            0
+        // Counted per card at this merchant, whichever binding pays.
+        let usage: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT usage_day, usage_amount FROM card_usage \
+             WHERE merchant_id = $1 AND card_fingerprint = $2",
+        )
+        .bind(&r.merchant_id)
+        .bind(&b.card.fingerprint)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let used = match usage {
+            Some((day, amount)) if day == r.day => amount,
+            _ => 0,
         };
         let (per_payment, daily) = (
             b.limits.per_payment.amount_minor(),
@@ -99,7 +107,7 @@ impl SqliteStore {
         if amount > per_payment || used + amount > daily {
             return Ok(ReserveOutcome::LimitExceeded {
                 per_payment_limit: per_payment,
-                remaining_today: daily - used,
+                remaining_today: (daily - used).max(0),
             });
         }
         sqlx::query(
@@ -131,12 +139,17 @@ impl SqliteStore {
         .bind(r.now_ms)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE bindings SET usage_day = $2, usage_amount = $3 WHERE id = $1")
-            .bind(&r.binding_id)
-            .bind(r.day)
-            .bind(used + amount)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO card_usage (merchant_id, card_fingerprint, usage_day, usage_amount) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (merchant_id, card_fingerprint) \
+             DO UPDATE SET usage_day = excluded.usage_day, usage_amount = excluded.usage_amount",
+        )
+        .bind(&r.merchant_id)
+        .bind(&b.card.fingerprint)
+        .bind(r.day)
+        .bind(used + amount)
+        .execute(&mut *tx)
+        .await?;
         Ok(ReserveOutcome::Reserved(card))
     }
 
@@ -168,10 +181,12 @@ impl SqliteStore {
             if let (PaymentState::Declined { .. }, Some(binding_id), Some(day)) =
                 (&o.state, &p.binding_id, p.counted_day)
             {
-                // A decline gives its amount back to the day it was counted on.
+                // A decline gives its amount back to its card's day.
                 sqlx::query(
-                    "UPDATE bindings SET usage_amount = usage_amount - $2 \
-                     WHERE id = $1 AND usage_day = $3 AND usage_amount >= $2",
+                    "UPDATE card_usage SET usage_amount = MAX(usage_amount - $2, 0) \
+                     WHERE (merchant_id, card_fingerprint) = \
+                           (SELECT merchant_id, card_fingerprint FROM bindings WHERE id = $1) \
+                       AND usage_day = $3",
                 )
                 .bind(binding_id)
                 .bind(p.amount_minor)

@@ -335,13 +335,16 @@ async fn check_invariants(system: &System, ledger: &Ledger) -> anyhow::Result<()
     );
     anyhow::ensure!(
         p.number(
-            "SELECT COUNT(*) FROM bindings b WHERE b.usage_amount <> \
+            "SELECT COUNT(*) FROM card_usage cu WHERE cu.usage_amount <> \
              (SELECT CAST(COALESCE(SUM(x.amount_minor), 0) AS BIGINT) FROM payments x \
-              WHERE x.binding_id = b.id AND x.counted_day = b.usage_day AND x.status <> 'DECLINED')"
+              JOIN bindings b ON b.id = x.binding_id \
+              WHERE b.merchant_id = cu.merchant_id AND b.card_fingerprint = cu.card_fingerprint \
+                AND x.counted_day = cu.usage_day AND x.status <> 'DECLINED' \
+                AND NOT x.shopper_authenticated)"
         )
         .await?
             == 0,
-        "a binding's usage differs from its payments"
+        "a card's usage differs from its payments"
     );
     // The shop's paid orders and payment-svc's successful payments agree.
     let paid_at_payment = p

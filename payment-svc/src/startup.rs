@@ -97,7 +97,7 @@ impl App {
                 resend_interval_ms: i64::from(settings.sessions.resend_interval_secs) * 1000,
             },
         });
-        services.refingerprint_cards().await?;
+        services.rekey_sealed_cards().await?;
         let listener = TcpListener::bind(settings.grpc.listen).await?;
         let grpc_addr = listener.local_addr()?;
         Ok(Self {

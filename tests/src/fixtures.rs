@@ -70,6 +70,29 @@ pub async fn submit_as_zhang_san(
     .ok_or_else(|| tonic::Status::internal("SubmitBindInfo answered without a session"))
 }
 
+/// Pays `amount` (CNY minor units) with `binding` for `user`, order
+/// `order-KEY`, under idempotency key `key`: the payment, or the refusal.
+pub async fn pay(
+    c: &mut Client,
+    binding: &pb::Binding,
+    user: &str,
+    amount: i64,
+    key: &str,
+) -> Result<pb::Payment, tonic::Status> {
+    c.pay(pb::PayRequest {
+        binding_token: binding.binding_token.clone(),
+        merchant_user_id: user.into(),
+        merchant_order_id: format!("order-{key}"),
+        amount: crate::cny(amount),
+        description: "tea".into(),
+        idempotency_key: key.into(),
+    })
+    .await?
+    .into_inner()
+    .payment
+    .ok_or_else(|| tonic::Status::internal("Pay answered without a payment"))
+}
+
 /// Binds `card` for `user` straight at payment-svc, as a merchant with
 /// direct entry does: Bind, SubmitBindInfo, VerifyBind with the code sent.
 pub async fn bind_card(

@@ -4,8 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use paybind_tests::{
-    cny,
-    fixtures::{bind_card, Client, VISA},
+    fixtures::{bind_card, pay, Client, VISA},
     metadata_of, pb, reason, Stack, DAILY_LIMIT, PER_PAYMENT_LIMIT, SHOP_A, SHOP_B,
 };
 use tonic::Code;
@@ -21,27 +20,6 @@ paybind_tests::on_both_backends!(with_merchant = false;
 const MASTERCARD: &str = "5555555555554444";
 /// Approved at binding, declined at every charge (insufficient funds).
 const DECLINES_CHARGES: &str = "4000000000009995";
-
-async fn pay(
-    c: &mut Client,
-    binding: &pb::Binding,
-    user: &str,
-    amount: i64,
-    key: &str,
-) -> Result<pb::Payment, tonic::Status> {
-    Ok(c.pay(pb::PayRequest {
-        binding_token: binding.binding_token.clone(),
-        merchant_user_id: user.into(),
-        merchant_order_id: format!("order-{key}"),
-        amount: cny(amount),
-        description: "tea".into(),
-        idempotency_key: key.into(),
-    })
-    .await?
-    .into_inner()
-    .payment
-    .expect("payment"))
-}
 
 async fn remaining_today(c: &mut Client, user: &str) -> anyhow::Result<i64> {
     let bindings = c

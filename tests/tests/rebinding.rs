@@ -1,16 +1,16 @@
 //! Binding a card again: the user's existing binding is the binding, and it
 //! takes what the shopper just gave (a new expiry). A card's fingerprint is
 //! a different value at every merchant (a database reader cannot link a
-//! card across merchants); fingerprints stored before are re-keyed once, at
-//! start.
+//! card across merchants); fingerprints stored before are re-keyed, and
+//! numbers sealed before bound to their rows, once, at start.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use paybind_tests::{
     execute_sql,
-    fixtures::{shopper, Client, PHONE, VISA},
+    fixtures::{pay, shopper, Client, ID_NUMBER, PHONE, VISA},
     pb, text_rows, Stack, RETURN_URL, SHOP_A, SHOP_B,
 };
-use payment_svc::domain::vault::KeyedHasher;
+use payment_svc::domain::vault::{KeyedHasher, Purpose, Vault};
 
 type R = anyhow::Result<()>;
 
@@ -109,16 +109,22 @@ async fn a_card_has_another_fingerprint_at_each_merchant_and_old_ones_are_rekeye
     );
     assert_ne!(fa, fb, "one card, two merchants, two fingerprints");
 
-    // As an earlier version stored it: one value at every merchant.
-    let hasher = KeyedHasher::new(
-        "fingerprint",
-        &stack.payment_settings().secrets.fingerprint_key,
-    )?;
+    // As an earlier version stored it: one fingerprint at every merchant,
+    // the numbers sealed with their purpose only.
+    let secrets = &stack.payment_settings().secrets;
+    let hasher = KeyedHasher::new("fingerprint", &secrets.fingerprint_key)?;
     let global = hasher.mac_hex(&[b"paybind/card/v1", VISA.as_bytes()]);
+    let vault = Vault::new(&secrets.vault_keys, &secrets.active_vault_key)?;
     let url = stack.payment_db_url();
+    let pan = vault.seal(Purpose::CardNumber, VISA.as_bytes())?;
+    let id = vault.seal(Purpose::IdNumber, ID_NUMBER.as_bytes())?;
     execute_sql(
         &url,
-        &format!("UPDATE bindings SET card_fingerprint = '{global}'"),
+        &format!(
+            "UPDATE bindings SET card_fingerprint = '{global}', pan_ct = {}, id_number_ct = {}",
+            blob(&url, &pan.blob),
+            blob(&url, &id.blob)
+        ),
     )
     .await?;
     execute_sql(&url, "DELETE FROM maintenance").await?;
@@ -137,5 +143,18 @@ async fn a_card_has_another_fingerprint_at_each_merchant_and_old_ones_are_rekeye
     let mut a = stack.client(SHOP_A).await?;
     let again = bind(stack, &mut a, "sue", "bind-a-2", (12, 2031)).await?;
     assert_eq!(again.binding_id, at_a.binding_id);
+    // The re-sealed card pays.
+    let paid = pay(&mut a, &again, "sue", 100, "pay-1").await?;
+    assert_eq!(paid.status, pb::PaymentStatus::Succeeded as i32);
     Ok(())
+}
+
+/// `bytes` as an SQL literal of the database at `url`.
+fn blob(url: &str, bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if url.starts_with("sqlite:") {
+        format!("X'{hex}'")
+    } else {
+        format!("'\\x{hex}'::bytea")
+    }
 }

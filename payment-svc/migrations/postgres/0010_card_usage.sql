@@ -25,8 +25,11 @@ INSERT INTO card_usage (merchant_id, card_fingerprint, usage_day, usage_amount)
 
 -- One payment: every check and both writes, serialised on the card's usage
 -- row (the first request on a card makes it). The binding is read again
--- after that lock, so a revocation committed meanwhile is seen.
-CREATE OR REPLACE FUNCTION reserve_payment(
+-- after that lock, so a revocation committed meanwhile is seen. It also
+-- answers the card's fingerprint: the sealed number is bound to (merchant,
+-- user, card) and opens only as that binding's.
+DROP FUNCTION reserve_payment(TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, BIGINT);
+CREATE FUNCTION reserve_payment(
     p_payment_id    TEXT,
     p_merchant_id   TEXT,
     p_binding_id    TEXT,
@@ -47,7 +50,8 @@ CREATE OR REPLACE FUNCTION reserve_payment(
     o_pan_ct            BYTEA,
     o_pan_key_id        TEXT,
     o_exp_month         BIGINT,
-    o_exp_year          BIGINT
+    o_exp_year          BIGINT,
+    o_card_fingerprint  TEXT
 )
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -72,27 +76,27 @@ BEGIN
     PERFORM 1 FROM payments
       WHERE payments.merchant_id = p_merchant_id AND payments.idempotency_key = p_key;
     IF FOUND THEN
-        RETURN QUERY SELECT 'EXISTING'::TEXT, 0::BIGINT, 0::BIGINT, NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT;
+        RETURN QUERY SELECT 'EXISTING'::TEXT, 0::BIGINT, 0::BIGINT, NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT, NULL::TEXT;
         RETURN;
     END IF;
 
     IF b.id IS NULL OR b.merchant_user_id <> p_user_id THEN
-        RETURN QUERY SELECT 'NOT_FOUND'::TEXT, 0::BIGINT, 0::BIGINT, NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT;
+        RETURN QUERY SELECT 'NOT_FOUND'::TEXT, 0::BIGINT, 0::BIGINT, NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT, NULL::TEXT;
         RETURN;
     END IF;
     IF b.status <> 'ACTIVE' THEN
-        RETURN QUERY SELECT 'REVOKED'::TEXT, 0::BIGINT, 0::BIGINT, NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT;
+        RETURN QUERY SELECT 'REVOKED'::TEXT, 0::BIGINT, 0::BIGINT, NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT, NULL::TEXT;
         RETURN;
     END IF;
     IF b.currency <> p_currency THEN
-        RETURN QUERY SELECT 'CURRENCY_MISMATCH'::TEXT, 0::BIGINT, 0::BIGINT, NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT;
+        RETURN QUERY SELECT 'CURRENCY_MISMATCH'::TEXT, 0::BIGINT, 0::BIGINT, NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT, NULL::TEXT;
         RETURN;
     END IF;
 
     used := CASE WHEN u.usage_day = p_day THEN u.usage_amount ELSE 0 END;
     IF p_amount > b.per_payment_limit OR used + p_amount > b.daily_limit THEN
         RETURN QUERY SELECT 'LIMIT_EXCEEDED'::TEXT, b.per_payment_limit, GREATEST(b.daily_limit - used, 0),
-                            NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT;
+                            NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT, NULL::TEXT;
         RETURN;
     END IF;
 
@@ -104,7 +108,7 @@ BEGIN
     ON CONFLICT (merchant_id, idempotency_key) DO NOTHING;
     IF NOT FOUND THEN
         -- The same key was claimed concurrently through another card.
-        RETURN QUERY SELECT 'EXISTING'::TEXT, 0::BIGINT, 0::BIGINT, NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT;
+        RETURN QUERY SELECT 'EXISTING'::TEXT, 0::BIGINT, 0::BIGINT, NULL::BYTEA, NULL::TEXT, 0::BIGINT, 0::BIGINT, NULL::TEXT;
         RETURN;
     END IF;
 
@@ -112,7 +116,7 @@ BEGIN
     UPDATE card_usage SET usage_day = p_day, usage_amount = used + p_amount
      WHERE card_usage.merchant_id = b.merchant_id AND card_usage.card_fingerprint = b.card_fingerprint;
     RETURN QUERY SELECT 'RESERVED'::TEXT, b.per_payment_limit, b.daily_limit - used - p_amount,
-                        b.pan_ct, b.pan_key_id, b.exp_month, b.exp_year;
+                        b.pan_ct, b.pan_key_id, b.exp_month, b.exp_year, b.card_fingerprint;
 END;
 $$;
 
@@ -142,7 +146,8 @@ CREATE FUNCTION reserve_payments(
     o_pan_ct            BYTEA,
     o_pan_key_id        TEXT,
     o_exp_month         BIGINT,
-    o_exp_year          BIGINT
+    o_exp_year          BIGINT,
+    o_card_fingerprint  TEXT
 )
 LANGUAGE plpgsql AS $$
 DECLARE

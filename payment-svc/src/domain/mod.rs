@@ -28,15 +28,17 @@ use merchants::MerchantDirectory;
 use paybind_shared::{
     batch::Batcher,
     clock::{self, now_ms, LocalDate},
-    ids::MerchantId,
+    ids::{MerchantId, SessionId},
 };
 use sms::SmsSender;
 use token::TokenCodec;
 use vault::{KeyedHasher, Purpose, Sealed, Vault};
 
 use crate::{
-    domain::model::Payment,
-    store::{PaymentOutcome, ReserveOutcome, ReservePayment, Store, StoreError},
+    domain::model::{binding_owner, session_owner, Payment},
+    store::{
+        PaymentOutcome, Rekeyed, ReserveOutcome, ReservePayment, SealedRow, Store, StoreError,
+    },
 };
 
 /// Pay's reservations, written in batches.
@@ -80,8 +82,9 @@ pub struct Services {
     pub in_flight: in_flight::InFlight,
 }
 
-/// The one-time pass that keys stored card fingerprints per merchant.
-const FINGERPRINTS_PER_MERCHANT: &str = "card_fingerprint_v2_per_merchant";
+/// The one-time pass that keys stored card fingerprints per merchant and
+/// binds sealed numbers to their rows.
+const SEALED_CARDS_PASS: &str = "cards_keyed_per_merchant_and_sealed_to_their_rows";
 
 impl Services {
     /// A card's fingerprint at one merchant: finds the same card again for
@@ -92,19 +95,52 @@ impl Services {
             .mac_hex(&[b"paybind/card/v2", merchant_id.as_str().as_bytes(), digits])
     }
 
-    /// Gives the fingerprints stored before they were keyed per merchant
-    /// their per-merchant value; once, whichever replica starts first.
-    pub async fn refingerprint_cards(&self) -> DomainResult<()> {
-        let fingerprint = |merchant_id: &MerchantId, pan: &Sealed| {
-            let digits = self.vault.open(Purpose::CardNumber, pan)?;
-            Ok(self.card_fingerprint(merchant_id, &digits))
+    /// Brings what earlier versions stored to today's form, once, whichever
+    /// replica starts first: card fingerprints keyed per merchant, and
+    /// sealed card and ID numbers bound to their row (the binding's merchant,
+    /// user and card; the session). A value sealed the old way (its purpose
+    /// only) is opened that way here, and nowhere else.
+    pub async fn rekey_sealed_cards(&self) -> DomainResult<()> {
+        let rekey = |row: SealedRow<'_>| -> anyhow::Result<Rekeyed> {
+            let owner = |fingerprint: &str| {
+                if row.is_binding {
+                    binding_owner(row.merchant_id, row.merchant_user_id, fingerprint)
+                } else {
+                    session_owner(&SessionId::from_stored(row.id.to_owned()))
+                }
+            };
+            let was = owner(row.card_fingerprint);
+            let open = |purpose: Purpose, sealed: &Sealed| {
+                self.vault
+                    .open_for(purpose, &was, sealed)
+                    .or_else(|_| self.vault.open(purpose, sealed))
+            };
+            let digits = open(Purpose::CardNumber, &row.pan)?;
+            let card_fingerprint = self.card_fingerprint(row.merchant_id, &digits);
+            let now = owner(&card_fingerprint);
+            let id_number = match &row.id_number {
+                Some(sealed) => Some(self.vault.seal_for(
+                    Purpose::IdNumber,
+                    &now,
+                    &open(Purpose::IdNumber, sealed)?,
+                )?),
+                None => None,
+            };
+            Ok(Rekeyed {
+                pan: self.vault.seal_for(Purpose::CardNumber, &now, &digits)?,
+                card_fingerprint,
+                id_number,
+            })
         };
         if let Some(changed) = self
             .store
-            .refingerprint_cards(FINGERPRINTS_PER_MERCHANT, &fingerprint, now_ms())
+            .rekey_sealed_cards(SEALED_CARDS_PASS, &rekey, now_ms())
             .await?
         {
-            tracing::info!(changed, "card fingerprints keyed per merchant");
+            tracing::info!(
+                changed,
+                "sealed cards keyed per merchant and bound to their rows"
+            );
         }
         Ok(())
     }

@@ -185,8 +185,12 @@ impl Services {
 
     /// The card number of a vaulted card, for the acquirer.
     pub(super) fn open_card(&self, card: &ChargeableCard) -> DomainResult<CardNumber> {
-        let digits = self.vault.open_string(Purpose::CardNumber, &card.pan)?;
-        Ok(CardNumber::parse(&digits).map_err(|_| anyhow::anyhow!("vaulted card is not valid"))?)
+        let bytes = self
+            .vault
+            .open_for(Purpose::CardNumber, &card.owner, &card.pan)?;
+        let digits = std::str::from_utf8(&bytes)
+            .map_err(|_| anyhow::anyhow!("vaulted card is not valid"))?;
+        Ok(CardNumber::parse(digits).map_err(|_| anyhow::anyhow!("vaulted card is not valid"))?)
     }
 
     /// A payment found by its idempotency key: returned once it is settled.

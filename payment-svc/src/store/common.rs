@@ -76,7 +76,7 @@ macro_rules! impl_store {
     ($store:ty) => {
         use paybind_shared::{
             db::{classify, insert_sql, Backend, StoreError, StoreResult},
-            ids::{BindingId, MerchantId, PaymentId, RefundId, SessionId},
+            ids::{BindingId, MerchantId, MerchantUserId, PaymentId, RefundId, SessionId},
             tls::CertFingerprint,
         };
         use paybind_shared::model::RefundStatus;
@@ -305,10 +305,10 @@ macro_rules! impl_store {
                     .collect()
             }
 
-            async fn refingerprint_cards(
+            async fn rekey_sealed_cards(
                 &self,
                 name: &str,
-                fingerprint: &(dyn for<'m, 's> Fn(&'m MerchantId, &'s Sealed) -> anyhow::Result<String> + Sync),
+                rekey: &(dyn for<'r> Fn(SealedRow<'r>) -> anyhow::Result<Rekeyed> + Sync),
                 now_ms: i64,
             ) -> StoreResult<Option<u64>> {
                 let mut tx = self.writer().begin().await?;
@@ -326,24 +326,47 @@ macro_rules! impl_store {
                 if done.is_some() {
                     return Ok(None);
                 }
+                type Stored = (String, String, String, String, String, Vec<u8>, Option<String>, Option<Vec<u8>>);
                 let mut changed = 0;
-                for table in ["bindings", "bind_sessions"] {
-                    let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(&format!(
-                        "SELECT id, merchant_id, pan_key_id, pan_ct FROM {table} \
-                         WHERE pan_ct IS NOT NULL AND pan_key_id IS NOT NULL"
+                for (table, is_binding) in [("bindings", true), ("bind_sessions", false)] {
+                    let rows: Vec<Stored> = sqlx::query_as(&format!(
+                        "SELECT id, merchant_id, merchant_user_id, card_fingerprint, pan_key_id, \
+                         pan_ct, id_key_id, id_number_ct FROM {table} \
+                         WHERE pan_ct IS NOT NULL AND pan_key_id IS NOT NULL \
+                         AND card_fingerprint IS NOT NULL"
                     ))
                     .fetch_all(&mut *tx)
                     .await?;
-                    for (id, merchant_id, key_id, blob) in rows {
-                        let merchant_id = MerchantId::from_stored(merchant_id);
-                        let sealed = Sealed { key_id, blob };
-                        let fresh = fingerprint(&merchant_id, &sealed).map_err(|e| {
-                            StoreError::Corrupt(format!("{table}.pan_ct of {id}: {e}"))
-                        })?;
+                    for (id, merchant_id, user_id, fingerprint, key_id, blob, id_key, id_blob) in rows {
+                        let (merchant_id, user_id) = (
+                            MerchantId::from_stored(merchant_id),
+                            MerchantUserId::from_stored(user_id),
+                        );
+                        let fresh = rekey(SealedRow {
+                            is_binding,
+                            id: &id,
+                            merchant_id: &merchant_id,
+                            merchant_user_id: &user_id,
+                            card_fingerprint: &fingerprint,
+                            pan: Sealed { key_id, blob },
+                            id_number: id_key
+                                .zip(id_blob)
+                                .map(|(key_id, blob)| Sealed { key_id, blob }),
+                        })
+                        .map_err(|e| StoreError::Corrupt(format!("{table} {id}: {e}")))?;
+                        let (id_key, id_blob) = match fresh.id_number {
+                            Some(s) => (Some(s.key_id), Some(s.blob)),
+                            None => (None, None),
+                        };
                         changed += sqlx::query(&format!(
-                            "UPDATE {table} SET card_fingerprint = $1 WHERE id = $2"
+                            "UPDATE {table} SET card_fingerprint = $1, pan_key_id = $2, pan_ct = $3, \
+                             id_key_id = $4, id_number_ct = $5 WHERE id = $6"
                         ))
-                        .bind(fresh)
+                        .bind(fresh.card_fingerprint)
+                        .bind(fresh.pan.key_id)
+                        .bind(fresh.pan.blob)
+                        .bind(id_key)
+                        .bind(id_blob)
                         .bind(&id)
                         .execute(&mut *tx)
                         .await?

@@ -39,6 +39,25 @@ mod sqlite;
 
 pub use paybind_shared::db::{StoreError, StoreResult};
 
+/// A stored row with a sealed card number, as a one-time pass sees it.
+pub struct SealedRow<'a> {
+    /// A binding's, or (false) a session's.
+    pub is_binding: bool,
+    pub id: &'a str,
+    pub merchant_id: &'a MerchantId,
+    pub merchant_user_id: &'a MerchantUserId,
+    pub card_fingerprint: &'a str,
+    pub pan: Sealed,
+    pub id_number: Option<Sealed>,
+}
+
+/// What a one-time pass gives back for a [`SealedRow`].
+pub struct Rekeyed {
+    pub card_fingerprint: String,
+    pub pan: Sealed,
+    pub id_number: Option<Sealed>,
+}
+
 /// A row that was inserted, or the one that already held its unique key.
 #[derive(Debug)]
 pub enum Inserted<T> {
@@ -232,16 +251,15 @@ pub trait Store: Send + Sync + 'static {
     async fn merchant_revision(&self) -> StoreResult<i64>;
 
     // One-time passes.
-    /// Gives every active binding and every unfinished session holding a
-    /// card number the fingerprint `fingerprint(merchant, sealed number)`
-    /// says, once (recorded as `name` in `maintenance`; a replica that
-    /// starts later, or at the same time, finds it done). The number of
-    /// rows changed, or `None` if it was done already.
-    async fn refingerprint_cards(
+    /// Passes every row holding a sealed card number (active bindings,
+    /// unfinished sessions) through `rekey` and stores what it gives back,
+    /// once (recorded as `name` in `maintenance`; a replica that starts
+    /// later, or at the same time, finds it done). The number of rows
+    /// changed, or `None` if it was done already.
+    async fn rekey_sealed_cards(
         &self,
         name: &str,
-        fingerprint: &(dyn for<'m, 's> Fn(&'m MerchantId, &'s Sealed) -> anyhow::Result<String>
-              + Sync),
+        rekey: &(dyn for<'r> Fn(SealedRow<'r>) -> anyhow::Result<Rekeyed> + Sync),
         now_ms: i64,
     ) -> StoreResult<Option<u64>>;
 

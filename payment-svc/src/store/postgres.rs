@@ -5,6 +5,8 @@ use std::{str::FromStr, time::Duration};
 use paybind_shared::db::retry_transient;
 use sqlx::{postgres::PgConnectOptions, Connection, PgConnection, PgPool};
 
+use crate::domain::model::binding_owner;
+
 /// Tries of a batch that fails transiently (a deadlock victim, a dropped
 /// connection) before it fails.
 const TRIES: u32 = 5;
@@ -75,6 +77,7 @@ struct Reserved {
     o_pan_key_id: Option<String>,
     o_exp_month: i64,
     o_exp_year: i64,
+    o_card_fingerprint: Option<String>,
 }
 
 impl PgStore {
@@ -210,6 +213,13 @@ impl PgStore {
                     .ok_or_else(|| StoreError::Corrupt("no card key".into()))?,
                 row.o_exp_month,
                 row.o_exp_year,
+                binding_owner(
+                    &r.merchant_id,
+                    &r.merchant_user_id,
+                    row.o_card_fingerprint
+                        .as_deref()
+                        .ok_or_else(|| StoreError::Corrupt("no card fingerprint".into()))?,
+                ),
             )?),
             "EXISTING" => {
                 let existing: PaymentRow = sqlx::query_as(SELECT_PAYMENT_BY_KEY)

@@ -783,6 +783,7 @@ pub fn chargeable_card(
     pan_key_id: String,
     exp_month: i64,
     exp_year: i64,
+    owner: String,
 ) -> StoreResult<ChargeableCard> {
     Ok(ChargeableCard {
         pan: Sealed {
@@ -790,6 +791,7 @@ pub fn chargeable_card(
             blob: pan_ct,
         },
         expiry: expiry(exp_month, exp_year, || "bindings.exp_month".to_owned())?,
+        owner,
     })
 }
 

@@ -1,6 +1,6 @@
 //! A binding: one shopper (a merchant's user), one merchant, one card.
 use paybind_shared::{
-    ids::{BindingId, MerchantId, MerchantUserId},
+    ids::{BindingId, MerchantId, MerchantUserId, SessionId},
     model::{BindingStatus, CardBrand},
     money::{Currency, Money},
     person::{FullName, Phone},
@@ -105,6 +105,11 @@ impl Binding {
             BindingState::Active { pan, .. } => Some(ChargeableCard {
                 pan: pan.clone(),
                 expiry: self.card.expiry,
+                owner: binding_owner(
+                    &self.merchant_id,
+                    &self.merchant_user_id,
+                    &self.card.fingerprint,
+                ),
             }),
             BindingState::Revoked(_) => None,
         }
@@ -121,11 +126,31 @@ impl Binding {
     }
 }
 
-/// The card to charge, as the binding holds it.
+/// The card to charge, as the binding (or session) holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeableCard {
     pub pan: Sealed,
     pub expiry: Expiry,
+    /// Whose number it is: bound into the ciphertext's associated data.
+    pub owner: String,
+}
+
+/// The owner a session's sealed card and ID numbers are bound to: they open
+/// only as this session's.
+pub fn session_owner(session_id: &SessionId) -> String {
+    format!("session/{session_id}")
+}
+
+/// The owner a binding's sealed card and ID numbers are bound to: the
+/// merchant, its user and the card (what a binding is, and what stays the
+/// same when the same card is bound again). A ciphertext moved to another
+/// binding does not open there.
+pub fn binding_owner(
+    merchant_id: &MerchantId,
+    merchant_user_id: &MerchantUserId,
+    card_fingerprint: &str,
+) -> String {
+    format!("binding/{merchant_id}/{merchant_user_id}/{card_fingerprint}")
 }
 
 impl VaultedCard {
@@ -138,10 +163,12 @@ impl VaultedCard {
         }
     }
 
-    pub fn chargeable(&self) -> ChargeableCard {
+    /// The card to charge, sealed for `owner` (the session holding it).
+    pub fn chargeable(&self, owner: String) -> ChargeableCard {
         ChargeableCard {
             pan: self.pan.clone(),
             expiry: self.expiry,
+            owner,
         }
     }
 }

@@ -9,7 +9,8 @@ mod payment;
 mod session;
 
 pub use binding::{
-    Binding, BindingState, CardOnFile, ChargeableCard, Holder, Limits, Revocation, VaultedCard,
+    binding_owner, session_owner, Binding, BindingState, CardOnFile, ChargeableCard, Holder,
+    Limits, Revocation, VaultedCard,
 };
 pub use merchant::{Merchant, MerchantCertificate, MerchantStatus};
 pub use payment::{Payment, PaymentState, Refund};

@@ -17,7 +17,7 @@ use crate::domain::{
     card::{parse_expiry, CardNumber, Cvv},
     error::{DomainError, DomainResult},
     merchants::Merchant,
-    model::{BindSession, Holder, SentCode, SessionState, Submitted, VaultedCard},
+    model::{session_owner, BindSession, Holder, SentCode, SessionState, Submitted, VaultedCard},
     otp,
     shopper::{FullName, IdNumber, Phone},
     vault::Purpose,
@@ -127,19 +127,23 @@ impl Services {
 
         self.take_code_allowances(merchant, &phone_on_file).await?;
 
+        // Sealed as this session's: they open nowhere else.
+        let owner = session_owner(&session.id);
         let submitted = Submitted {
             card: VaultedCard {
                 fingerprint,
-                pan: self.vault.seal(Purpose::CardNumber, digits)?,
+                pan: self.vault.seal_for(Purpose::CardNumber, &owner, digits)?,
                 brand: submission.card.brand(),
                 last4: submission.card.last4().to_owned(),
                 expiry: submission.expiry,
             },
             holder: Holder {
                 name: submission.name,
-                id_number: self
-                    .vault
-                    .seal(Purpose::IdNumber, submission.id_number.expose().as_bytes())?,
+                id_number: self.vault.seal_for(
+                    Purpose::IdNumber,
+                    &owner,
+                    submission.id_number.expose().as_bytes(),
+                )?,
                 // The code goes to the issuer's phone, whatever was typed.
                 phone: phone_on_file,
             },

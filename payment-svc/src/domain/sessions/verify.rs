@@ -13,10 +13,11 @@ use crate::{
         error::{DomainError, DomainResult},
         merchants::Merchant,
         model::{
-            AttemptError, BindSession, Binding, BindingState, Payment, PaymentState, SessionState,
-            Submitted,
+            binding_owner, session_owner, AttemptError, BindSession, Binding, BindingState,
+            Payment, PaymentState, SessionState, Submitted,
         },
         otp,
+        vault::{Purpose, Sealed},
         velocity::Counter,
         Services,
     },
@@ -96,7 +97,7 @@ impl Services {
         let submitted = submitted.clone();
 
         let Some(purchase) = session.purchase.clone() else {
-            let binding = self.binding_from(merchant, &session, &submitted, now);
+            let binding = self.binding_from(merchant, &session, &submitted, now)?;
             session.state = SessionState::Completed {
                 binding_id: binding.id.clone(),
                 payment_id: None,
@@ -159,7 +160,7 @@ impl Services {
         else {
             return Err(anyhow::anyhow!("session {} is not charging", session.id).into());
         };
-        let number = self.open_card(&submitted.card.chargeable())?;
+        let number = self.open_card(&submitted.card.chargeable(session_owner(&session.id)))?;
         let card = CardRef {
             number: &number,
             expiry: submitted.card.expiry,
@@ -209,7 +210,7 @@ impl Services {
             }
         };
         let now = now_ms();
-        let binding = self.binding_from(merchant, &session, &submitted, now);
+        let binding = self.binding_from(merchant, &session, &submitted, now)?;
         let session_id = session.id.clone();
         session.state = SessionState::Completed {
             binding_id: binding.id.clone(),
@@ -306,20 +307,34 @@ impl Services {
         session: &BindSession,
         submitted: &Submitted,
         now: i64,
-    ) -> Binding {
-        Binding {
+    ) -> DomainResult<Binding> {
+        // The sealed numbers move from the session to the binding: opened
+        // as the session's, sealed again as the binding's.
+        let from = session_owner(&session.id);
+        let to = binding_owner(
+            &merchant.id,
+            &session.merchant_user_id,
+            &submitted.card.fingerprint,
+        );
+        let reseal = |purpose: Purpose, sealed: &Sealed| -> anyhow::Result<Sealed> {
+            let plain = self.vault.open_for(purpose, &from, sealed)?;
+            self.vault.seal_for(purpose, &to, &plain)
+        };
+        let mut holder = submitted.holder.clone();
+        holder.id_number = reseal(Purpose::IdNumber, &submitted.holder.id_number)?;
+        Ok(Binding {
             id: BindingId::from_raw(&rand::random()),
             merchant_id: merchant.id.clone(),
             merchant_user_id: session.merchant_user_id.clone(),
             card: submitted.card.on_file(),
             state: BindingState::Active {
-                pan: submitted.card.pan.clone(),
-                holder: submitted.holder.clone(),
+                pan: reseal(Purpose::CardNumber, &submitted.card.pan)?,
+                holder,
             },
             limits: merchant.limits,
             usage_day: 0,
             used_on_usage_day: 0,
             created_ms: now,
-        }
+        })
     }
 }

@@ -2,7 +2,7 @@
 //! merchants and their certificates, rotate and revoke certificates, and
 //! disable a merchant. Every change is one transaction that moves the
 //! merchant revision; each command returns once every running replica has
-//! had time to see it (twice the replicas' refresh interval).
+//! seen it, or stopped trusting its cache (`merchants::TRUSTED_FOR`).
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use paybind_shared::{
 
 use crate::{
     domain::{
-        merchants::{self, Merchant, MerchantStatus, REFRESH_EVERY},
+        merchants::{self, Merchant, MerchantStatus, TRUSTED_FOR},
         model::Limits,
     },
     store::Store,
@@ -222,8 +222,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Waits until every running replica has polled the merchant revision
-/// at least once since the change.
+/// Waits until every running replica has either read the merchant revision
+/// since the change (and dropped its cache) or stopped trusting its cache.
 async fn in_force_everywhere() {
-    tokio::time::sleep(REFRESH_EVERY * 2 + Duration::from_millis(100)).await;
+    tokio::time::sleep(TRUSTED_FOR + Duration::from_millis(100)).await;
 }

@@ -136,9 +136,10 @@ pub struct Secrets {
     #[serde(default, serialize_with = "expose_all")]
     pub vault_keys: BTreeMap<String, SecretString>,
     pub active_vault_key: String,
-    /// MAC key of binding tokens: key id 1.
-    #[serde(serialize_with = "expose")]
-    pub token_key: SecretString,
+    /// MAC key of binding tokens: key id 1. May be left out once every
+    /// token has moved to a key of `token_keys` (rotation).
+    #[serde(default, serialize_with = "expose_opt")]
+    pub token_key: Option<SecretString>,
     /// More token keys, by id (2 to 255), for rotation: a token names the
     /// key that made it and is accepted while that key is configured.
     #[serde(default, serialize_with = "expose_all")]
@@ -158,10 +159,21 @@ fn first_token_key() -> u8 {
     1
 }
 
+fn expose_opt<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => expose(secret, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 impl Secrets {
     /// The token keys by id: `token_key` is 1, `token_keys` the others.
     pub fn token_keys(&self) -> anyhow::Result<BTreeMap<u8, &SecretString>> {
-        let mut keys = BTreeMap::from([(1u8, &self.token_key)]);
+        let mut keys: BTreeMap<u8, &SecretString> =
+            self.token_key.iter().map(|key| (1u8, key)).collect();
         for (id, key) in &self.token_keys {
             let id: u8 = id.parse().ok().filter(|id| *id >= 2).ok_or_else(|| {
                 anyhow::anyhow!(
@@ -169,6 +181,11 @@ impl Secrets {
                 )
             })?;
             keys.insert(id, key);
+        }
+        if keys.is_empty() {
+            anyhow::bail!(
+                "a binding-token key is required: secrets.token_key (or secrets.token_keys)"
+            );
         }
         if !keys.contains_key(&self.active_token_key) {
             anyhow::bail!(
@@ -183,22 +200,24 @@ impl Secrets {
     /// other (a token MAC as a fingerprint, say): every key is different.
     pub fn require_distinct(&self) -> anyhow::Result<()> {
         let mut seen: Vec<(String, &str)> = Vec::new();
-        let named = [
-            ("secrets.token_key".to_owned(), &self.token_key),
-            ("secrets.fingerprint_key".to_owned(), &self.fingerprint_key),
-            ("secrets.otp_key".to_owned(), &self.otp_key),
-        ]
-        .into_iter()
-        .chain(
-            self.vault_keys
-                .iter()
-                .map(|(id, key)| (format!("secrets.vault_keys.{id}"), key)),
-        )
-        .chain(
-            self.token_keys
-                .iter()
-                .map(|(id, key)| (format!("secrets.token_keys.{id}"), key)),
-        );
+        let named = self
+            .token_key
+            .iter()
+            .map(|key| ("secrets.token_key".to_owned(), key))
+            .chain([
+                ("secrets.fingerprint_key".to_owned(), &self.fingerprint_key),
+                ("secrets.otp_key".to_owned(), &self.otp_key),
+            ])
+            .chain(
+                self.vault_keys
+                    .iter()
+                    .map(|(id, key)| (format!("secrets.vault_keys.{id}"), key)),
+            )
+            .chain(
+                self.token_keys
+                    .iter()
+                    .map(|(id, key)| (format!("secrets.token_keys.{id}"), key)),
+            );
         for (name, key) in named {
             let value = key.expose_secret().trim();
             if let Some((first, _)) = seen.iter().find(|(_, v)| *v == value) {
@@ -215,7 +234,7 @@ impl Secrets {
         Self {
             vault_keys: BTreeMap::from([("k1".to_owned(), key())]),
             active_vault_key: "k1".to_owned(),
-            token_key: key(),
+            token_key: Some(key()),
             token_keys: BTreeMap::new(),
             active_token_key: 1,
             fingerprint_key: key(),
@@ -342,8 +361,14 @@ mod tests {
         let (written, file) = dev_file(dir.path());
         let settings = Settings::load(Some(&file)).expect("loads");
         assert_eq!(settings.sms.provider, "dev-outbox");
-        let key = written.secrets.token_key.expose_secret().to_owned();
-        assert_eq!(settings.secrets.token_key.expose_secret(), key);
+        let key = |s: &Settings| {
+            s.secrets
+                .token_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned())
+        };
+        assert_eq!(key(&settings), key(&written));
+        let key = key(&settings).expect("a token key");
         assert!(
             !format!("{settings:?}").contains(&key),
             "Debug shows no key"
@@ -441,7 +466,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (settings, file) = dev_file(dir.path());
         let otp = settings.secrets.otp_key.expose_secret().to_owned();
-        let token = settings.secrets.token_key.expose_secret().to_owned();
+        let token = settings
+            .secrets
+            .token_key
+            .as_ref()
+            .expect("token key")
+            .expose_secret()
+            .to_owned();
         let text = std::fs::read_to_string(&file)
             .expect("read")
             .replace(&token, &otp);
@@ -485,12 +516,19 @@ mod tests {
         );
         let err = Settings::load(Some(std::path::Path::new(example))).expect_err("no secrets");
         assert!(
-            err.to_string().contains("token_key"),
+            err.to_string().contains("fingerprint_key"),
             "names the missing key: {err}"
         );
         // With the secrets appended (as the environment would give them) it is valid.
         let dir = tempfile::tempdir().expect("tempdir");
         let mut text = std::fs::read_to_string(example).expect("example");
+        // Without a token key, it says that one is needed.
+        let no_token = format!(
+            "{text}fingerprint_key = \"b\"\notp_key = \"c\"\n[secrets.vault_keys]\nk1 = \"d\"\n"
+        )
+        .replace("environment = \"production\"", "environment = \"sandbox\"");
+        let err = Settings::load(Some(&write(dir.path(), &no_token))).expect_err("no token key");
+        assert!(format!("{err:#}").contains("token_key"), "{err:#}");
         text.push_str("token_key = \"a\"\nfingerprint_key = \"b\"\notp_key = \"c\"\n[secrets.vault_keys]\nk1 = \"d\"\n");
         // As production it refuses the simulator (no card network is built
         // in yet); the same shape as a sandbox is valid.

@@ -98,6 +98,18 @@ impl App {
             },
         });
         services.rekey_sealed_cards().await?;
+        if settings.environment.hardened() {
+            // Registered under development rules, perhaps: refused here.
+            for m in services.store.list_merchants().await? {
+                for url in m.return_urls.iter().chain(&m.allowed_origins) {
+                    paybind_shared::config::require_https(
+                        settings.environment,
+                        &format!("merchant {}'s return URL or origin", m.id),
+                        url,
+                    )?;
+                }
+            }
+        }
         let listener = TcpListener::bind(settings.grpc.listen).await?;
         let grpc_addr = listener.local_addr()?;
         Ok(Self {

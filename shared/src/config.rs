@@ -39,8 +39,9 @@ impl Environment {
 }
 
 /// In a hardened environment, a PostgreSQL URL must verify the server's
-/// certificate (`sslmode=verify-full` or `verify-ca`), unless the operator
-/// states that the connection is protected otherwise.
+/// certificate and name (`sslmode=verify-full`), unless the operator states
+/// that the connection is protected otherwise. (`verify-ca` is not enough:
+/// without a pinned root it accepts any publicly issued certificate.)
 pub fn require_verified_database_tls(
     environment: Environment,
     database: &DatabaseSettings,
@@ -49,10 +50,15 @@ pub fn require_verified_database_tls(
     if !environment.hardened() || !url.starts_with("postgres") || database.tls_verified_elsewhere {
         return Ok(());
     }
-    let verified = url.contains("sslmode=verify-full") || url.contains("sslmode=verify-ca");
+    let verified = url::Url::parse(url)
+        .map(|u| {
+            u.query_pairs()
+                .any(|(k, v)| k == "sslmode" && v == "verify-full")
+        })
+        .unwrap_or(false);
     if !verified {
         anyhow::bail!(
-            "database.url must verify the server's certificate (sslmode=verify-full) in {environment:?}; \
+            "database.url must verify the server's certificate and name (sslmode=verify-full) in {environment:?}; \
              if the connection is protected otherwise (a private link), say so with database.tls_verified_elsewhere = true"
         );
     }

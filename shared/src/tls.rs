@@ -56,12 +56,16 @@ impl TlsFiles {
     /// development folder and signs whatever `dev-cert` is asked for):
     /// production trusts only a CA of its own.
     pub fn refuse_development_ca(&self) -> anyhow::Result<()> {
-        let ca = PeerCertificate::from_pem_file(&self.ca_cert)?;
-        if ca.common_name.as_deref() == Some(DEVELOPMENT_CA_NAME) {
-            anyhow::bail!(
-                "{} is the paybind development CA: production needs its own CA",
-                self.ca_cert.display()
-            );
+        let pem = read(&self.ca_cert)?;
+        for block in x509_parser::pem::Pem::iter_from_buffer(&pem) {
+            let block = block.map_err(|e| anyhow::anyhow!("{}: {e}", self.ca_cert.display()))?;
+            let ca = PeerCertificate::from_der(&block.contents)?;
+            if ca.common_name.as_deref() == Some(DEVELOPMENT_CA_NAME) {
+                anyhow::bail!(
+                    "{} holds the paybind development CA: production trusts only a CA of its own",
+                    self.ca_cert.display()
+                );
+            }
         }
         Ok(())
     }
@@ -394,8 +398,18 @@ mod tests {
         // A CA of one's own passes.
         let own = TlsFiles {
             ca_cert: files.cert.clone(),
-            ..files
+            ..files.clone()
         };
         own.refuse_development_ca().expect("not the development CA");
+        // A bundle with the development CA anywhere in it does not.
+        let bundle = dir.path().join("bundle.pem");
+        let mut both = fs::read(&files.cert).expect("own");
+        both.extend(fs::read(&files.ca_cert).expect("dev CA"));
+        fs::write(&bundle, both).expect("write");
+        let bundled = TlsFiles {
+            ca_cert: bundle,
+            ..files
+        };
+        assert!(bundled.refuse_development_ca().is_err());
     }
 }

@@ -127,6 +127,11 @@ async fn a_card_has_another_fingerprint_at_each_merchant_and_old_ones_are_rekeye
         ),
     )
     .await?;
+    execute_sql(
+        &url,
+        &format!("UPDATE card_checks SET card_fingerprint = '{global}'"),
+    )
+    .await?;
     execute_sql(&url, "DELETE FROM maintenance").await?;
     stack.stop_payment().await?;
     stack.restart_payment().await?;
@@ -138,6 +143,16 @@ async fn a_card_has_another_fingerprint_at_each_merchant_and_old_ones_are_rekeye
     assert_eq!(fingerprint_of(stack, &at_b.binding_id).await?, fb);
     let done = text_rows(&url, "SELECT name FROM maintenance").await?;
     assert_eq!(done.len(), 1, "recorded once");
+    // The issuers' answers kept no number to compute from: their old value
+    // is keyed per merchant, so they no longer link the two merchants.
+    let checks = text_rows(
+        &url,
+        "SELECT DISTINCT merchant_id, card_fingerprint FROM card_checks",
+    )
+    .await?;
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert_ne!(checks[0][1], checks[1][1]);
+    assert!(checks.iter().all(|c| c[1] != global));
 
     // And the card is found again for its user.
     let mut a = stack.client(SHOP_A).await?;

@@ -15,6 +15,8 @@ use paybind_tests::{
 };
 
 const PAN: &str = "5555555555554444";
+/// The card the shop binds for its user (through merchant-svc).
+const SHOP_PAN: &str = "4242424242424242";
 const ID_NUMBER: &str = "11010519491231002X";
 const PHONE: &str = "+8613800138000";
 
@@ -144,7 +146,8 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
     );
     // The shop binds a card for its user and keeps the token.
     let mut shop = stack.merchant_client(OPERATOR).await?;
-    shop_user_with_card(&stack, &mut shop, "tess", "4242424242424242").await?;
+    shop_user_with_card(&stack, &mut shop, "tess", SHOP_PAN).await?;
+    let shop_code = stack.last_code(PHONE)?;
     let shop_token = c
         .list_bindings(pb::ListBindingsRequest {
             merchant_user_id: "tess".into(),
@@ -171,7 +174,16 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
     let shop_stored = on_disk(shop_url.trim_start_matches("sqlite:"));
     stack.stop().await?;
 
-    let secrets = [PAN, "5555 5555", ID_NUMBER, &code, &token];
+    let secrets = [
+        PAN,
+        "5555 5555",
+        SHOP_PAN,
+        ID_NUMBER,
+        &code,
+        &shop_code,
+        &token,
+        &shop_token,
+    ];
     let log_text = String::from_utf8(logs.0.lock().unwrap_or_else(|p| p.into_inner()).clone())?;
     assert!(
         log_text.contains("binding created") || log_text.contains("bound and paid"),

@@ -106,10 +106,21 @@ impl Shop {
             }
         };
         match bindings.into_iter().find(|b| b.id == binding_id) {
-            Some(b) if b.status == BindingStatus::Active => Ok(UserView {
-                limits: b.limits.map(|l| self.limits.remember(&binding_id, l)),
-                user,
-            }),
+            Some(b) if b.status == BindingStatus::Active => {
+                let mut user = user;
+                // payment-svc rotated its token key: keep the token it
+                // issues now (the old one pays only while the old key is
+                // configured).
+                if let Some(card) = user.card.as_mut().filter(|c| c.token != b.token) {
+                    card.token = b.token.clone();
+                    self.store.set_card(&user.id, Some(card)).await?;
+                    tracing::info!(user_id = %user.id, "binding token refreshed");
+                }
+                Ok(UserView {
+                    limits: b.limits.map(|l| self.limits.remember(&binding_id, l)),
+                    user,
+                })
+            }
             _ => {
                 self.store.clear_card_if(&user.id, &binding_id).await?;
                 Ok(UserView {

@@ -5,8 +5,8 @@
 --
 -- The hot path's lock is now the card's usage row (a binding row is no
 -- longer locked by Pay at all): every writer that locks several of them
--- takes them in (merchant_id, card_fingerprint) order, so there is no
--- deadlock. Usage counted before this migration carries over per card;
+-- takes them in (merchant_id, card_fingerprint) order, after the batch's
+-- idempotency keys in hash order, so there is no deadlock. Usage counted before this migration carries over per card;
 -- fingerprints re-keyed per merchant at the next start begin a fresh row.
 CREATE TABLE card_usage (
     merchant_id       TEXT NOT NULL,
@@ -120,9 +120,12 @@ BEGIN
 END;
 $$;
 
--- A batch of reservations in one statement, taken in (merchant, card)
--- order whatever order they came in: the lock order that keeps concurrent
--- batches from deadlocking. Each row says which request (`ord`, from 1) it
+-- A batch of reservations in one statement. Locks are taken in one global
+-- order, so concurrent batches cannot deadlock: first the batch's
+-- idempotency keys (advisory locks, sorted: one key sent at once through
+-- two cards waits here, not on the other's uncommitted payment), then the
+-- cards' usage rows, the requests taken in (merchant, card) order whatever
+-- order they came in. Each row says which request (`ord`, from 1) it
 -- answers.
 CREATE FUNCTION reserve_payments(
     p_payment_ids     TEXT[],
@@ -152,7 +155,15 @@ CREATE FUNCTION reserve_payments(
 LANGUAGE plpgsql AS $$
 DECLARE
     i INT;
+    k INT;
 BEGIN
+    FOR k IN
+        SELECT DISTINCT hashtext(p_merchant_ids[g.n] || '/' || p_keys[g.n])
+          FROM generate_subscripts(p_keys, 1) AS g(n)
+         ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(4, k);
+    END LOOP;
     FOR i IN
         SELECT a.n FROM generate_subscripts(p_binding_ids, 1) AS a(n)
           LEFT JOIN bindings b

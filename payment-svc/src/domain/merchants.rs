@@ -25,9 +25,15 @@ use crate::store::Store;
 
 pub use super::model::{Merchant, MerchantCertificate, MerchantStatus};
 
-/// How often each replica looks for merchant changes. An admin command
-/// waits twice this long before it says a change is in force everywhere.
+/// How often each replica looks for merchant changes.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(250);
+
+/// How long a replica trusts its cache after its last successful look: if
+/// it cannot read the revision (its database link is down), it stops using
+/// the cache rather than keep letting in a merchant that may be disabled.
+/// An admin command waits this long (and a little) before it says a change
+/// is in force everywhere.
+pub const TRUSTED_FOR: Duration = Duration::from_millis(1000);
 
 /// A certificate about to be registered: read from its PEM file, it must
 /// name the merchant it is registered for.
@@ -142,7 +148,15 @@ pub struct MerchantDirectory {
 #[derive(Default)]
 struct Cache {
     revision: Option<i64>,
+    /// When the revision was last read.
+    polled_at: Option<Instant>,
     entries: HashMap<CertFingerprint, Arc<Entry>>,
+}
+
+impl Cache {
+    fn trusted(&self) -> bool {
+        self.polled_at.is_some_and(|at| at.elapsed() < TRUSTED_FOR)
+    }
 }
 
 impl MerchantDirectory {
@@ -178,7 +192,7 @@ impl MerchantDirectory {
         let revision = {
             let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
             if let Some(entry) = cache.entries.get(fingerprint) {
-                if entry.read_at.elapsed() < self.max_age {
+                if cache.trusted() && entry.read_at.elapsed() < self.max_age {
                     return Ok(entry.clone());
                 }
             }
@@ -205,7 +219,8 @@ impl MerchantDirectory {
 
     /// Reads the merchant revision every [`REFRESH_EVERY`] and drops the
     /// cache when it moved: a merchant disabled or a certificate revoked on
-    /// any replica (or by the admin command) is refused here within that.
+    /// any replica (or by the admin command) is refused here within that;
+    /// without a successful read for [`TRUSTED_FOR`] the cache is not used.
     pub async fn watch(self: Arc<Self>) {
         let mut tick = tokio::time::interval(REFRESH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -220,6 +235,7 @@ impl MerchantDirectory {
 
     fn saw_revision(&self, revision: i64) {
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        cache.polled_at = Some(Instant::now());
         if cache.revision != Some(revision) {
             if cache.revision.is_some() {
                 tracing::info!(

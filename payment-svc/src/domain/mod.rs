@@ -132,9 +132,19 @@ impl Services {
                 id_number,
             })
         };
+        // Where no number is left to compute it again from (a revoked
+        // binding, an issuer's answer), the old fingerprint is keyed per
+        // merchant instead: it links nothing across merchants any more.
+        let unlink = |merchant_id: &MerchantId, old: &str| {
+            self.fingerprints.mac_hex(&[
+                b"paybind/card/unlinked/v2",
+                merchant_id.as_str().as_bytes(),
+                old.as_bytes(),
+            ])
+        };
         if let Some(changed) = self
             .store
-            .rekey_sealed_cards(SEALED_CARDS_PASS, &rekey, now_ms())
+            .rekey_sealed_cards(SEALED_CARDS_PASS, &rekey, &unlink, now_ms())
             .await?
         {
             tracing::info!(

@@ -309,6 +309,7 @@ macro_rules! impl_store {
                 &self,
                 name: &str,
                 rekey: &(dyn for<'r> Fn(SealedRow<'r>) -> anyhow::Result<Rekeyed> + Sync),
+                unlink: &(dyn for<'r> Fn(&'r MerchantId, &'r str) -> String + Sync),
                 now_ms: i64,
             ) -> StoreResult<Option<u64>> {
                 let mut tx = self.writer().begin().await?;
@@ -373,6 +374,28 @@ macro_rules! impl_store {
                         .rows_affected();
                     }
                 }
+                for (table, key, filter) in [
+                    ("bindings", "id", "pan_ct IS NULL"),
+                    ("card_checks", "id", "TRUE"),
+                ] {
+                    let rows: Vec<(String, String, String)> = sqlx::query_as(&format!(
+                        "SELECT CAST({key} AS TEXT), merchant_id, card_fingerprint FROM {table} \
+                         WHERE {filter}"
+                    ))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for (id, merchant_id, fingerprint) in rows {
+                        let unlinked = unlink(&MerchantId::from_stored(merchant_id), &fingerprint);
+                        changed += sqlx::query(&format!(
+                            "UPDATE {table} SET card_fingerprint = $1 WHERE CAST({key} AS TEXT) = $2"
+                        ))
+                        .bind(unlinked)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    }
+                }
                 sqlx::query("INSERT INTO maintenance (name, done_ms) VALUES ($1, $2)")
                     .bind(name)
                     .bind(now_ms)
@@ -427,57 +450,62 @@ macro_rules! impl_store {
                 let mut ordered: Vec<&Allowance> = allowances.iter().collect();
                 // One lock order for every transaction: no deadlock.
                 ordered.sort_by(|a, b| (a.counter, &a.key).cmp(&(b.counter, &b.key)));
-                let mut tx = self.writer().begin().await?;
-                for a in &ordered {
-                    let counter = velocity_counter::to_stored(a.counter);
-                    if Self::BACKEND == Backend::Postgres {
-                        // SQLite has one writer; PostgreSQL serialises
-                        // the check-and-record of one key here.
-                        // Class 1 of the two-key space: apart from the
-                        // processes' own (one-key) owner locks.
-                        sqlx::query("SELECT pg_advisory_xact_lock(1, hashtext($1))")
-                            .bind(format!("velocity/{counter}/{}", a.key))
+                // The purge deletes aged rows too, in its own order: a
+                // deadlock with it (or a dropped connection) is tried again.
+                paybind_shared::db::retry_transient("velocity limits", 5, || async {
+                    let mut tx = self.writer().begin().await?;
+                    for a in &ordered {
+                        let counter = velocity_counter::to_stored(a.counter);
+                        if Self::BACKEND == Backend::Postgres {
+                            // SQLite has one writer; PostgreSQL serialises
+                            // the check-and-record of one key here.
+                            // Class 1 of the two-key space: apart from the
+                            // processes' own (one-key) owner locks.
+                            sqlx::query("SELECT pg_advisory_xact_lock(1, hashtext($1))")
+                                .bind(format!("velocity/{counter}/{}", a.key))
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        let since = now_ms.saturating_sub(a.window_ms());
+                        sqlx::query(
+                            "DELETE FROM velocity_events WHERE counter = $1 AND key = $2 AND at_ms <= $3",
+                        )
+                        .bind(counter)
+                        .bind(&a.key)
+                        .bind(since)
+                        .execute(&mut *tx)
+                        .await?;
+                        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                            "SELECT COUNT(*), MIN(at_ms) FROM velocity_events \
+                             WHERE counter = $1 AND key = $2 AND at_ms > $3",
+                        )
+                        .bind(counter)
+                        .bind(&a.key)
+                        .bind(since)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        if count >= i64::from(a.limit) {
+                            let frees_at = oldest.unwrap_or(now_ms).saturating_add(a.window_ms());
+                            return Ok(Err(UsedUp {
+                                counter: a.counter,
+                                retry_after: std::time::Duration::from_millis(
+                                    u64::try_from(frees_at.saturating_sub(now_ms)).unwrap_or(0),
+                                ),
+                            }));
+                        }
+                    }
+                    for a in &ordered {
+                        sqlx::query("INSERT INTO velocity_events (counter, key, at_ms) VALUES ($1, $2, $3)")
+                            .bind(velocity_counter::to_stored(a.counter))
+                            .bind(&a.key)
+                            .bind(now_ms)
                             .execute(&mut *tx)
                             .await?;
                     }
-                    let since = now_ms.saturating_sub(a.window_ms());
-                    sqlx::query(
-                        "DELETE FROM velocity_events WHERE counter = $1 AND key = $2 AND at_ms <= $3",
-                    )
-                    .bind(counter)
-                    .bind(&a.key)
-                    .bind(since)
-                    .execute(&mut *tx)
-                    .await?;
-                    let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-                        "SELECT COUNT(*), MIN(at_ms) FROM velocity_events \
-                         WHERE counter = $1 AND key = $2 AND at_ms > $3",
-                    )
-                    .bind(counter)
-                    .bind(&a.key)
-                    .bind(since)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if count >= i64::from(a.limit) {
-                        let frees_at = oldest.unwrap_or(now_ms).saturating_add(a.window_ms());
-                        return Ok(Err(UsedUp {
-                            counter: a.counter,
-                            retry_after: std::time::Duration::from_millis(
-                                u64::try_from(frees_at.saturating_sub(now_ms)).unwrap_or(0),
-                            ),
-                        }));
-                    }
-                }
-                for a in &ordered {
-                    sqlx::query("INSERT INTO velocity_events (counter, key, at_ms) VALUES ($1, $2, $3)")
-                        .bind(velocity_counter::to_stored(a.counter))
-                        .bind(&a.key)
-                        .bind(now_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(Ok(()))
+                    tx.commit().await?;
+                    Ok(Ok(()))
+                })
+                .await
             }
 
             async fn record_card_check(&self, check: &CardCheck) -> StoreResult<()> {

@@ -256,10 +256,13 @@ pub trait Store: Send + Sync + 'static {
     /// once (recorded as `name` in `maintenance`; a replica that starts
     /// later, or at the same time, finds it done). The number of rows
     /// changed, or `None` if it was done already.
+    /// Rows that keep a fingerprint but no number to compute it again from
+    /// (revoked bindings, card checks) get `unlink(merchant, fingerprint)`.
     async fn rekey_sealed_cards(
         &self,
         name: &str,
         rekey: &(dyn for<'r> Fn(SealedRow<'r>) -> anyhow::Result<Rekeyed> + Sync),
+        unlink: &(dyn for<'r> Fn(&'r MerchantId, &'r str) -> String + Sync),
         now_ms: i64,
     ) -> StoreResult<Option<u64>>;
 

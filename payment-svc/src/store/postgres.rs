@@ -122,8 +122,8 @@ impl PgStore {
     /// A batch of reservations in one statement (one commit): the
     /// `reserve_payment` function once per request, in (merchant, card)
     /// order so that concurrent batches take the cards' usage locks in the
-    /// same order. If the batch fails (a deadlock over one idempotency key
-    /// claimed through two cards at once), each request is tried on its own.
+    /// same order (after the batch's idempotency keys, in hash order). If the
+    /// batch still fails, each request is tried on its own.
     async fn reserve_payments_impl(
         &self,
         requests: &[ReservePayment],

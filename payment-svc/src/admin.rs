@@ -172,17 +172,13 @@ pub async fn run(
             }
         }
         MerchantCommand::Disable { id } => {
-            let merchant = merchants::find(store, &MerchantId::parse(&id).context("id")?).await?;
             let status = MerchantStatus::Disabled { since_ms: now_ms() };
-            store.set_merchant_status(&merchant.id, status).await?;
+            set_status(store, &id, status).await?;
             in_force_everywhere().await;
             println!("merchant {id} is disabled: every replica refuses it");
         }
         MerchantCommand::Enable { id } => {
-            let merchant = merchants::find(store, &MerchantId::parse(&id).context("id")?).await?;
-            store
-                .set_merchant_status(&merchant.id, MerchantStatus::Enabled)
-                .await?;
+            set_status(store, &id, MerchantStatus::Enabled).await?;
             in_force_everywhere().await;
             println!("merchant {id} is enabled");
         }
@@ -218,6 +214,14 @@ pub async fn run(
             in_force_everywhere().await;
             println!("certificate {fingerprint} is revoked: every replica refuses it");
         }
+    }
+    Ok(())
+}
+
+async fn set_status(store: &dyn Store, id: &str, status: MerchantStatus) -> anyhow::Result<()> {
+    let id = MerchantId::parse(id).context("id")?;
+    if !store.set_merchant_status(&id, status).await? {
+        anyhow::bail!("no merchant {id}");
     }
     Ok(())
 }

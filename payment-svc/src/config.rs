@@ -462,6 +462,26 @@ mod tests {
     }
 
     #[test]
+    fn one_limit_can_be_set_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, file) = dev_file(dir.path());
+        let text = std::fs::read_to_string(&file).expect("read");
+        let start = text.find("[velocity]").expect("velocity section");
+        let end = start + text[start..].find("\n\n").unwrap_or(text.len() - start);
+        let text = format!(
+            "{}[velocity]\ncodes_per_phone_per_hour = 100\n{}",
+            &text[..start],
+            &text[end..]
+        );
+        let settings = Settings::load(Some(&write(dir.path(), &text))).expect("valid");
+        assert_eq!(settings.velocity.codes_per_phone_per_hour, 100);
+        assert_eq!(
+            settings.velocity.code_tries_per_session,
+            VelocityLimits::default().code_tries_per_session
+        );
+    }
+
+    #[test]
     fn one_key_for_two_purposes_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (settings, file) = dev_file(dir.path());

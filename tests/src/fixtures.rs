@@ -70,6 +70,17 @@ pub async fn submit_as_zhang_san(
     .ok_or_else(|| tonic::Status::internal("SubmitBindInfo answered without a session"))
 }
 
+/// A bind session as `GetBindSession` shows it to the merchant.
+pub async fn read_session(c: &mut Client, session_id: &str) -> anyhow::Result<pb::BindSession> {
+    c.get_bind_session(pb::GetBindSessionRequest {
+        session_id: session_id.into(),
+    })
+    .await?
+    .into_inner()
+    .session
+    .ok_or_else(|| anyhow::anyhow!("GetBindSession answered without a session"))
+}
+
 /// Pays `amount` (CNY minor units) with `binding` for `user`, order
 /// `order-KEY`, under idempotency key `key`: the payment, or the refusal.
 pub async fn pay(
@@ -113,6 +124,18 @@ pub async fn bind_card_with_key(
     card_number: &str,
     key: &str,
 ) -> anyhow::Result<pb::Binding> {
+    bind_with_card(stack, c, user, card(card_number), key).await
+}
+
+/// As [`bind_card_with_key`], with the card's details given whole (another
+/// expiry, say).
+pub async fn bind_with_card(
+    stack: &Stack,
+    c: &mut Client,
+    user: &str,
+    card_info: pb::CardInfo,
+    key: &str,
+) -> anyhow::Result<pb::Binding> {
     let session = c
         .bind(pb::BindRequest {
             merchant_user_id: user.into(),
@@ -128,7 +151,7 @@ pub async fn bind_card_with_key(
     c.submit_bind_info(pb::SubmitBindInfoRequest {
         session_id: session.session_id.clone(),
         shopper: Some(shopper("Zhang San")),
-        card: Some(card(card_number)),
+        card: Some(card_info),
     })
     .await?;
     c.verify_bind(pb::VerifyBindRequest {

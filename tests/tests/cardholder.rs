@@ -8,7 +8,7 @@
 
 use paybind_tests::{
     cny,
-    fixtures::{open_session, submit_as_zhang_san as submit, PHONE, VISA},
+    fixtures::{open_session, read_session, submit_as_zhang_san as submit, PHONE, VISA},
     metadata_of, pb, reason, text_rows, Stack, BIND_AND_PAY_LIMIT, RETURN_URL, SHOP_A,
 };
 use tonic::{Code, Status};
@@ -131,14 +131,7 @@ async fn every_refusal_at_binding_looks_the_same_and_the_detail_is_kept(stack: &
     let mut kept = Vec::new();
     for session in &sessions {
         kept.extend(card_checks(stack, session).await?);
-        let read = c
-            .get_bind_session(pb::GetBindSessionRequest {
-                session_id: session.clone(),
-            })
-            .await?
-            .into_inner()
-            .session
-            .expect("session");
+        let read = read_session(&mut c, session).await?;
         assert_eq!(read.status, pb::BindSessionStatus::Open as i32);
         assert_eq!(read.last_error_reason, "CARD_NOT_VERIFIED");
     }

@@ -7,8 +7,8 @@
 
 use paybind_tests::{
     execute_sql,
-    fixtures::{pay, shopper, Client, ID_NUMBER, PHONE, VISA},
-    pb, text_rows, Stack, RETURN_URL, SHOP_A, SHOP_B,
+    fixtures::{bind_with_card, card, pay, Client, ID_NUMBER, VISA},
+    pb, text_rows, Stack, SHOP_A, SHOP_B,
 };
 use payment_svc::domain::vault::{KeyedHasher, Purpose, Vault};
 
@@ -27,40 +27,12 @@ async fn bind(
     key: &str,
     (month, year): (i32, i32),
 ) -> anyhow::Result<pb::Binding> {
-    let session = c
-        .bind(pb::BindRequest {
-            merchant_user_id: user.into(),
-            presentation: pb::Presentation::Redirect as i32,
-            return_url: RETURN_URL.into(),
-            prefill: None,
-            idempotency_key: key.into(),
-        })
-        .await?
-        .into_inner()
-        .session
-        .expect("session")
-        .session_id;
-    c.submit_bind_info(pb::SubmitBindInfoRequest {
-        session_id: session.clone(),
-        shopper: Some(shopper("Zhang San")),
-        card: Some(pb::CardInfo {
-            number: VISA.into(),
-            expiry_month: month,
-            expiry_year: year,
-            cvv: "123".into(),
-        }),
-    })
-    .await?;
-    Ok(c.verify_bind(pb::VerifyBindRequest {
-        session_id: session,
-        code: stack.last_code(PHONE)?,
-    })
-    .await?
-    .into_inner()
-    .session
-    .expect("session")
-    .binding
-    .expect("binding"))
+    let card = pb::CardInfo {
+        expiry_month: month,
+        expiry_year: year,
+        ..card(VISA)
+    };
+    bind_with_card(stack, c, user, card, key).await
 }
 
 async fn fingerprint_of(stack: &Stack, binding_id: &str) -> anyhow::Result<String> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use paybind_tests::{
     execute_sql,
-    fixtures::{bind_card, open_session, submit_as_zhang_san as submit, PHONE, VISA},
+    fixtures::{bind_card, open_session, read_session, submit_as_zhang_san as submit, PHONE, VISA},
     pb, text_rows, Backend, Stack, SHOP_A,
 };
 use payment_svc::{config::Settings, domain::retention::RetentionSettings};
@@ -140,14 +140,7 @@ async fn scenario(stack: &Stack) -> R {
             .all(String::is_empty)
     })
     .await?;
-    let read = c
-        .get_bind_session(pb::GetBindSessionRequest {
-            session_id: session.clone(),
-        })
-        .await?
-        .into_inner()
-        .session
-        .expect("session");
+    let read = read_session(&mut c, &session).await?;
     assert_eq!(read.status, pb::BindSessionStatus::Expired as i32);
     assert_eq!(read.code_sent_to, "", "no phone is left to show");
     let err = c

@@ -9,7 +9,7 @@
 use std::{future::Future, time::Duration};
 
 use paybind_tests::{
-    fixtures::{open_session, submit_as_zhang_san as submit, Client, PHONE, VISA},
+    fixtures::{open_session, read_session, submit_as_zhang_san as submit, Client, PHONE, VISA},
     metadata_of, pb, reason, text_rows, Backend, Stack, SHOP_A, SHOP_B,
 };
 use payment_svc::{config::Settings, domain::velocity::VelocityLimits};
@@ -69,14 +69,7 @@ async fn card_checks(stack: &Stack) -> anyhow::Result<usize> {
 }
 
 async fn status_of(c: &mut Client, session_id: &str) -> anyhow::Result<i32> {
-    Ok(c.get_bind_session(pb::GetBindSessionRequest {
-        session_id: session_id.into(),
-    })
-    .await?
-    .into_inner()
-    .session
-    .expect("session")
-    .status)
+    Ok(read_session(c, session_id).await?.status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,9 @@ use super::Services;
 
 /// How long what is kept (`[retention]` in payment-svc's config).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+// Each field may be set alone (`PAYMENT__VELOCITY__…`); the rest keep
+// their defaults.
+#[serde(default, deny_unknown_fields)]
 pub struct RetentionSettings {
     /// How long after a session's expiry its shopper data may stay.
     pub session_data_secs: u64,

@@ -69,7 +69,9 @@ pub struct UsedUp {
 
 /// The limits, all configurable (`[velocity]` in payment-svc's config).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+// Each field may be set alone (`PAYMENT__VELOCITY__…`); the rest keep
+// their defaults.
+#[serde(default, deny_unknown_fields)]
 pub struct VelocityLimits {
     /// Cards sent to their issuer per merchant per minute.
     pub card_checks_per_merchant_per_minute: u32,

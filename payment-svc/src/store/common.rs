@@ -239,7 +239,9 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                sqlx::query(BUMP_MERCHANT_REVISION).execute(&mut *tx).await?;
+                if changed == 1 {
+                    sqlx::query(BUMP_MERCHANT_REVISION).execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok(changed == 1)
             }
@@ -283,7 +285,9 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                sqlx::query(BUMP_MERCHANT_REVISION).execute(&mut *tx).await?;
+                if changed == 1 {
+                    sqlx::query(BUMP_MERCHANT_REVISION).execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok(changed == 1)
             }

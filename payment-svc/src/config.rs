@@ -21,6 +21,9 @@ public_base_url = "http://localhost:8081"
 [grpc]
 listen = "127.0.0.1:50051"
 
+[web]
+listen = "127.0.0.1:8081"
+
 [database]
 url = "sqlite:dev-data/payment.db"
 max_connections = 8
@@ -50,6 +53,10 @@ pub struct Settings {
     /// Where the binding pages are served, as shoppers' browsers reach it.
     pub public_base_url: String,
     pub grpc: GrpcSettings,
+    /// The binding pages' HTTP listener (shoppers reach it at
+    /// `public_base_url`, usually through a TLS-terminating proxy).
+    #[serde(default)]
+    pub web: WebSettings,
     /// Connection hygiene of the gRPC server (all defaults are safe).
     #[serde(default)]
     pub server: ServerSettings,
@@ -100,6 +107,21 @@ pub struct RecoverySettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GrpcSettings {
     pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct WebSettings {
+    /// Where the binding pages are served. A `public_base_url` with port 0
+    /// takes the port this listener was given (tests bind port 0).
+    pub listen: SocketAddr,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -304,6 +326,7 @@ impl Settings {
             environment: Environment::Development,
             public_base_url: "http://localhost:8081".to_owned(),
             grpc: GrpcSettings { listen },
+            web: WebSettings::default(),
             server: ServerSettings::default(),
             database: DatabaseSettings::new(
                 format!("sqlite:{}", dir.join("payment.db").display()),
@@ -331,7 +354,7 @@ impl Settings {
                 journal_file: Some(dir.join("acquirer-ledger.jsonl")),
             },
             recovery: RecoverySettings { interval_ms: 1000 },
-            velocity: VelocityLimits::default(),
+            velocity: VelocityLimits::development(),
             retention: RetentionSettings::default(),
             secrets: Secrets::generate(),
         }

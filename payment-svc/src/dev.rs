@@ -52,17 +52,26 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> anyhow::Result<DevSetup> {
     })
 }
 
+/// Where the demo shop's storefront is, as browsers reach it.
+pub const DEMO_STOREFRONT: &str = "http://localhost:8080";
+
 /// The demo merchant: may use direct entry; CNY; 500.00 per payment and
-/// 2,000.00 per day without authentication; a BindAndPay up to 1,000.00.
+/// 2,000.00 per day without authentication; a BindAndPay up to 1,000.00;
+/// its pages framed by and returning to the storefront at [`DEMO_STOREFRONT`].
 pub fn demo_merchant() -> anyhow::Result<Merchant> {
+    demo_merchant_at(DEMO_STOREFRONT)
+}
+
+/// The demo merchant with its storefront at `storefront` (an origin).
+pub fn demo_merchant_at(storefront: &str) -> anyhow::Result<Merchant> {
     let cny = Currency::parse("CNY")?;
     Ok(Merchant {
         id: MerchantId::parse(DEMO_MERCHANT)?,
         display_name: "Demo Shop".into(),
         cert_identity: DEMO_MERCHANT.into(),
         status: MerchantStatus::Enabled,
-        allowed_origins: vec!["http://localhost:8080".into()],
-        return_urls: vec!["http://localhost:8080/".into()],
+        allowed_origins: vec![storefront.to_owned()],
+        return_urls: vec![format!("{storefront}/")],
         direct_entry: true,
         currency: cny,
         limits: Limits {

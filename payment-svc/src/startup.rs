@@ -8,6 +8,8 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::Layer;
 
+use paybind_shared::config::Environment;
+
 use crate::{
     config::Settings,
     domain::{
@@ -20,11 +22,16 @@ use crate::{
     },
     grpc::{BindingApi, MerchantAuth},
     store,
+    web::PageState,
 };
 
 pub struct App {
     listener: TcpListener,
     grpc_addr: SocketAddr,
+    web_listener: TcpListener,
+    web_addr: SocketAddr,
+    /// `public_base_url`, with the web listener's port if it named port 0.
+    public_base_url: String,
     settings: Settings,
     services: Arc<Services>,
     outbox: Option<Arc<DevOutbox>>,
@@ -52,6 +59,9 @@ impl App {
             settings.tls.refuse_development_ca()?;
         }
         let secrets = &settings.secrets;
+        let web_listener = TcpListener::bind(settings.web.listen).await?;
+        let web_addr = web_listener.local_addr()?;
+        let public_base_url = resolve_port(&settings.public_base_url, web_addr.port())?;
         let store = store::connect(
             settings.database.url.expose_secret(),
             settings.database.max_connections,
@@ -92,7 +102,7 @@ impl App {
                 utc_offset_minutes: settings.limits.utc_offset_minutes,
                 session_ttl_ms: settings.sessions.ttl_secs * 1000,
                 max_card_attempts: settings.sessions.max_card_attempts,
-                public_base_url: settings.public_base_url.clone(),
+                public_base_url: public_base_url.clone(),
                 velocity: settings.velocity.clone(),
                 resend_interval_ms: i64::from(settings.sessions.resend_interval_secs) * 1000,
             },
@@ -115,6 +125,9 @@ impl App {
         Ok(Self {
             listener,
             grpc_addr,
+            web_listener,
+            web_addr,
+            public_base_url,
             settings,
             services,
             outbox,
@@ -124,6 +137,16 @@ impl App {
 
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
+    }
+
+    /// Where the binding pages are served.
+    pub fn web_addr(&self) -> SocketAddr {
+        self.web_addr
+    }
+
+    /// Where shoppers' browsers reach the binding pages.
+    pub fn public_base_url(&self) -> &str {
+        &self.public_base_url
     }
 
     pub fn services(&self) -> Arc<Services> {
@@ -159,6 +182,8 @@ impl App {
         let services = self.services.clone();
         let retention = self.settings.retention.clone();
         let purge = tokio::spawn(async move { services.purge_forever(retention).await });
+        let page_state = self.page_state()?;
+        let pages = serve_pages(self.web_listener, page_state, &self.public_base_url);
         let served = paybind_shared::grpc::server_router(
             tls,
             <BindingServiceServer<BindingApi> as tonic::server::NamedService>::NAME,
@@ -174,7 +199,65 @@ impl App {
         recovery.abort();
         merchant_watch.abort();
         purge.abort();
+        pages.stop().await;
         served?;
         Ok(())
     }
+
+    fn page_state(&self) -> anyhow::Result<Arc<PageState>> {
+        let origin = url::Url::parse(&self.public_base_url)?
+            .origin()
+            .ascii_serialization();
+        let development = self.settings.environment == Environment::Development;
+        Ok(Arc::new(PageState {
+            services: self.services.clone(),
+            outbox: self.outbox.clone().filter(|_| development),
+            public_origin: origin,
+        }))
+    }
+}
+
+/// Serves the binding pages on their own listener until stopped.
+fn serve_pages(listener: TcpListener, state: Arc<PageState>, public: &str) -> PagesServer {
+    let router = crate::web::router(state);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tracing::info!(addr = ?listener.local_addr().ok(), %public, "payment-svc serving the binding pages");
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the binding pages' server stopped");
+        }
+    });
+    PagesServer { stop, task }
+}
+
+struct PagesServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PagesServer {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        // Requests in flight finish; a browser's idle keep-alive does not
+        // hold the service up for long.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// `url` with `port` in place of an explicit port 0 (tests bind port 0
+/// and learn the port only then).
+fn resolve_port(url: &str, port: u16) -> anyhow::Result<String> {
+    let mut parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("public_base_url: {e}"))?;
+    if parsed.port() == Some(0) {
+        parsed
+            .set_port(Some(port))
+            .map_err(|()| anyhow::anyhow!("public_base_url: cannot set a port"))?;
+        return Ok(parsed.as_str().trim_end_matches('/').to_owned());
+    }
+    Ok(url.to_owned())
 }

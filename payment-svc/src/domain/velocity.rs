@@ -102,6 +102,19 @@ impl Default for VelocityLimits {
 }
 
 impl VelocityLimits {
+    /// For a development stack, where one person plays every shopper with
+    /// the same few test cards and phones, again and again: the same
+    /// limits, with room for a day of trying the pages (the defaults would
+    /// stop the demo after five codes an hour to one phone).
+    pub fn development() -> Self {
+        Self {
+            card_checks_per_card_per_day: 500,
+            codes_per_phone_per_hour: 100,
+            code_tries_per_phone_per_day: 500,
+            ..Self::default()
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         for (name, value) in [
             (

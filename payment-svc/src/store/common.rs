@@ -300,6 +300,15 @@ macro_rules! impl_store {
                 Ok(revision)
             }
 
+            async fn get_merchant(&self, id: &MerchantId) -> StoreResult<Option<Merchant>> {
+                sqlx::query_as::<_, MerchantRow>("SELECT * FROM merchants WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(MerchantRow::into_merchant)
+                    .transpose()
+            }
+
             async fn list_merchants(&self) -> StoreResult<Vec<Merchant>> {
                 sqlx::query_as::<_, MerchantRow>("SELECT * FROM merchants ORDER BY id")
                     .fetch_all(self.reader())
@@ -547,6 +556,15 @@ macro_rules! impl_store {
                 .fetch_one(self.writer())
                 .await?;
                 Ok(Inserted::Existing(existing.into_session()?))
+            }
+
+            async fn find_session(&self, session_id: &SessionId) -> StoreResult<Option<BindSession>> {
+                sqlx::query_as::<_, SessionRow>("SELECT * FROM bind_sessions WHERE id = $1")
+                    .bind(session_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(SessionRow::into_session)
+                    .transpose()
             }
 
             async fn get_session(&self, merchant_id: &MerchantId, session_id: &SessionId) -> StoreResult<Option<BindSession>> {

@@ -217,6 +217,7 @@ pub trait Store: Send + Sync + 'static {
         certificate: &MerchantCertificate,
         now_ms: i64,
     ) -> StoreResult<()>;
+    async fn get_merchant(&self, id: &MerchantId) -> StoreResult<Option<Merchant>>;
     async fn list_merchants(&self) -> StoreResult<Vec<Merchant>>;
     /// The certificate registered with this fingerprint, and its merchant.
     async fn certificate_holder(
@@ -289,6 +290,9 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a session, or returns the one already created with the same
     /// (merchant, idempotency key).
     async fn insert_session(&self, session: &BindSession) -> StoreResult<Inserted<BindSession>>;
+    /// A session by its id alone, whichever merchant opened it: for the
+    /// binding page, which a shopper's browser opens with no certificate.
+    async fn find_session(&self, session_id: &SessionId) -> StoreResult<Option<BindSession>>;
     async fn get_session(
         &self,
         merchant_id: &MerchantId,

@@ -124,6 +124,22 @@ impl Merchant {
     }
 }
 
+impl Merchant {
+    /// The one origin a binding page of this merchant talks to with
+    /// `postMessage`: the return URL's origin when it is registered, else
+    /// the first registered origin; none when the merchant has none.
+    pub fn page_origin(&self, return_url: &str) -> Option<&str> {
+        let wanted = Url::parse(return_url)
+            .ok()
+            .map(|u| u.origin().ascii_serialization());
+        self.allowed_origins
+            .iter()
+            .find(|o| Some(o.as_str()) == wanted.as_deref())
+            .or_else(|| self.allowed_origins.first())
+            .map(String::as_str)
+    }
+}
+
 fn path_under(path: &str, prefix: &str) -> bool {
     let prefix = prefix.trim_end_matches('/');
     path == prefix || path.starts_with(&format!("{prefix}/")) || prefix.is_empty()
@@ -172,6 +188,22 @@ mod tests {
         ] {
             assert!(!m.allows_return_url(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn pages_talk_to_the_return_urls_registered_origin_only() {
+        let mut m = shop();
+        m.allowed_origins = vec!["https://a.example".into(), "https://shop.example".into()];
+        assert_eq!(
+            m.page_origin("https://shop.example/bind/return?x=1"),
+            Some("https://shop.example")
+        );
+        assert_eq!(
+            m.page_origin("https://evil.example/"),
+            Some("https://a.example")
+        );
+        m.allowed_origins.clear();
+        assert_eq!(m.page_origin("https://shop.example/bind/return"), None);
     }
 
     #[test]

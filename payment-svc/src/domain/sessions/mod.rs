@@ -26,6 +26,7 @@ use super::{
 use crate::store::{SessionChange, StoreError};
 
 mod open;
+mod page;
 mod read;
 mod submit;
 mod verify;

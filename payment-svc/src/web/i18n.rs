@@ -1,0 +1,307 @@
+//! The page's two languages: English and Chinese, chosen by the `lang`
+//! parameter (the switch on every page) or else by `Accept-Language`.
+use axum::http::{header::ACCEPT_LANGUAGE, HeaderMap};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+impl Lang {
+    /// `lang` as given (`en`, `zh`), else the best of `Accept-Language`.
+    pub fn choose(param: Option<&str>, headers: &HeaderMap) -> Self {
+        if let Some(lang) = param.and_then(Self::from_tag) {
+            return lang;
+        }
+        let accept = headers
+            .get(ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Self::from_accept_language(accept)
+    }
+
+    fn from_tag(tag: &str) -> Option<Self> {
+        let primary = tag.trim().split(['-', '_']).next()?.to_ascii_lowercase();
+        match primary.as_str() {
+            "zh" => Some(Self::Zh),
+            "en" => Some(Self::En),
+            _ => None,
+        }
+    }
+
+    /// The supported language with the highest weight; English when none.
+    pub fn from_accept_language(accept: &str) -> Self {
+        let mut best: Option<(f32, Self)> = None;
+        for item in accept.split(',') {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("");
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if let Some(lang) = Self::from_tag(tag) {
+                if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                    best = Some((q, lang));
+                }
+            }
+        }
+        best.map_or(Self::En, |(_, lang)| lang)
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::Zh => "zh",
+        }
+    }
+
+    /// The `lang` attribute of the page.
+    pub fn html_lang(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::Zh => "zh-CN",
+        }
+    }
+
+    pub fn texts(self) -> &'static Texts {
+        match self {
+            Self::En => &EN,
+            Self::Zh => &ZH,
+        }
+    }
+
+    /// What to tell the shopper about one rejected field, by its request
+    /// path and the API's reason (English keeps the API's own message).
+    pub fn field_message(self, field: &str, api_message: &str) -> String {
+        match self {
+            Self::En => api_message.to_owned(),
+            Self::Zh => match field {
+                "shopper.full_name" => "请填写银行预留的姓名（最多 100 个字符）。",
+                "shopper.id_number" => {
+                    "身份证号无效：请填写 18 位居民身份证号码，最后一位可以是 X。"
+                }
+                "shopper.phone" => "手机号无效：请填写 11 位中国大陆手机号。",
+                "card.number" => "卡号无效：请检查银行卡号（12 至 19 位数字）。",
+                "card.expiry" | "card.expiry_month" | "card.expiry_year" => {
+                    "有效期无效：请按 MM/YY 填写，且卡片未过期。"
+                }
+                "card.cvv" => "安全码无效：请填写卡背面的 3 位数字（美国运通卡为 4 位）。",
+                _ => "请检查此项。",
+            }
+            .to_owned(),
+        }
+    }
+}
+
+/// Every sentence of the page in one language.
+pub struct Texts {
+    pub title: &'static str,
+    pub pay_title: &'static str,
+    pub switch_to: &'static str,
+    pub secure_note: &'static str,
+    pub asking: &'static str,
+    pub bind_purpose: &'static str,
+    pub pay_purpose: &'static str,
+    pub amount: &'static str,
+    pub description: &'static str,
+    pub personal: &'static str,
+    pub full_name: &'static str,
+    pub id_number: &'static str,
+    pub phone: &'static str,
+    pub card: &'static str,
+    pub card_number: &'static str,
+    pub expiry: &'static str,
+    pub cvv: &'static str,
+    pub continue_button: &'static str,
+    pub attempts_left: &'static str,
+    pub fix_fields: &'static str,
+    pub code_title: &'static str,
+    pub code_sent_to: &'static str,
+    pub code: &'static str,
+    pub code_expires_at: &'static str,
+    pub tries_left: &'static str,
+    pub verify_button: &'static str,
+    pub pay_button: &'static str,
+    pub resend_button: &'static str,
+    pub resend_wait: &'static str,
+    pub outbox_link: &'static str,
+    pub bound_title: &'static str,
+    pub bound_text: &'static str,
+    pub paid_title: &'static str,
+    pub paid_text: &'static str,
+    pub back_to: &'static str,
+    pub cancel_to: &'static str,
+    pub closing: &'static str,
+    pub not_verified: &'static str,
+    pub declined: &'static str,
+    pub wrong_code: &'static str,
+    pub code_expired: &'static str,
+    pub resend_throttled: &'static str,
+    pub rate_limited: &'static str,
+    pub unavailable: &'static str,
+    pub in_progress: &'static str,
+    pub expired_title: &'static str,
+    pub expired_text: &'static str,
+    pub failed_title: &'static str,
+    pub failed_text: &'static str,
+    pub unknown_title: &'static str,
+    pub unknown_text: &'static str,
+    pub disabled_title: &'static str,
+    pub disabled_text: &'static str,
+    pub forbidden_title: &'static str,
+    pub forbidden_text: &'static str,
+    pub reload: &'static str,
+    pub outbox_title: &'static str,
+    pub outbox_empty: &'static str,
+}
+
+pub static EN: Texts = Texts {
+    title: "Bind your card",
+    pay_title: "Pay with your card",
+    switch_to: "中文",
+    secure_note: "You are on the payment institution's secure page. The merchant never sees your card details.",
+    asking: "Asked by",
+    bind_purpose: "wants to keep your card on file, so that you pay there without entering it again.",
+    pay_purpose: "asks you to pay with your card, and to keep it on file for next time.",
+    amount: "Amount",
+    description: "For",
+    personal: "Your details, as your bank has them",
+    full_name: "Full name",
+    id_number: "ID card number",
+    phone: "Mobile number",
+    card: "Your card",
+    card_number: "Card number",
+    expiry: "Expiry (MM/YY)",
+    cvv: "Security code (CVV)",
+    continue_button: "Continue",
+    attempts_left: "card attempt(s) left",
+    fix_fields: "Please correct the fields marked below.",
+    code_title: "Enter your code",
+    code_sent_to: "We sent a 6-digit code by SMS to the phone your bank has on file:",
+    code: "6-digit code",
+    code_expires_at: "The code is valid until",
+    tries_left: "tries left",
+    verify_button: "Verify and bind my card",
+    pay_button: "Verify and pay",
+    resend_button: "Send a new code",
+    resend_wait: "You can ask for a new code in",
+    outbox_link: "Development: see the codes sent (SMS outbox)",
+    bound_title: "Your card is bound",
+    bound_text: "From now on you can pay at this merchant without entering your card or a code again.",
+    paid_title: "Paid",
+    paid_text: "Your payment succeeded, and your card is on file at this merchant.",
+    back_to: "Back to",
+    cancel_to: "Cancel and go back to",
+    closing: "This window closes itself.",
+    not_verified: "Your bank could not verify this card with these details. Check the card, and the name, ID number and mobile number your bank has, or use another card.",
+    declined: "Your card was declined. Use another card.",
+    wrong_code: "That code is not right.",
+    code_expired: "The code has expired. Ask for a new one.",
+    resend_throttled: "A code was sent a moment ago. Wait a little before asking for another.",
+    rate_limited: "Too many attempts. Wait a little and try again.",
+    unavailable: "The bank or the SMS service did not answer. Try again in a moment.",
+    in_progress: "This step is already being processed. Reload the page in a moment.",
+    expired_title: "This page has expired",
+    expired_text: "For your security a binding page is valid for a limited time. Go back to the merchant and start again.",
+    failed_title: "This binding has ended",
+    failed_text: "There were too many unsuccessful attempts, so this binding was stopped. Nothing was charged. Go back to the merchant to start again.",
+    unknown_title: "Page not found",
+    unknown_text: "There is no binding page at this address. Go back to the merchant and start again.",
+    disabled_title: "Not available",
+    disabled_text: "This merchant cannot take card bindings at the moment.",
+    forbidden_title: "This form can no longer be sent",
+    forbidden_text: "The form did not come from this page, or it has been sent already. Reload the page to continue where you are.",
+    reload: "Reload the page",
+    outbox_title: "SMS outbox (development only)",
+    outbox_empty: "No message sent yet.",
+};
+
+pub static ZH: Texts = Texts {
+    title: "绑定银行卡",
+    pay_title: "银行卡付款",
+    switch_to: "English",
+    secure_note: "这是支付机构的安全页面，商户不会看到您的银行卡信息。",
+    asking: "发起方",
+    bind_purpose: "希望绑定您的银行卡，之后在该商户支付无需再次输入。",
+    pay_purpose: "请您用银行卡付款，并绑定此卡以便下次支付。",
+    amount: "金额",
+    description: "用途",
+    personal: "您的个人信息（须与银行预留一致）",
+    full_name: "姓名",
+    id_number: "身份证号",
+    phone: "手机号",
+    card: "银行卡",
+    card_number: "卡号",
+    expiry: "有效期（MM/YY）",
+    cvv: "安全码（CVV）",
+    continue_button: "下一步",
+    attempts_left: "次换卡机会",
+    fix_fields: "请更正下面标出的内容。",
+    code_title: "输入验证码",
+    code_sent_to: "我们已向银行预留手机号发送 6 位短信验证码：",
+    code: "6 位验证码",
+    code_expires_at: "验证码有效期至",
+    tries_left: "次输入机会",
+    verify_button: "验证并绑卡",
+    pay_button: "验证并付款",
+    resend_button: "重新发送验证码",
+    resend_wait: "可重新发送验证码的剩余时间：",
+    outbox_link: "开发环境：查看已发送的验证码（短信发件箱）",
+    bound_title: "绑卡成功",
+    bound_text: "今后在该商户付款无需再次输入银行卡或验证码。",
+    paid_title: "付款成功",
+    paid_text: "付款已完成，此卡已绑定到该商户。",
+    back_to: "返回",
+    cancel_to: "取消并返回",
+    closing: "此窗口将自动关闭。",
+    not_verified:
+        "银行无法用这些信息验证此卡。请检查卡片以及银行预留的姓名、身份证号和手机号，或换一张卡。",
+    declined: "银行卡被拒绝，请换一张卡。",
+    wrong_code: "验证码不正确。",
+    code_expired: "验证码已过期，请重新获取。",
+    resend_throttled: "验证码刚刚发送，请稍候再重新获取。",
+    rate_limited: "尝试次数过多，请稍后再试。",
+    unavailable: "银行或短信服务暂时没有响应，请稍后再试。",
+    in_progress: "此步骤正在处理中，请稍后刷新页面。",
+    expired_title: "页面已过期",
+    expired_text: "为了您的安全，绑卡页面仅在一段时间内有效。请返回商户重新开始。",
+    failed_title: "本次绑卡已结束",
+    failed_text: "失败次数过多，本次绑卡已终止，未扣任何款项。请返回商户重新开始。",
+    unknown_title: "页面不存在",
+    unknown_text: "此地址没有绑卡页面。请返回商户重新开始。",
+    disabled_title: "暂不可用",
+    disabled_text: "该商户目前无法绑定银行卡。",
+    forbidden_title: "此表单无法提交",
+    forbidden_text: "表单不是来自本页面，或已经提交过。请刷新页面继续。",
+    reload: "刷新页面",
+    outbox_title: "短信发件箱（仅开发环境）",
+    outbox_empty: "尚未发送任何短信。",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_heaviest_supported_language() {
+        assert_eq!(
+            Lang::from_accept_language("zh-CN,zh;q=0.9,en;q=0.8"),
+            Lang::Zh
+        );
+        assert_eq!(Lang::from_accept_language("en-US,zh;q=0.5"), Lang::En);
+        assert_eq!(Lang::from_accept_language("fr,zh-TW;q=0.3"), Lang::Zh);
+        assert_eq!(Lang::from_accept_language("de"), Lang::En);
+        assert_eq!(Lang::from_accept_language(""), Lang::En);
+        assert_eq!(Lang::from_accept_language("zh;q=0,en;q=0.1"), Lang::En);
+    }
+
+    #[test]
+    fn the_switch_wins_over_the_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT_LANGUAGE, "en".parse().expect("header"));
+        assert_eq!(Lang::choose(Some("zh"), &headers), Lang::Zh);
+        assert_eq!(Lang::choose(Some("xx"), &headers), Lang::En);
+        assert_eq!(Lang::choose(None, &headers), Lang::En);
+    }
+}

@@ -13,7 +13,7 @@ use paybind_shared::{
     tls::TlsFiles,
     vault::Vault,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::grpc::Role;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,9 @@ active_vault_key = "k1"
 currency = "CNY"
 default_return_url = "http://localhost:8080/"
 settle_interval_ms = 2000
+
+[web]
+listen = "127.0.0.1:8080"
 "#;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -67,6 +70,125 @@ pub struct Settings {
     pub payment: PaymentSettings,
     pub shop: ShopSettings,
     pub secrets: Secrets,
+    /// The storefront: the shop's HTML pages for shoppers.
+    pub web: WebSettings,
+}
+
+/// The storefront's HTTP listener, the address shoppers' browsers use, and
+/// the key of its session cookies. `Debug` does not show the key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct WebSettings {
+    pub listen: SocketAddr,
+    /// Where shoppers' browsers reach the storefront (scheme, host, port;
+    /// no path): its own origin, checked on every form post, and the base
+    /// of the return URL it gives payment-svc. Unset: `http://localhost:`
+    /// and the port listened on (development only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// The key that encrypts and authenticates the session cookie (base64
+    /// of 64 bytes). Unset (development only): a random key per start, so
+    /// sign-ins do not survive a restart.
+    #[serde(
+        default,
+        serialize_with = "expose_optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cookie_key: Option<SecretString>,
+}
+
+impl Default for WebSettings {
+    /// `127.0.0.1:8080`, `http://localhost:8080`, a random key per start.
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            cookie_key: None,
+        }
+    }
+}
+
+/// The length of a cookie key: 512 bits, split by the cookie crate into
+/// an encryption and a signing half.
+pub const COOKIE_KEY_BYTES: usize = 64;
+
+impl WebSettings {
+    /// A fresh random cookie key (base64 of 64 bytes): for development
+    /// configurations written once and kept.
+    pub fn random_cookie_key() -> SecretString {
+        use base64::{engine::general_purpose::STANDARD, Engine};
+        let mut key = [0u8; COOKIE_KEY_BYTES];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        SecretString::from(STANDARD.encode(key))
+    }
+
+    /// The configured cookie key's bytes, if one is configured.
+    pub fn cookie_key_bytes(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        use base64::{engine::general_purpose::STANDARD, Engine};
+        let Some(key) = &self.cookie_key else {
+            return Ok(None);
+        };
+        let bytes = STANDARD
+            .decode(key.expose_secret().trim())
+            .map_err(|_| anyhow::anyhow!("web.cookie_key must be base64"))?;
+        if bytes.len() != COOKIE_KEY_BYTES {
+            anyhow::bail!(
+                "web.cookie_key must be base64 of {COOKIE_KEY_BYTES} bytes, not {}",
+                bytes.len()
+            );
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The storefront's origin (`scheme://host[:port]`), given the port it
+    /// listens on: `public_url`'s, or `http://localhost:PORT`.
+    pub fn public_origin(&self, listening_port: u16) -> anyhow::Result<url::Url> {
+        let raw = match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://localhost:{listening_port}"),
+        };
+        let url = url::Url::parse(&raw).map_err(|e| anyhow::anyhow!("web.public_url: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            anyhow::bail!("web.public_url must be an http(s) URL, not {raw:?}");
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            anyhow::bail!(
+                "web.public_url is the storefront's origin (scheme, host, port) without a path, not {raw:?}"
+            );
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            anyhow::bail!("web.public_url must not carry a user name or password");
+        }
+        Ok(url)
+    }
+
+    fn validate(&self, environment: Environment) -> anyhow::Result<()> {
+        self.cookie_key_bytes()?;
+        // The port only matters when public_url is unset.
+        self.public_origin(self.listen.port())?;
+        if environment.hardened() {
+            let Some(public_url) = &self.public_url else {
+                anyhow::bail!("web.public_url must be set (https) in {environment:?}");
+            };
+            require_https(environment, "web.public_url", public_url)?;
+            if self.cookie_key.is_none() {
+                anyhow::bail!(
+                    "web.cookie_key must be set in {environment:?} (base64 of {COOKIE_KEY_BYTES} random bytes)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes an optional secret into a configuration file being generated.
+fn expose_optional<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serializer.serialize_str(secret.expose_secret()),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// The keys that seal the binding tokens at rest (AES-256-GCM, base64 of
@@ -174,6 +296,10 @@ impl Settings {
                 settle_interval_ms: 2000,
             },
             secrets: Secrets::generate(),
+            web: WebSettings {
+                cookie_key: Some(WebSettings::random_cookie_key()),
+                ..WebSettings::default()
+            },
         }
     }
 
@@ -225,6 +351,7 @@ impl Settings {
             "shop.default_return_url",
             &self.shop.default_return_url,
         )?;
+        self.web.validate(self.environment)?;
         Ok(())
     }
 }
@@ -253,6 +380,13 @@ key = "shop-key.pem"
 k1 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 "#;
 
+    /// The storefront as sandbox and production need it.
+    const WEB: &str = r#"
+[web]
+public_url = "https://shop.example"
+cookie_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="
+"#;
+
     #[test]
     fn operators_are_listed_with_their_roles() {
         let s = load(&format!(
@@ -274,7 +408,7 @@ k1 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
         let err = load(&format!("environment = \"prod\"\n{TLS}")).expect_err("prod");
         assert!(format!("{err:#}").contains("environment"), "{err:#}");
         load(&format!(
-            "environment = \"production\"\n{TLS}\n[operators]\nops = [\"admin\"]\n"
+            "environment = \"production\"\n{TLS}{WEB}\n[operators]\nops = [\"admin\"]\n"
         ))
         .expect("valid");
     }
@@ -290,7 +424,7 @@ k1 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
         let err = load(&format!("environment = \"sandbox\"\n{TLS}")).expect_err("operators");
         assert!(err.to_string().contains("[operators]"), "{err}");
         let ok = format!(
-            "environment = \"sandbox\"\n{TLS}\n[operators]\nops = [\"admin\"]\n[database]\nurl = \"postgres://shop@db/shop\"\nmax_connections = 4\n"
+            "environment = \"sandbox\"\n{TLS}{WEB}\n[operators]\nops = [\"admin\"]\n[database]\nurl = \"postgres://shop@db/shop\"\nmax_connections = 4\n"
         );
         let err = load(&ok).expect_err("unverified database TLS");
         assert!(err.to_string().contains("sslmode"), "{err}");
@@ -302,6 +436,70 @@ k1 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
         let without = TLS.replace("[secrets.vault_keys]\nk1 = ", "# ");
         let err = load(&format!("environment = \"development\"\n{without}")).expect_err("no key");
         assert!(format!("{err:#}").contains("vault"), "{err:#}");
+    }
+
+    #[test]
+    fn the_storefront_has_development_defaults() {
+        let s = load(&format!("environment = \"development\"\n{TLS}")).expect("valid");
+        assert_eq!(s.web.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(
+            s.web.public_origin(8080).expect("origin").as_str(),
+            "http://localhost:8080/"
+        );
+        // Port 0 (tests): the public URL follows the port bound.
+        assert_eq!(
+            s.web.public_origin(41234).expect("origin").as_str(),
+            "http://localhost:41234/"
+        );
+        assert!(s.web.cookie_key_bytes().expect("none").is_none());
+    }
+
+    #[test]
+    fn the_storefront_is_https_with_a_key_in_production() {
+        let base = format!("environment = \"production\"\n{TLS}\n[operators]\nops = [\"admin\"]\n");
+        let err = load(&base).expect_err("no public url");
+        assert!(err.to_string().contains("web.public_url"), "{err}");
+        let err = load(&format!(
+            "{base}[web]\npublic_url = \"http://shop.example\"\n"
+        ))
+        .expect_err("http");
+        assert!(err.to_string().contains("https"), "{err}");
+        let err = load(&format!(
+            "{base}[web]\npublic_url = \"https://shop.example\"\n"
+        ))
+        .expect_err("no key");
+        assert!(err.to_string().contains("web.cookie_key"), "{err}");
+        let err = load(&format!(
+            "{base}[web]\npublic_url = \"https://shop.example\"\ncookie_key = \"AAAA\"\n"
+        ))
+        .expect_err("short key");
+        assert!(err.to_string().contains("64 bytes"), "{err}");
+        let err = load(
+            &format!("{base}{WEB}").replace("https://shop.example", "https://shop.example/store"),
+        )
+        .expect_err("a path");
+        assert!(err.to_string().contains("without a path"), "{err}");
+        load(&format!("{base}{WEB}")).expect("valid");
+    }
+
+    #[test]
+    fn a_generated_cookie_key_is_valid_and_written_out() {
+        let web = WebSettings {
+            cookie_key: Some(WebSettings::random_cookie_key()),
+            ..WebSettings::default()
+        };
+        assert_eq!(
+            web.cookie_key_bytes().expect("valid").map(|k| k.len()),
+            Some(64)
+        );
+        let text = toml::to_string(&web).expect("toml");
+        assert!(text.contains("cookie_key"), "{text}");
+        assert!(!format!("{web:?}").contains(
+            web.cookie_key
+                .as_ref()
+                .map(|k| k.expose_secret())
+                .unwrap_or("x")
+        ));
     }
 
     #[test]

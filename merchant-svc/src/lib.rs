@@ -7,3 +7,4 @@ pub mod grpc;
 pub mod payment_client;
 pub mod startup;
 pub mod store;
+pub mod web;

@@ -1,6 +1,6 @@
 //! Building and running merchant-svc: its database, its payment-svc client,
-//! the settler of pending orders, and the gRPC server (mTLS, health,
-//! reflection).
+//! the settler of pending orders and open sessions, the gRPC server (mTLS,
+//! health, reflection) and the storefront (HTTP), in one runtime.
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use paybind_proto::merchant::v1::merchant_service_server::MerchantServiceServer;
@@ -17,12 +17,15 @@ use crate::{
     domain::Shop,
     grpc::{MerchantApi, OperatorAuth},
     payment_client::PaymentClient,
-    store,
+    store, web,
 };
 
 pub struct App {
     listener: TcpListener,
     grpc_addr: SocketAddr,
+    web_listener: TcpListener,
+    web_addr: SocketAddr,
+    storefront: axum::Router,
     settings: Settings,
     shop: Arc<Shop>,
 }
@@ -47,9 +50,17 @@ impl App {
         ));
         let listener = TcpListener::bind(settings.grpc.listen).await?;
         let grpc_addr = listener.local_addr()?;
+        let web_listener = TcpListener::bind(settings.web.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("web.listen {}: {e}", settings.web.listen))?;
+        let web_addr = web_listener.local_addr()?;
+        let storefront = web::router(shop.clone(), &settings.web, web_addr.port())?;
         Ok(Self {
             listener,
             grpc_addr,
+            web_listener,
+            web_addr,
+            storefront,
             settings,
             shop,
         })
@@ -59,11 +70,17 @@ impl App {
         self.grpc_addr
     }
 
+    /// Where the storefront listens (HTTP).
+    pub fn web_addr(&self) -> SocketAddr {
+        self.web_addr
+    }
+
     pub fn shop(&self) -> Arc<Shop> {
         self.shop.clone()
     }
 
-    /// Serves until `shutdown` resolves; the settler runs alongside.
+    /// Serves gRPC and the storefront until `shutdown` resolves (or one of
+    /// them fails, which stops the other); the settler runs alongside.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let tls = self.settings.tls.server_config()?;
         let api = CallerLayer::new(OperatorAuth::new(
@@ -88,23 +105,58 @@ impl App {
                 {
                     tracing::warn!(error = %e, "settler pass failed");
                 }
+                if let Err(e) = settler_shop
+                    .check_sessions(interval.as_millis() as i64)
+                    .await
+                {
+                    tracing::warn!(error = %e, "session check failed");
+                }
             }
         });
         tracing::info!(addr = %self.grpc_addr, backend = self.shop.store.backend().name(), "merchant-svc serving gRPC over mTLS");
-        let served = paybind_shared::grpc::server_router(
+        tracing::info!(addr = %self.web_addr, "merchant-svc serving the storefront (HTTP)");
+        // One stop for both servers: the caller's shutdown, or either one
+        // ending on its own (an error), stops the other.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let on_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let grpc_router = paybind_shared::grpc::server_router(
             tls,
             <MerchantServiceServer<MerchantApi> as tonic::server::NamedService>::NAME,
             &self.settings.server,
         )
         .await?
-        .add_service(api)
-        .serve_with_incoming_shutdown(
-            paybind_shared::grpc::incoming(self.listener, &self.settings.server),
-            shutdown,
-        )
-        .await;
+        .add_service(api);
+        let grpc = async {
+            let served = grpc_router
+                .serve_with_incoming_shutdown(
+                    paybind_shared::grpc::incoming(self.listener, &self.settings.server),
+                    on_stop(stopped.clone()),
+                )
+                .await;
+            let _ = stop.send(true);
+            served.map_err(anyhow::Error::from)
+        };
+        let storefront = async {
+            let served = axum::serve(self.web_listener, self.storefront)
+                .with_graceful_shutdown(on_stop(stopped.clone()))
+                .await;
+            let _ = stop.send(true);
+            served.map_err(|e| anyhow::anyhow!("storefront: {e}"))
+        };
+        let both = async { tokio::join!(grpc, storefront) };
+        tokio::pin!(both);
+        let (grpc_served, web_served) = tokio::select! {
+            served = &mut both => served,
+            () = shutdown => {
+                let _ = stop.send(true);
+                both.await
+            }
+        };
         settler.abort();
-        served?;
+        grpc_served?;
+        web_served?;
         Ok(())
     }
 }

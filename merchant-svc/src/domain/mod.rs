@@ -16,15 +16,19 @@ use paybind_shared::{
 use crate::store::Store;
 
 mod checkout;
+#[cfg(test)]
+pub mod fake;
 pub mod model;
 mod orders;
 pub mod payment;
 mod sessions;
+mod shoppers;
 mod users;
 
 pub use checkout::CheckoutInput;
 pub use orders::OrderListing;
 pub use sessions::SessionOutcome;
+pub use shoppers::Password;
 pub use users::{KnownLimits, NewUser, UserView};
 
 use model::{Order, OrderTransition, OrderUpdate};
@@ -37,6 +41,13 @@ pub enum ShopError {
     Invalid(#[from] Rejected),
     #[error("no such user")]
     UserNotFound,
+    /// A storefront sign-in failed: no such user, no password, or another
+    /// one (never said which).
+    #[error("wrong user name or password")]
+    WrongCredentials,
+    /// Too many failed sign-ins for one user name lately.
+    #[error("too many failed sign-ins; wait a few minutes")]
+    TooManyAttempts,
     #[error("a user with this id already exists")]
     UserExists,
     #[error("no such order")]
@@ -125,6 +136,8 @@ pub struct Shop {
     /// The last limits read per card (GetUser shows them when payment-svc
     /// is slow).
     limits: users::LimitsCache,
+    /// Shoppers' passwords at the storefront.
+    passwords: shoppers::Passwords,
 }
 
 impl Shop {
@@ -153,6 +166,7 @@ impl Shop {
             order_inserts,
             order_updates,
             limits: users::LimitsCache::default(),
+            passwords: shoppers::Passwords::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! shows them to the shop's other systems.
 use paybind_shared::{
     ids::{BindingId, BindingToken, IdempotencyKey, MerchantUserId, OrderId, PaymentId, SessionId},
-    model::{CardBrand, CardExpiry, Presentation},
+    model::{CardBrand, CardExpiry, Presentation, SessionStatus},
     money::Money,
     person::Phone,
 };
@@ -27,6 +27,58 @@ pub struct User {
     pub phone: Option<Phone>,
     pub created_ms: i64,
     pub card: Option<CardOnFile>,
+    /// How the shopper wants binding pages shown (a storefront setting).
+    pub presentation: Presentation,
+}
+
+/// A shopper's password as stored: an argon2 PHC string (algorithm,
+/// parameters, salt and hash). Not a secret in itself, but never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// A hash made by the shop, or read back from its database.
+    pub fn from_stored(phc: String) -> Self {
+        Self(phc)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(***)")
+    }
+}
+
+/// How a bind session ended at payment-svc, once the shop has applied it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionEnd {
+    Completed,
+    Failed,
+    Expired,
+}
+
+impl SessionEnd {
+    /// The end of a session in `status`; `None` while it is still open.
+    pub fn of(status: SessionStatus) -> Option<Self> {
+        match status {
+            SessionStatus::Completed => Some(Self::Completed),
+            SessionStatus::Failed => Some(Self::Failed),
+            SessionStatus::Expired => Some(Self::Expired),
+            SessionStatus::Open | SessionStatus::AwaitingVerification => None,
+        }
+    }
+}
+
+/// A bind session the shop started whose outcome it has not applied yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSession {
+    pub id: SessionId,
+    pub user_id: MerchantUserId,
+    pub created_ms: i64,
 }
 
 /// Where an order is.

@@ -74,6 +74,7 @@ impl Shop {
             phone: new.phone,
             created_ms: now_ms(),
             card: None,
+            presentation: Presentation::Redirect,
         };
         match self.store.insert_user(&user).await {
             Ok(()) => Ok(UserView { user, limits: None }),
@@ -82,7 +83,8 @@ impl Shop {
         }
     }
 
-    pub(super) async fn user(&self, id: &MerchantUserId) -> ShopResult<User> {
+    /// The user as the shop keeps it (payment-svc is not asked).
+    pub async fn user(&self, id: &MerchantUserId) -> ShopResult<User> {
         self.store
             .get_user(id)
             .await?

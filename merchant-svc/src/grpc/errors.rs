@@ -16,6 +16,10 @@ impl From<ShopError> for Status {
             ShopError::Invalid(rejected) => ErrorStatus::rejected(&rejected),
             ShopError::UserNotFound => status(Code::NotFound, "USER_NOT_FOUND"),
             ShopError::UserExists => status(Code::AlreadyExists, "USER_EXISTS"),
+            // The storefront's sign-in: no RPC signs in, but the mapping
+            // stays exhaustive.
+            ShopError::WrongCredentials => status(Code::Unauthenticated, "WRONG_CREDENTIALS"),
+            ShopError::TooManyAttempts => status(Code::ResourceExhausted, "TOO_MANY_ATTEMPTS"),
             ShopError::OrderNotFound => status(Code::NotFound, "ORDER_NOT_FOUND"),
             ShopError::SessionNotFound => status(Code::NotFound, "SESSION_NOT_FOUND"),
             ShopError::NoCardOnFile => status(Code::FailedPrecondition, "NO_CARD_ON_FILE"),

@@ -60,8 +60,24 @@ static INSERT_ORDER: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A user's columns, named: a `SELECT *` prepared by a connection that
+/// read the schema before a migration added columns would not see them.
+static SELECT_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM users WHERE id = $1",
+        UserRow::COLUMNS.join(", ")
+    )
+});
+
 static INSERT_USER: LazyLock<String> =
     LazyLock::new(|| insert_sql("users", UserRow::COLUMNS, "RETURNING id"));
+
+/// A user's columns and the password hash, bound last.
+static INSERT_USER_WITH_PASSWORD: LazyLock<String> = LazyLock::new(|| {
+    let mut columns = UserRow::COLUMNS.to_vec();
+    columns.push("password_hash");
+    insert_sql("users", &columns, "RETURNING id")
+});
 
 /// An order's move: the statuses it may move from are bound, one
 /// placeholder each.
@@ -156,8 +172,45 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn insert_user_with_password(&self, u: &User, hash: &PasswordHash) -> StoreResult<()> {
+                let row = UserRow::from_user(u, &self.vault)?;
+                row.bind_all(sqlx::query_as::<_, (String,)>(&INSERT_USER_WITH_PASSWORD))
+                    .bind(hash.as_str())
+                    .fetch_one(&self.writer)
+                    .await
+                    .map_err(db::classify)?;
+                Ok(())
+            }
+
+            async fn password_hash(&self, id: &MerchantUserId) -> StoreResult<Option<PasswordHash>> {
+                let row: Option<(Option<String>,)> =
+                    sqlx::query_as("SELECT password_hash FROM users WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.reader)
+                        .await?;
+                Ok(row.and_then(|(hash,)| hash).map(PasswordHash::from_stored))
+            }
+
+            async fn set_password_hash(&self, id: &MerchantUserId, hash: &PasswordHash) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(hash.as_str())
+                    .execute(&self.writer)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_page_presentation(&self, id: &MerchantUserId, p: Presentation) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE users SET page_presentation = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(presentation::to_stored(p))
+                    .execute(&self.writer)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn get_user(&self, id: &MerchantUserId) -> StoreResult<Option<User>> {
-                sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE id = $1")
+                sqlx::query_as::<_, UserRow>(&SELECT_USER)
                     .bind(id)
                     .fetch_optional(&self.reader)
                     .await?
@@ -312,6 +365,38 @@ macro_rules! impl_store {
                         .fetch_optional(&self.reader)
                         .await?;
                 Ok(row.map(|(u,)| MerchantUserId::from_stored(u)))
+            }
+
+            async fn sessions_due(&self, now_ms: i64, created_after_ms: i64, limit: i64) -> StoreResult<Vec<OpenSession>> {
+                let rows: Vec<OpenSessionRow> = sqlx::query_as(
+                    "SELECT id, user_id, created_ms FROM bind_sessions \
+                     WHERE outcome IS NULL AND next_check_ms <= $1 AND created_ms > $2 \
+                     ORDER BY next_check_ms LIMIT $3",
+                )
+                .bind(now_ms)
+                .bind(created_after_ms)
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?;
+                Ok(rows.into_iter().map(OpenSessionRow::into_session).collect())
+            }
+
+            async fn set_session_next_check(&self, id: &SessionId, next_check_ms: i64) -> StoreResult<()> {
+                sqlx::query("UPDATE bind_sessions SET next_check_ms = $2 WHERE id = $1 AND outcome IS NULL")
+                    .bind(id)
+                    .bind(next_check_ms)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_session_outcome(&self, id: &SessionId, end: SessionEnd) -> StoreResult<()> {
+                sqlx::query("UPDATE bind_sessions SET outcome = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(session_end::to_stored(end))
+                    .execute(&self.writer)
+                    .await?;
+                Ok(())
             }
         }
     };

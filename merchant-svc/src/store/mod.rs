@@ -12,7 +12,10 @@ use paybind_shared::{
     vault::Vault,
 };
 
-use crate::domain::model::{CardOnFile, Order, OrderTransition, User};
+use crate::domain::model::{
+    CardOnFile, OpenSession, Order, OrderTransition, PasswordHash, SessionEnd, User,
+};
+use paybind_shared::model::Presentation;
 
 mod backends;
 mod rows;
@@ -24,7 +27,25 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
+    /// `insert_user` for a shopper who signs up at the storefront: the user
+    /// and the password in one statement.
+    async fn insert_user_with_password(&self, user: &User, hash: &PasswordHash) -> StoreResult<()>;
     async fn get_user(&self, id: &MerchantUserId) -> StoreResult<Option<User>>;
+    /// The user's password hash; `None` if there is no such user or it has
+    /// no password (made over the gRPC API).
+    async fn password_hash(&self, id: &MerchantUserId) -> StoreResult<Option<PasswordHash>>;
+    /// `false` if there is no such user.
+    async fn set_password_hash(
+        &self,
+        id: &MerchantUserId,
+        hash: &PasswordHash,
+    ) -> StoreResult<bool>;
+    /// `false` if there is no such user.
+    async fn set_page_presentation(
+        &self,
+        id: &MerchantUserId,
+        presentation: Presentation,
+    ) -> StoreResult<bool>;
     /// Stores (or, with `None`, forgets) the user's card on file.
     async fn set_card(
         &self,
@@ -76,6 +97,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The user who started a session, if this shop started it.
     async fn session_user(&self, id: &SessionId) -> StoreResult<Option<MerchantUserId>>;
+    /// Sessions without an outcome, created after `created_after_ms`, due
+    /// for a check at `now_ms`; the longest due first.
+    async fn sessions_due(
+        &self,
+        now_ms: i64,
+        created_after_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<OpenSession>>;
+    /// When to check a session without an outcome next.
+    async fn set_session_next_check(&self, id: &SessionId, next_check_ms: i64) -> StoreResult<()>;
+    /// Records that a session's outcome has been applied.
+    async fn set_session_outcome(&self, id: &SessionId, end: SessionEnd) -> StoreResult<()>;
 }
 
 /// Connects (and migrates) the shop's database; `vault` seals the binding

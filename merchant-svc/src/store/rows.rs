@@ -12,7 +12,9 @@ use paybind_shared::{
     vault::{Purpose, Sealed, Vault},
 };
 
-use crate::domain::model::{CardOnFile, Order, OrderStatus, ShopperPage, User};
+use crate::domain::model::{
+    CardOnFile, OpenSession, Order, OrderStatus, SessionEnd, ShopperPage, User,
+};
 
 stored_enum!(pub order_status: OrderStatus, "orders.status", {
     PendingPayment => "PENDING_PAYMENT",
@@ -26,6 +28,11 @@ stored_enum!(pub presentation: Presentation, "orders.presentation", {
     Embedded => "PRESENTATION_EMBEDDED",
     Popup => "PRESENTATION_POPUP",
 });
+stored_enum!(pub session_end: SessionEnd, "bind_sessions.outcome", {
+    Completed => "COMPLETED",
+    Failed => "FAILED",
+    Expired => "EXPIRED",
+});
 stored_enum!(pub card_brand: CardBrand, "users.card_brand", {
     Visa => "VISA",
     Mastercard => "MASTERCARD",
@@ -35,6 +42,13 @@ stored_enum!(pub card_brand: CardBrand, "users.card_brand", {
     Discover => "DISCOVER",
     Other => "OTHER",
 });
+
+/// A user's page presentation: the spelling of `orders.presentation`, read
+/// from its own column.
+pub fn page_presentation(stored: &str) -> StoreResult<Presentation> {
+    presentation::from_stored(stored)
+        .map_err(|_| paybind_shared::db::unknown_value("users.page_presentation", stored))
+}
 
 fn corrupt(what: String) -> StoreError {
     StoreError::Corrupt(what)
@@ -88,6 +102,7 @@ table_row!(
         exp_month: Option<i64>,
         exp_year: Option<i64>,
         bound_ms: Option<i64>,
+        page_presentation: String,
     }
 );
 
@@ -109,6 +124,7 @@ impl UserRow {
             exp_month: card.map(|c| i64::from(c.expiry.month)),
             exp_year: card.map(|c| i64::from(c.expiry.year)),
             bound_ms: card.map(|c| c.bound_ms),
+            page_presentation: presentation::to_stored(u.presentation).to_owned(),
         })
     }
 
@@ -144,6 +160,7 @@ impl UserRow {
             // Phones are parsed when written; one written before that rule
             // (and not a mobile number) is not offered for prefill.
             phone: self.phone.as_deref().and_then(|p| Phone::parse(p).ok()),
+            presentation: page_presentation(&self.page_presentation)?,
             id: MerchantUserId::from_stored(self.id),
             display_name: self.display_name,
             created_ms: self.created_ms,
@@ -232,4 +249,23 @@ impl OrderRow {
 
 pub fn orders(rows: Vec<OrderRow>) -> StoreResult<Vec<Order>> {
     rows.into_iter().map(OrderRow::into_order).collect()
+}
+
+table_row!(
+    /// A bind session whose outcome the shop has not applied yet.
+    OpenSessionRow {
+        id: String,
+        user_id: String,
+        created_ms: i64,
+    }
+);
+
+impl OpenSessionRow {
+    pub fn into_session(self) -> OpenSession {
+        OpenSession {
+            id: SessionId::from_stored(self.id),
+            user_id: MerchantUserId::from_stored(self.user_id),
+            created_ms: self.created_ms,
+        }
+    }
 }

@@ -40,6 +40,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use paybind_proto::{merchant::v1 as mpb, payment::v1 as pb};
 
+pub mod browser;
 pub mod fixtures;
 mod proxy;
 pub mod system;
@@ -58,6 +59,10 @@ pub const SHOP_A: &str = "shop-a";
 pub const SHOP_B: &str = "shop-b";
 /// Registered, but not allowed direct entry.
 pub const SHOP_NO_DIRECT: &str = "shop-no-direct";
+/// The merchant behind the storefront of `Stack::start_with_storefront`:
+/// registered with the storefront's origin, and not allowed direct entry
+/// (its shoppers use the binding page).
+pub const WEB_SHOP: &str = "web-shop";
 /// Has a certificate from the CA but is not registered.
 pub const UNREGISTERED: &str = "unregistered";
 /// The operator certificate allowed to call merchant-svc in tests (admin).
@@ -92,7 +97,7 @@ pub fn pki() -> &'static Pki {
         let server = dev(&dir, "payment-svc", &["localhost", "127.0.0.1"]).expect("server cert");
         #[allow(clippy::expect_used)]
         dev(&dir, "merchant-svc", &["localhost", "127.0.0.1"]).expect("merchant-svc cert");
-        for identity in [SHOP_A, SHOP_B, SHOP_NO_DIRECT, UNREGISTERED] {
+        for identity in [SHOP_A, SHOP_B, SHOP_NO_DIRECT, UNREGISTERED, WEB_SHOP] {
             #[allow(clippy::expect_used)]
             paybind_shared::tls::dev::ensure_merchant(&dir, identity).expect("merchant cert");
         }
@@ -136,6 +141,8 @@ pub struct Stack {
 /// merchant-svc, when the stack runs it too.
 struct MerchantPart {
     addr: std::net::SocketAddr,
+    /// The storefront's origin, e.g. `http://127.0.0.1:41234`.
+    storefront: String,
     db_url: String,
     /// merchant-svc reaches payment-svc through it.
     link: PausableProxy,
@@ -145,18 +152,25 @@ struct MerchantPart {
 
 struct PaymentServer {
     outbox: Arc<DevOutbox>,
+    /// Where the binding pages are, as browsers reach them.
+    public_base_url: String,
+    web_addr: std::net::SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 fn spawn_payment(app: App) -> anyhow::Result<PaymentServer> {
     let outbox = app.sms_outbox().context("tests configure the dev outbox")?;
+    let public_base_url = app.public_base_url().to_owned();
+    let web_addr = app.web_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
     Ok(PaymentServer {
         outbox,
+        public_base_url,
+        web_addr,
         shutdown: Some(tx),
         server: Some(server),
     })
@@ -300,9 +314,69 @@ impl Stack {
     /// Starts payment-svc and merchant-svc (its own database on the same
     /// backend), merchant-svc calling payment-svc as `SHOP_A`.
     pub async fn start_with_merchant(backend: Backend) -> anyhow::Result<Option<Self>> {
-        let Some(mut stack) = Self::start(backend).await? else {
+        let Some(stack) = Self::start(backend).await? else {
             return Ok(None);
         };
+        stack.add_merchant_svc(SHOP_A, None).await
+    }
+
+    /// Starts payment-svc and merchant-svc with its storefront, as a
+    /// shopper's browser finds them: merchant-svc calls payment-svc as
+    /// `WEB_SHOP`, registered with the storefront's origin and return URL
+    /// (and no direct entry), and with `tune`'s changes to its limits.
+    pub async fn start_with_storefront(
+        backend: Backend,
+        tune: impl FnOnce(&mut Merchant),
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(stack) = Self::start(backend).await? else {
+            return Ok(None);
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let storefront = format!("http://127.0.0.1:{port}");
+        let mut web_shop = merchant(WEB_SHOP, false)?;
+        web_shop.display_name = "Tea House".into();
+        web_shop.allowed_origins = vec![storefront.clone()];
+        web_shop.return_urls = vec![format!("{storefront}/")];
+        tune(&mut web_shop);
+        let pki = pki();
+        {
+            let payment = stack.payment_settings();
+            let store =
+                payment_svc::store::connect(payment.database.url.expose_secret(), 2).await?;
+            payment_svc::domain::merchants::register(
+                store.as_ref(),
+                &web_shop,
+                &PeerCertificate::from_pem_file(&pki.client_files(WEB_SHOP).cert)?,
+            )
+            .await?;
+        }
+        stack.add_merchant_svc(WEB_SHOP, Some(port)).await
+    }
+
+    /// The storefront's origin (`start_with_storefront`).
+    pub fn storefront(&self) -> anyhow::Result<String> {
+        Ok(self
+            .merchant
+            .as_ref()
+            .context("merchant-svc is not running")?
+            .storefront
+            .clone())
+    }
+
+    /// payment-svc's binding pages, as browsers reach them.
+    pub fn pages(&self) -> String {
+        self.lock_payment().public_base_url.clone()
+    }
+
+    async fn add_merchant_svc(
+        self,
+        identity: &str,
+        storefront_port: Option<u16>,
+    ) -> anyhow::Result<Option<Self>> {
+        let backend = self.backend;
+        let mut stack = self;
         let db_url = match backend {
             Backend::Sqlite => {
                 format!("sqlite:{}", stack._dir.path().join("merchant.db").display())
@@ -339,7 +413,7 @@ impl Stack {
             payment: merchant_svc::config::PaymentSettings {
                 endpoint: format!("https://localhost:{}", link.addr.port()),
                 server_name: "localhost".into(),
-                tls: client(SHOP_A),
+                tls: client(identity),
                 timeout_ms: 2000,
                 attempts: 3,
                 overall_timeout_ms: 6000,
@@ -348,20 +422,30 @@ impl Stack {
             secrets: merchant_svc::config::Secrets::generate(),
             shop: merchant_svc::config::ShopSettings {
                 currency: "CNY".into(),
-                default_return_url: RETURN_URL.into(),
+                default_return_url: match storefront_port {
+                    Some(port) => format!("http://127.0.0.1:{port}/bound"),
+                    None => RETURN_URL.into(),
+                },
                 settle_interval_ms: 200,
+            },
+            web: merchant_svc::config::WebSettings {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], storefront_port.unwrap_or(0))),
+                public_url: storefront_port.map(|port| format!("http://127.0.0.1:{port}")),
+                cookie_key: None,
             },
         };
         settings.validate()?;
         let settings_db_url = settings.database.url.expose_secret().to_owned();
         let app = merchant_svc::startup::App::build(settings).await?;
         let addr = app.grpc_addr();
+        let storefront = format!("http://127.0.0.1:{}", app.web_addr().port());
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
         stack.merchant = Some(MerchantPart {
             addr,
+            storefront,
             db_url: settings_db_url,
             link,
             shutdown: tx,
@@ -454,6 +538,13 @@ impl Stack {
     pub async fn restart_payment(&self) -> anyhow::Result<()> {
         let mut settings = self.settings.clone();
         settings.grpc.listen = self.addr;
+        // The pages come back where browsers had them.
+        let (web_addr, public) = {
+            let payment = self.lock_payment();
+            (payment.web_addr, payment.public_base_url.clone())
+        };
+        settings.web.listen = web_addr;
+        settings.public_base_url = public;
         let app = App::build_with_acquirer(settings, self.acquirer.clone()).await?;
         *self.lock_payment() = spawn_payment(app)?;
         Ok(())
@@ -633,7 +724,9 @@ fn merchant(identity: &str, direct_entry: bool) -> anyhow::Result<Merchant> {
 /// certificate, on a free port.
 fn test_settings(db_url: &str, server: &TlsFiles, dir: &Path) -> Settings {
     let mut settings = Settings::development(dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    settings.public_base_url = "https://pay.example".into();
+    // The pages on a free port, at the address browsers reach.
+    settings.web.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.public_base_url = "http://127.0.0.1:0".into();
     settings.database = DatabaseSettings::new(db_url, 8);
     settings.tls = server.clone();
     settings.velocity = unlimited_velocity();

@@ -201,6 +201,8 @@ impl System {
         let db = options.db_connections;
         let mut payment = payment_svc::config::Settings::development(&d, localhost(payment_port));
         payment.public_base_url = "https://pay.example".into();
+        // Pages are not what a system run exercises: any free port.
+        payment.web.listen = localhost(0);
         payment.database = DatabaseSettings::new(&payment_db, db);
         // A load test binds the same shopper's card for every worker.
         payment.velocity = crate::unlimited_velocity();
@@ -223,6 +225,7 @@ impl System {
         merchant.database = DatabaseSettings::new(&merchant_db, db);
         merchant.shop.default_return_url = "https://shop.example/return".into();
         merchant.shop.settle_interval_ms = 500;
+        merchant.web.listen = localhost(0);
         let merchant_config = d.join("merchant.toml");
         write_toml(&merchant_config, "paybind-tests system", &merchant)?;
 

@@ -27,6 +27,13 @@ struct Cli {
     payment_listen: SocketAddr,
     #[arg(long, default_value = "127.0.0.1:50052")]
     merchant_listen: SocketAddr,
+    /// The storefront (merchant-svc's pages). The demo merchant is
+    /// registered, on first run, with the storefront's origin then.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    storefront_listen: SocketAddr,
+    /// The binding pages (payment-svc's).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pages_listen: SocketAddr,
 }
 
 /// The operator certificate the banner's grpcurl lines use for merchant-svc.
@@ -41,12 +48,15 @@ async fn main() -> anyhow::Result<()> {
     paybind_shared::telemetry::init("info,sqlx=warn");
     let cli = Cli::parse();
     let setup = payment_svc::dev::prepare(&cli.dir, cli.payment_listen)?;
-    let payment_settings = payment_svc::config::Settings::load(Some(&setup.config_file))?;
+    let mut payment_settings = payment_svc::config::Settings::load(Some(&setup.config_file))?;
+    payment_settings.web.listen = cli.pages_listen;
+    payment_settings.public_base_url = format!("http://localhost:{}", cli.pages_listen.port());
     let payment = payment_svc::startup::App::build(payment_settings).await?;
     let services = payment.services();
+    let storefront = format!("http://localhost:{}", cli.storefront_listen.port());
     payment_svc::domain::merchants::ensure(
         services.store.as_ref(),
-        &payment_svc::dev::demo_merchant()?,
+        &payment_svc::dev::demo_merchant_at(&storefront)?,
         &paybind_shared::tls::PeerCertificate::from_pem_file(&setup.merchant_cert)?,
     )
     .await?;
@@ -56,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         &setup.certs,
         cli.merchant_listen,
         payment.grpc_addr(),
+        cli.storefront_listen,
     )?;
     let merchant = merchant_svc::startup::App::build(merchant_settings).await?;
     let shop = merchant.shop();
@@ -71,13 +82,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    let web = Web {
+        storefront: format!("http://localhost:{}/", merchant.web_addr().port()),
+        pages: payment.public_base_url().to_owned(),
+    };
     println!(
         "{}",
         banner(
             &cli.dir,
             &setup.certs,
             payment.grpc_addr(),
-            merchant.grpc_addr()
+            merchant.grpc_addr(),
+            &web
         )
     );
     let shutdown = tokio::sync::watch::channel(false);
@@ -104,6 +120,7 @@ fn merchant_settings(
     certs: &Path,
     listen: SocketAddr,
     payment: SocketAddr,
+    storefront: SocketAddr,
 ) -> anyhow::Result<merchant_svc::config::Settings> {
     pki::ensure_server(
         certs,
@@ -119,11 +136,21 @@ fn merchant_settings(
         payment_svc::dev::DEMO_MERCHANT,
         OPERATOR,
     );
-    // The keys that sealed the tokens already stored are kept across runs.
+    settings.web.listen = storefront;
+    // Sessions started over gRPC come back to the storefront too.
+    settings.shop.default_return_url = format!("http://localhost:{}/", storefront.port());
+    // The keys that sealed the tokens already stored, and the storefront's
+    // cookie key, are kept across runs.
     let file = dir.join("merchant.toml");
     if file.is_file() {
         match merchant_svc::config::Settings::load(Some(&file)) {
-            Ok(previous) => settings.secrets = previous.secrets,
+            Ok(previous) => {
+                settings.secrets = previous.secrets;
+                // Shoppers stay signed in across restarts.
+                if previous.web.cookie_key.is_some() {
+                    settings.web.cookie_key = previous.web.cookie_key;
+                }
+            }
             Err(e) => eprintln!("{} is unreadable ({e:#}); new token keys", file.display()),
         }
     }
@@ -136,12 +163,27 @@ fn merchant_settings(
     Ok(settings)
 }
 
-fn banner(dir: &Path, certs: &Path, payment: SocketAddr, merchant: SocketAddr) -> String {
+/// Where browsers go: the shop, and payment-svc's binding pages.
+struct Web {
+    storefront: String,
+    pages: String,
+}
+
+fn banner(
+    dir: &Path,
+    certs: &Path,
+    payment: SocketAddr,
+    merchant: SocketAddr,
+    web: &Web,
+) -> String {
     let c = certs.display();
     let d = dir.display();
+    let Web { storefront, pages } = web;
     format!(
         r#"
 paybind is running (development, SQLite, mTLS everywhere):
+  storefront    {storefront}   open it in a browser: sign up, bind a card, buy
+  binding page  {pages}/bind/…   (payment-svc; the codes sent: {pages}/dev/sms-outbox)
   payment-svc   {payment}   paybind.payment.v1.BindingService  (as the demo merchant: {c}/demo-shop.pem)
   merchant-svc  {merchant}   paybind.merchant.v1.MerchantService (as an operator: {c}/{OPERATOR}.pem)
   data:         {d}/  (databases, configs, certificates; SMS codes in {d}/sms-outbox.jsonl)

@@ -25,7 +25,7 @@ fn free_port() -> u16 {
 }
 
 /// Every `sh` block from "The shop, with grpcurl" up to "Test cards".
-fn walkthrough_script(payment_port: u16, merchant_port: u16) -> String {
+fn walkthrough_script(payment_port: u16, merchant_port: u16, storefront_port: u16) -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
         .expect("README.md");
     let start = readme
@@ -39,6 +39,7 @@ fn walkthrough_script(payment_port: u16, merchant_port: u16) -> String {
     script
         .replace("localhost:50051", &format!("localhost:{payment_port}"))
         .replace("localhost:50052", &format!("localhost:{merchant_port}"))
+        .replace("localhost:8080", &format!("localhost:{storefront_port}"))
 }
 
 #[test]
@@ -53,6 +54,7 @@ fn readme_walkthrough_works_as_written() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (payment_port, merchant_port) = (free_port(), free_port());
+    let storefront_port = free_port();
     let _stack = Running(
         Command::new(env!("CARGO_BIN_EXE_paybind-local"))
             .args([
@@ -60,6 +62,10 @@ fn readme_walkthrough_works_as_written() {
                 &format!("127.0.0.1:{payment_port}"),
                 "--merchant-listen",
                 &format!("127.0.0.1:{merchant_port}"),
+                "--storefront-listen",
+                &format!("127.0.0.1:{storefront_port}"),
+                "--pages-listen",
+                &format!("127.0.0.1:{}", free_port()),
             ])
             .current_dir(dir.path())
             .stdout(Stdio::null())
@@ -77,7 +83,11 @@ fn readme_walkthrough_works_as_written() {
 
     let out = Command::new("bash")
         .arg("-c")
-        .arg(walkthrough_script(payment_port, merchant_port))
+        .arg(walkthrough_script(
+            payment_port,
+            merchant_port,
+            storefront_port,
+        ))
         .current_dir(dir.path())
         .output()
         .expect("bash");

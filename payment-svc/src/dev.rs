@@ -67,7 +67,7 @@ pub fn demo_merchant_at(storefront: &str) -> anyhow::Result<Merchant> {
     let cny = Currency::parse("CNY")?;
     Ok(Merchant {
         id: MerchantId::parse(DEMO_MERCHANT)?,
-        display_name: "Demo Shop".into(),
+        display_name: "Paybind Tea House".into(),
         cert_identity: DEMO_MERCHANT.into(),
         status: MerchantStatus::Enabled,
         allowed_origins: vec![storefront.to_owned()],

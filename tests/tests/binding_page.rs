@@ -103,10 +103,35 @@ async fn the_page_binds_a_card_and_sends_the_shopper_back(stack: &Stack) -> anyh
         .outbox()
         .last_code_to(PHONE)
         .ok_or_else(|| anyhow::anyhow!("no code"))?;
+    // A wrong code first: said on the code step, with the tries left.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    b.fill("#code", wrong).await?;
+    b.click("#submit-code").await?;
+    let notice = b.text("#notice").await?;
+    assert!(
+        notice.contains("not right") && notice.contains('4'),
+        "{notice}"
+    );
+    assert_eq!(
+        b.wait_for("#code")
+            .await?
+            .attr("aria-invalid")
+            .await?
+            .as_deref(),
+        Some("true")
+    );
     b.fill("#code", &code).await?;
     b.click("#submit-code").await?;
     let card = b.text("#card-summary").await?;
     assert!(card.contains("4242"), "{card}");
+    // Back: the page as it is now (every form was answered with a
+    // redirect, so the history holds no form to send again).
+    b.client.back().await?;
+    assert!(
+        b.text("#card-summary").await?.contains("4242"),
+        "the result again"
+    );
+    b.client.forward().await?;
     b.shot("bound").await?;
     let session = read_session(&mut c, &id).await?;
     assert_eq!(session.status, pb::BindSessionStatus::Completed as i32);

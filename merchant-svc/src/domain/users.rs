@@ -208,11 +208,42 @@ impl Shop {
 
 pub(super) fn prefill(user: &User) -> Prefill {
     Prefill {
-        full_name: user.display_name.clone(),
+        // A shopper who gave no name at sign-up goes by the username: that
+        // is no name for the bank to check, so the page starts empty.
+        full_name: if user.display_name == user.id.as_str() {
+            String::new()
+        } else {
+            user.display_name.clone()
+        },
         phone: user
             .phone
             .as_ref()
             .map(|p| p.e164().to_owned())
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paybind_shared::model::Presentation;
+
+    use super::*;
+
+    fn user(id: &str, display_name: &str) -> User {
+        User {
+            id: MerchantUserId::parse(id).expect("id"),
+            display_name: display_name.into(),
+            phone: None,
+            created_ms: 0,
+            card: None,
+            presentation: Presentation::Redirect,
+        }
+    }
+
+    #[test]
+    fn the_page_is_prefilled_with_a_name_only_when_the_shopper_gave_one() {
+        assert_eq!(prefill(&user("zhang", "Zhang San")).full_name, "Zhang San");
+        // Signed up without a name: the username is no name for a bank.
+        assert_eq!(prefill(&user("zhang", "zhang")).full_name, "");
     }
 }

@@ -54,6 +54,8 @@ pub fn view(order: &Order) -> OrderView {
     let (status, status_class) = match order.status {
         OrderStatus::PendingPayment => ("Payment pending", "pending"),
         OrderStatus::AwaitingShopper => ("Awaiting payment", "pending"),
+        OrderStatus::Paid if left <= 0 => ("Refunded", "refunded"),
+        OrderStatus::Paid if order.refunded_minor > 0 => ("Paid, partly refunded", "paid"),
         OrderStatus::Paid => ("Paid", "paid"),
         OrderStatus::Declined => ("Declined", "failed"),
         OrderStatus::Cancelled => ("Cancelled", "failed"),

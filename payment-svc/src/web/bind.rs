@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::{
     csrf::{CsrfTokens, FormToken},
-    i18n::Lang,
+    i18n::{Lang, Texts},
     page_response,
     views::{
         amount, clock_time_with_zone, detail_fields, presentation_name, Back, ClosedPage, CodePage,
@@ -36,8 +36,9 @@ use crate::domain::{
 };
 
 #[derive(Deserialize, Default)]
-pub struct LangQuery {
+pub struct PageQuery {
     lang: Option<String>,
+    notice: Option<String>,
 }
 
 /// Every field any of the page's forms sends; each form uses its own.
@@ -59,22 +60,74 @@ pub struct PageForm {
 enum Next {
     /// Back to the page, which shows the step the session is at now.
     Page,
-    /// The same step again, with a message.
-    Again(String),
+    /// Back to the page, which shows the step again with a message.
+    Again(Notice),
+}
+
+/// A passing trouble, said on the step the shopper is at. It travels in
+/// the page's URL as a word (never anything the shopper typed), so that a
+/// form's answer is always a redirect and the browser's history holds no
+/// form to send again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    WrongCode,
+    CodeExpired,
+    ResendThrottled,
+    RateLimited,
+    InProgress,
+    Unavailable,
+}
+
+impl Notice {
+    const ALL: [Notice; 6] = [
+        Notice::WrongCode,
+        Notice::CodeExpired,
+        Notice::ResendThrottled,
+        Notice::RateLimited,
+        Notice::InProgress,
+        Notice::Unavailable,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            Notice::WrongCode => "wrong-code",
+            Notice::CodeExpired => "code-expired",
+            Notice::ResendThrottled => "resend-throttled",
+            Notice::RateLimited => "rate-limited",
+            Notice::InProgress => "in-progress",
+            Notice::Unavailable => "unavailable",
+        }
+    }
+
+    fn from_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| n.key() == key)
+    }
+
+    pub fn text(self, t: &Texts) -> &'static str {
+        match self {
+            Notice::WrongCode => t.wrong_code,
+            Notice::CodeExpired => t.code_expired,
+            Notice::ResendThrottled => t.resend_throttled,
+            Notice::RateLimited => t.rate_limited,
+            Notice::InProgress => t.in_progress,
+            Notice::Unavailable => t.unavailable,
+        }
+    }
 }
 
 pub async fn show(
     State(state): State<Arc<PageState>>,
     Path(id): Path<String>,
-    Query(query): Query<LangQuery>,
+    Query(query): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
     let lang = Lang::choose(query.lang.as_deref(), &headers);
     let Ok(id) = SessionId::parse(&id) else {
         return state.closed(lang, StatusCode::NOT_FOUND, &DomainError::SessionNotFound);
     };
+    let notice = query.notice.as_deref().and_then(Notice::from_key);
     match state.services.page_session(&id).await {
-        Ok((merchant, view)) => state.step(lang, &merchant, &view, None),
+        Ok((merchant, view)) => state.step(lang, &merchant, &view, notice),
         Err(e) => state.closed(lang, StatusCode::NOT_FOUND, &e),
     }
 }
@@ -105,14 +158,13 @@ pub async fn code(
                     .services
                     .verify_code(merchant, &view.session.id, form.code.trim())
                     .await;
-                let t = lang.texts();
                 let next = match result {
                     Ok(_) => Next::Page,
-                    Err(DomainError::WrongCode { .. }) => Next::Again(t.wrong_code.to_owned()),
-                    Err(DomainError::CodeExpired) => Next::Again(t.code_expired.to_owned()),
-                    Err(e) => state.after_error(lang, e),
+                    Err(DomainError::WrongCode { .. }) => Next::Again(Notice::WrongCode),
+                    Err(DomainError::CodeExpired) => Next::Again(Notice::CodeExpired),
+                    Err(e) => state.after_error(e),
                 };
-                state.next(lang, merchant, &view.session.id, next).await
+                state.see_page(lang, &view.session.id, next)
             })
         })
         .await
@@ -134,11 +186,11 @@ pub async fn resend(
                     let next = match state.services.resend_code(merchant, &view.session.id).await {
                         Ok(_) => Next::Page,
                         Err(DomainError::ResendThrottled { .. }) => {
-                            Next::Again(lang.texts().resend_throttled.to_owned())
+                            Next::Again(Notice::ResendThrottled)
                         }
-                        Err(e) => state.after_error(lang, e),
+                        Err(e) => state.after_error(e),
                     };
-                    state.next(lang, merchant, &view.session.id, next).await
+                    state.see_page(lang, &view.session.id, next)
                 })
             },
         )
@@ -259,7 +311,7 @@ impl PageState {
         match tokens.check(&id, view.session.version, form.csrf.as_deref()) {
             FormToken::Current => then(self, &merchant, &view, &form, lang).await,
             // Sent already (or from an older page): show where it is now.
-            FormToken::Stale => self.see_page(lang, &id),
+            FormToken::Stale => self.see_page(lang, &id, Next::Page),
             FormToken::Forged => {
                 tracing::warn!(session_id = %id, "page form refused: no valid CSRF token");
                 self.forbidden(lang, &id)
@@ -307,47 +359,23 @@ impl PageState {
                     StatusCode::UNPROCESSABLE_ENTITY,
                 );
             }
-            Err(e) => {
-                return match self.after_error(lang, e) {
-                    Next::Again(notice) => self.details_page(
-                        lang,
-                        merchant,
-                        view,
-                        Some(notice),
-                        &values,
-                        &[],
-                        StatusCode::OK,
-                    ),
-                    Next::Page => self.see_page(lang, &view.session.id),
-                }
-            }
+            Err(e) => return self.see_page(lang, &view.session.id, self.after_error(e)),
         };
-        match self
+        let next = match self
             .services
             .submit(merchant, &view.session.id, submission)
             .await
         {
-            Ok(_) => self.see_page(lang, &view.session.id),
-            Err(e) => match self.after_error(lang, e) {
-                Next::Page => self.see_page(lang, &view.session.id),
-                Next::Again(notice) => self.details_page(
-                    lang,
-                    merchant,
-                    view,
-                    Some(notice),
-                    &values,
-                    &[],
-                    StatusCode::OK,
-                ),
-            },
-        }
+            Ok(_) => Next::Page,
+            Err(e) => self.after_error(e),
+        };
+        self.see_page(lang, &view.session.id, next)
     }
 
     /// What a refusal means for the page: most are shown by the step the
     /// session is at now (a card not verified, a decline, a session that
     /// failed or expired); a passing trouble is said on the same step.
-    fn after_error(&self, lang: Lang, e: DomainError) -> Next {
-        let t = lang.texts();
+    fn after_error(&self, e: DomainError) -> Next {
         match e {
             DomainError::CardNotVerified { .. }
             | DomainError::CardDeclined { .. }
@@ -356,29 +384,23 @@ impl PageState {
             | DomainError::SessionState { .. }
             | DomainError::SessionNotFound => Next::Page,
             DomainError::RateLimited { .. } | DomainError::ResendThrottled { .. } => {
-                Next::Again(t.rate_limited.to_owned())
+                Next::Again(Notice::RateLimited)
             }
-            DomainError::RequestInProgress => Next::Again(t.in_progress.to_owned()),
+            DomainError::RequestInProgress => Next::Again(Notice::InProgress),
             other => {
                 tracing::warn!(error = %other, "binding page step failed");
-                Next::Again(t.unavailable.to_owned())
+                Next::Again(Notice::Unavailable)
             }
         }
     }
 
-    /// After a form: the page again, or the current step with a message.
-    async fn next(&self, lang: Lang, merchant: &Merchant, id: &SessionId, next: Next) -> Response {
-        match next {
-            Next::Page => self.see_page(lang, id),
-            Next::Again(notice) => match self.services.page_session(id).await {
-                Ok((_, view)) => self.step(lang, merchant, &view, Some(notice)),
-                Err(e) => self.closed(lang, StatusCode::NOT_FOUND, &e),
-            },
-        }
-    }
-
-    fn see_page(&self, lang: Lang, id: &SessionId) -> Response {
-        Redirect::to(&format!("/bind/{id}?lang={}", lang.code())).into_response()
+    /// After a form: a `303` to the page, with the notice it should say.
+    fn see_page(&self, lang: Lang, id: &SessionId, next: Next) -> Response {
+        let notice = match next {
+            Next::Page => String::new(),
+            Next::Again(notice) => format!("&notice={}", notice.key()),
+        };
+        Redirect::to(&format!("/bind/{id}?lang={}{notice}", lang.code())).into_response()
     }
 
     /// A POST from a page of another origin is refused outright. Browsers
@@ -502,18 +524,21 @@ impl PageState {
         lang: Lang,
         merchant: &Merchant,
         view: &SessionView,
-        notice: Option<String>,
+        notice: Option<Notice>,
     ) -> Response {
         let t = lang.texts();
         let session = &view.session;
         let headers = Some((merchant, view));
         match view.status {
             SessionStatus::Open => {
-                let notice = notice.or_else(|| match session.last_error {
-                    Some(AttemptError::CardNotVerified) => Some(t.not_verified.to_owned()),
-                    Some(AttemptError::CardDeclined) => Some(t.declined.to_owned()),
-                    _ => None,
-                });
+                let notice =
+                    notice
+                        .map(|n| n.text(t).to_owned())
+                        .or_else(|| match session.last_error {
+                            Some(AttemptError::CardNotVerified) => Some(t.not_verified.to_owned()),
+                            Some(AttemptError::CardDeclined) => Some(t.declined.to_owned()),
+                            _ => None,
+                        });
                 let values = DetailValues {
                     full_name: session
                         .prefill_name
@@ -537,20 +562,14 @@ impl PageState {
                     let csrf = CsrfTokens::new(&self.services.otp_hasher)
                         .mint(&session.id, session.version);
                     page_response(
-                        if notice.is_some() {
-                            StatusCode::UNPROCESSABLE_ENTITY
-                        } else {
-                            StatusCode::OK
-                        },
+                        StatusCode::OK,
                         CodePage {
                             frame,
-                            notice: notice.map(|n| match &session.state {
-                                SessionState::AwaitingVerification { code, .. }
-                                    if n == t.wrong_code =>
-                                {
-                                    format!("{n} {} {}", code.tries_left, t.tries_left)
+                            notice: notice.map(|n| match n {
+                                Notice::WrongCode => {
+                                    format!("{} {} {}", t.wrong_code, code.tries_left, t.tries_left)
                                 }
-                                _ => n,
+                                other => other.text(t).to_owned(),
                             }),
                             masked_phone: view.code_sent_to().unwrap_or_default(),
                             tries_left: code.tries_left,
@@ -664,6 +683,7 @@ impl PageState {
                 personal,
                 card,
                 attempts_left: session.attempts_left,
+                show_attempts: session.last_error.is_some(),
             },
             Some((merchant, view)),
         )

@@ -75,7 +75,18 @@ impl Lang {
     /// path and the API's reason (English keeps the API's own message).
     pub fn field_message(self, field: &str, api_message: &str) -> String {
         match self {
-            Self::En => api_message.to_owned(),
+            // The API's message, as a sentence.
+            Self::En => {
+                let mut chars = api_message.chars();
+                let mut sentence: String = chars
+                    .next()
+                    .map(|c| c.to_uppercase().chain(chars).collect())
+                    .unwrap_or_default();
+                if !sentence.ends_with('.') {
+                    sentence.push('.');
+                }
+                sentence
+            }
             Self::Zh => match field {
                 "shopper.full_name" => "请填写银行预留的姓名（最多 100 个字符）。",
                 "shopper.id_number" => {
@@ -175,7 +186,7 @@ pub static EN: Texts = Texts {
     expiry: "Expiry (MM/YY)",
     cvv: "Security code (CVV)",
     continue_button: "Continue",
-    attempts_left: "card attempt(s) left",
+    attempts_left: "Cards you can still try:",
     fix_fields: "Please correct the fields marked below.",
     code_title: "Enter your code",
     code_sent_to: "We sent a 6-digit code by SMS to the phone your bank has on file:",
@@ -236,7 +247,7 @@ pub static ZH: Texts = Texts {
     expiry: "有效期（MM/YY）",
     cvv: "安全码（CVV）",
     continue_button: "下一步",
-    attempts_left: "次换卡机会",
+    attempts_left: "还可尝试的银行卡次数：",
     fix_fields: "请更正下面标出的内容。",
     code_title: "输入验证码",
     code_sent_to: "我们已向银行预留手机号发送 6 位短信验证码：",
@@ -303,5 +314,14 @@ mod tests {
         assert_eq!(Lang::choose(Some("zh"), &headers), Lang::Zh);
         assert_eq!(Lang::choose(Some("xx"), &headers), Lang::En);
         assert_eq!(Lang::choose(None, &headers), Lang::En);
+    }
+
+    #[test]
+    fn field_messages_read_as_sentences() {
+        assert_eq!(
+            Lang::En.field_message("card.number", "card number is not valid"),
+            "Card number is not valid."
+        );
+        assert!(Lang::Zh.field_message("card.number", "x").contains("卡号"));
     }
 }

@@ -50,7 +50,9 @@ pub fn router(state: Arc<PageState>) -> Router {
         .route("/bind/{id}/return", post(bind::back_to_merchant))
         .route("/static/page.css", get(stylesheet))
         .route("/static/page.js", get(script))
-        .route("/healthz", get(|| async { "ok" }));
+        .route("/healthz", get(|| async { "ok" }))
+        // No icon: an answer, so that browsers do not log a failed load.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }));
     if state.outbox.is_some() {
         router = router.route("/dev/sms-outbox", get(outbox));
     }

@@ -82,6 +82,8 @@ pub struct Field {
     pub hint: &'static str,
     pub maxlength: u32,
     pub error: Option<String>,
+    /// The first field to fix takes the keyboard's focus.
+    pub focus: bool,
 }
 
 /// Step 2: personal and card information.
@@ -96,6 +98,8 @@ pub struct DetailsPage {
     pub personal: Vec<Field>,
     pub card: Vec<Field>,
     pub attempts_left: u32,
+    /// Said once a card has failed: before that it would only worry.
+    pub show_attempts: bool,
 }
 
 /// Step 3: the one-time code.
@@ -199,6 +203,7 @@ pub fn detail_fields(
         hint: "",
         maxlength,
         error: error_of(name),
+        focus: false,
     };
     let personal = vec![
         field(

@@ -1,5 +1,6 @@
-//! Secrets stay secret: after a full bind-and-pay story with its errors, no
-//! card number, ID number, code or token is in the logs (captured at debug
+//! Secrets stay secret: after a full bind-and-pay story with its errors
+//! (over the API, and on the binding page in a browser), no card number,
+//! ID number, code or token is in the logs (captured at debug
 //! level, every crate), in any error message, or in clear in the database
 //! files — payment-svc's, and merchant-svc's, which keeps its users' tokens
 //! sealed.
@@ -19,6 +20,8 @@ const PAN: &str = "5555555555554444";
 const SHOP_PAN: &str = "4242424242424242";
 const ID_NUMBER: &str = "11010519491231002X";
 const PHONE: &str = "+8613800138000";
+/// The card a shopper types on the binding page.
+const PAGE_PAN: &str = "6200000000000005";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -158,6 +161,60 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
         .bindings
         .remove(0)
         .binding_token;
+    // A shopper on the binding page, in a real browser (where one is
+    // installed): a field to fix, a wrong code, then the right one.
+    let mut page_secrets = Vec::new();
+    if let Some(b) =
+        paybind_tests::browser::Browser::open("secrets-page", paybind_tests::browser::DESKTOP)
+            .await?
+    {
+        let session = c
+            .bind(pb::BindRequest {
+                merchant_user_id: "pia".into(),
+                presentation: pb::Presentation::Redirect as i32,
+                return_url: RETURN_URL.into(),
+                prefill: None,
+                idempotency_key: "secrets-page".into(),
+            })
+            .await?
+            .into_inner()
+            .session
+            .expect("session");
+        b.goto(&session.binding_page_url).await?;
+        b.fill_details_as_zhang_san(PAGE_PAN).await?;
+        b.fill("#id_number", "110105194912310021").await?;
+        b.click("#submit-details").await?;
+        b.wait_for("#id_number-error").await?;
+        let error_page = b.client.source().await?;
+        for typed in [PAGE_PAN, "6200 0000", "110105194912310021"] {
+            assert!(
+                !error_page.contains(typed),
+                "the page said back what was typed"
+            );
+        }
+        b.fill_details_as_zhang_san(PAGE_PAN).await?;
+        b.click("#submit-details").await?;
+        b.wait_for("#code").await?;
+        let page_code = stack.last_code(PHONE)?;
+        b.fill(
+            "#code",
+            if page_code == "000002" {
+                "000003"
+            } else {
+                "000002"
+            },
+        )
+        .await?;
+        b.click("#submit-code").await?;
+        b.wait_for("#notice").await?;
+        b.fill("#code", &page_code).await?;
+        b.click("#submit-code").await?;
+        b.wait_for("#card-summary").await?;
+        let result_page = b.client.source().await?;
+        assert!(!result_page.contains(PAGE_PAN) && !result_page.contains(&page_code));
+        page_secrets.push(page_code);
+        b.close().await?;
+    }
     // Read the databases (and their write-ahead logs) as they are on disk.
     let on_disk = |file: &str| {
         let mut bytes = Vec::new();
@@ -174,16 +231,19 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
     let shop_stored = on_disk(shop_url.trim_start_matches("sqlite:"));
     stack.stop().await?;
 
-    let secrets = [
+    let mut secrets = vec![
         PAN,
         "5555 5555",
         SHOP_PAN,
+        PAGE_PAN,
+        "6200 0000",
         ID_NUMBER,
         &code,
         &shop_code,
         &token,
         &shop_token,
     ];
+    secrets.extend(page_secrets.iter().map(String::as_str));
     let log_text = String::from_utf8(logs.0.lock().unwrap_or_else(|p| p.into_inner()).clone())?;
     assert!(
         log_text.contains("binding created") || log_text.contains("bound and paid"),
@@ -205,7 +265,7 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
     assert!(shop_stored.len() > 4096, "the shop's database was read");
     let has =
         |bytes: &[u8], secret: &str| bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
-    for secret in [PAN, ID_NUMBER, &token, &shop_token] {
+    for secret in [PAN, PAGE_PAN, ID_NUMBER, &token, &shop_token] {
         assert!(!has(&stored, secret), "a secret is stored in clear");
     }
     assert!(!shop_token.is_empty());

@@ -139,11 +139,16 @@ impl App {
             served.map_err(anyhow::Error::from)
         };
         let storefront = async {
-            let served = axum::serve(self.web_listener, self.storefront)
-                .with_graceful_shutdown(on_stop(stopped.clone()))
-                .await;
+            // The gRPC server's connection hygiene, for the pages too.
+            paybind_shared::web::serve(
+                self.web_listener,
+                self.storefront,
+                &self.settings.server,
+                on_stop(stopped.clone()),
+            )
+            .await;
             let _ = stop.send(true);
-            served.map_err(|e| anyhow::anyhow!("storefront: {e}"))
+            Ok::<(), anyhow::Error>(())
         };
         let both = async { tokio::join!(grpc, storefront) };
         tokio::pin!(both);

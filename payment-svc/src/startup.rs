@@ -183,7 +183,12 @@ impl App {
         let retention = self.settings.retention.clone();
         let purge = tokio::spawn(async move { services.purge_forever(retention).await });
         let page_state = self.page_state()?;
-        let pages = serve_pages(self.web_listener, page_state, &self.public_base_url);
+        let pages = serve_pages(
+            self.web_listener,
+            page_state,
+            &self.public_base_url,
+            self.settings.server.clone(),
+        );
         let served = paybind_shared::grpc::server_router(
             tls,
             <BindingServiceServer<BindingApi> as tonic::server::NamedService>::NAME,
@@ -217,20 +222,22 @@ impl App {
     }
 }
 
-/// Serves the binding pages on their own listener until stopped.
-fn serve_pages(listener: TcpListener, state: Arc<PageState>, public: &str) -> PagesServer {
+/// Serves the binding pages on their own listener until stopped, with the
+/// gRPC server's connection hygiene (`[server]`).
+fn serve_pages(
+    listener: TcpListener,
+    state: Arc<PageState>,
+    public: &str,
+    server: paybind_shared::grpc::ServerSettings,
+) -> PagesServer {
     let router = crate::web::router(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tracing::info!(addr = ?listener.local_addr().ok(), %public, "payment-svc serving the binding pages");
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the binding pages' server stopped");
-        }
+        paybind_shared::web::serve(listener, router, &server, async {
+            let _ = stopped.await;
+        })
+        .await;
     });
     PagesServer { stop, task }
 }
@@ -243,9 +250,8 @@ struct PagesServer {
 impl PagesServer {
     async fn stop(self) {
         let _ = self.stop.send(());
-        // Requests in flight finish; a browser's idle keep-alive does not
-        // hold the service up for long.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        // Requests in flight finish (for a few seconds at most).
+        let _ = self.task.await;
     }
 }
 

@@ -17,6 +17,7 @@ pub mod person;
 pub mod telemetry;
 pub mod tls;
 pub mod vault;
+pub mod web;
 pub mod wire;
 
 /// Resolves on Ctrl-C or SIGTERM: the services' graceful shutdown trigger.

@@ -132,3 +132,49 @@ async fn a_flood_of_idle_connections_never_locks_out_a_new_client() -> R {
     drop(flood);
     stack.stop().await
 }
+
+/// The binding page's listener has the same hygiene: a browser-side
+/// slow-loris (headers a byte at a time, never finished) and a silent
+/// connection are closed; a kept-alive connection serves its next request
+/// and is closed once idle; meanwhile a new visitor is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_close_connections_that_do_nothing() -> R {
+    let stack = stack().await?;
+    let pages = url::Url::parse(&stack.pages())?;
+    let addr = format!("127.0.0.1:{}", pages.port().unwrap_or(80));
+
+    let silent = TcpStream::connect(&addr).await?;
+    let mut loris = TcpStream::connect(&addr).await?;
+    loris
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await?;
+    let trickle = tokio::spawn(async move {
+        for _ in 0..40 {
+            if loris.write_all(b"X").await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    let closed = closed_within(silent, HANDSHAKE * 4).await?;
+    assert!(
+        closed >= HANDSHAKE / 2,
+        "closed for doing nothing, not at once: {closed:?}"
+    );
+    assert!(
+        trickle.await?,
+        "a request that never ends its headers is cut off"
+    );
+
+    // A real request on a kept-alive connection, then idleness.
+    let mut visitor = TcpStream::connect(&addr).await?;
+    visitor
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut answer = [0u8; 512];
+    let n = visitor.read(&mut answer).await?;
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    closed_within(visitor, IDLE + HANDSHAKE * 4).await?;
+    stack.stop().await
+}

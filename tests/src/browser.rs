@@ -234,6 +234,37 @@ impl Browser {
         self.fill("#cvv", "123").await
     }
 
+    /// Clicks what sends the browser to another page (a form's button, a
+    /// link) and waits until that page has loaded: the next step must not
+    /// find the old page's elements while the new one is on its way. A
+    /// window or frame that is gone by then (a popup that closed itself, a
+    /// frame its page replaced) counts as arrived.
+    pub async fn submit(&self, css: &str) -> anyhow::Result<()> {
+        let _ = self
+            .client
+            .execute("window.__paybindLeaving = true;", vec![])
+            .await;
+        self.click(css).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let still_here = self
+                .client
+                .execute(
+                    "return window.__paybindLeaving === true || document.readyState !== 'complete';",
+                    vec![],
+                )
+                .await;
+            match still_here {
+                Ok(serde_json::Value::Bool(true)) => {}
+                _ => return Ok(()),
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("clicking {css} led nowhere");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
         self.wait_for(css).await?.click().await?;
         Ok(())

@@ -70,7 +70,7 @@ async fn the_page_binds_a_card_and_sends_the_shopper_back(stack: &Stack) -> anyh
 
     // A field to fix: said at the field, and nothing sent to the issuer.
     b.fill_details_as_zhang_san("4242 4242 4242 4241").await?;
-    b.click("#submit-details").await?;
+    b.submit("#submit-details").await?;
     let error = b.text("#card_number-error").await?;
     assert!(error.to_lowercase().contains("card number"), "{error}");
     let field = b.wait_for("#card_number").await?;
@@ -87,7 +87,7 @@ async fn the_page_binds_a_card_and_sends_the_shopper_back(stack: &Stack) -> anyh
     );
 
     b.fill_details_as_zhang_san("4242 4242 4242 4242").await?;
-    b.click("#submit-details").await?;
+    b.submit("#submit-details").await?;
     let masked = b.text("#masked-phone").await?;
     assert!(
         masked.contains("****") && !masked.contains("13800138000"),
@@ -106,7 +106,7 @@ async fn the_page_binds_a_card_and_sends_the_shopper_back(stack: &Stack) -> anyh
     // A wrong code first: said on the code step, with the tries left.
     let wrong = if code == "000000" { "111111" } else { "000000" };
     b.fill("#code", wrong).await?;
-    b.click("#submit-code").await?;
+    b.submit("#submit-code").await?;
     let notice = b.text("#notice").await?;
     assert!(
         notice.contains("not right") && notice.contains('4'),
@@ -121,7 +121,7 @@ async fn the_page_binds_a_card_and_sends_the_shopper_back(stack: &Stack) -> anyh
         Some("true")
     );
     b.fill("#code", &code).await?;
-    b.click("#submit-code").await?;
+    b.submit("#submit-code").await?;
     let card = b.text("#card-summary").await?;
     assert!(card.contains("4242"), "{card}");
     // Back: the page as it is now (every form was answered with a
@@ -138,7 +138,7 @@ async fn the_page_binds_a_card_and_sends_the_shopper_back(stack: &Stack) -> anyh
     assert!(session.binding.is_some(), "the merchant sees the binding");
 
     // Back to the merchant: a 303 to the return URL with the session id only.
-    b.click("#back-to-merchant").await?;
+    b.submit("#back-to-merchant").await?;
     b.until("the browser is at the return URL", || async {
         Ok(b.current_url().await?.starts_with(RETURN_URL))
     })
@@ -167,7 +167,7 @@ async fn forms_without_their_token_or_from_elsewhere_are_refused(
             vec![],
         )
         .await?;
-    b.click("#submit-details").await?;
+    b.submit("#submit-details").await?;
     let title = b.text("#closed-title").await?;
     assert!(title.contains("can no longer be sent"), "{title}");
     b.shot("refused-without-token").await?;
@@ -185,7 +185,7 @@ async fn forms_without_their_token_or_from_elsewhere_are_refused(
     ))
     .await?;
     b.goto(&foreign).await?;
-    b.click("#go").await?;
+    b.submit("#go").await?;
     b.wait_for("#closed-title").await?;
     assert_eq!(
         read_session(&mut c, &id).await?.status,

@@ -183,7 +183,7 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
         b.goto(&session.binding_page_url).await?;
         b.fill_details_as_zhang_san(PAGE_PAN).await?;
         b.fill("#id_number", "110105194912310021").await?;
-        b.click("#submit-details").await?;
+        b.submit("#submit-details").await?;
         b.wait_for("#id_number-error").await?;
         let error_page = b.client.source().await?;
         for typed in [PAGE_PAN, "6200 0000", "110105194912310021"] {
@@ -193,7 +193,7 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
             );
         }
         b.fill_details_as_zhang_san(PAGE_PAN).await?;
-        b.click("#submit-details").await?;
+        b.submit("#submit-details").await?;
         b.wait_for("#code").await?;
         let page_code = stack.last_code(PHONE)?;
         b.fill(
@@ -205,10 +205,10 @@ async fn no_secret_reaches_logs_errors_or_the_database_in_clear() -> anyhow::Res
             },
         )
         .await?;
-        b.click("#submit-code").await?;
+        b.submit("#submit-code").await?;
         b.wait_for("#notice").await?;
         b.fill("#code", &page_code).await?;
-        b.click("#submit-code").await?;
+        b.submit("#submit-code").await?;
         b.wait_for("#card-summary").await?;
         let result_page = b.client.source().await?;
         assert!(!result_page.contains(PAGE_PAN) && !result_page.contains(&page_code));

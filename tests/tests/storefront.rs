@@ -80,11 +80,11 @@ impl<'a> Shopper<'a> {
         b.fill("#password", "correct horse battery").await?;
         b.fill("#name", "Zhang San").await?;
         b.fill("#phone", "13800138000").await?;
-        b.click("#signup-form button[type=submit]").await?;
+        b.submit("#signup-form button[type=submit]").await?;
         b.goto(&format!("{}/account", self.shop)).await?;
         b.click(&format!("#presentation-{}", self.presentation.value()))
             .await?;
-        b.click("#presentation-form button[type=submit]").await?;
+        b.submit("#presentation-form button[type=submit]").await?;
         b.wait_for("#presentation-form").await?;
         Ok(())
     }
@@ -129,7 +129,7 @@ impl<'a> Shopper<'a> {
     /// Fills the details form as Zhang San with `card`, and sends it.
     async fn enter_card(&self, card: &str) -> anyhow::Result<()> {
         self.b.fill_details_as_zhang_san(card).await?;
-        self.b.click("#submit-details").await
+        self.b.submit("#submit-details").await
     }
 
     fn last_code(&self) -> anyhow::Result<String> {
@@ -151,7 +151,7 @@ impl<'a> Shopper<'a> {
 
     async fn enter_code(&self, code: &str) -> anyhow::Result<()> {
         self.b.fill("#code", code).await?;
-        self.b.click("#submit-code").await
+        self.b.submit("#submit-code").await
     }
 
     /// The page's last step: back to the shop (by the button, or on its
@@ -160,7 +160,7 @@ impl<'a> Shopper<'a> {
         let b = &self.b;
         match self.presentation {
             Presentation::Redirect => {
-                b.click("#back-to-merchant").await?;
+                b.submit("#back-to-merchant").await?;
             }
             Presentation::Embedded => {
                 b.client.enter_parent_frame().await?;
@@ -190,7 +190,7 @@ impl<'a> Shopper<'a> {
     async fn bind_from_account(&mut self, card: &str) -> anyhow::Result<()> {
         self.b.goto(&format!("{}/account", self.shop)).await?;
         self.b
-            .click(&format!(
+            .submit(&format!(
                 "#bind-card button[value={}]",
                 self.presentation.value()
             ))
@@ -205,7 +205,9 @@ impl<'a> Shopper<'a> {
 
     async fn buy(&self, item: &str) -> anyhow::Result<()> {
         self.b.goto(&format!("{}/", self.shop)).await?;
-        self.b.click(&format!("button[data-item=\"{item}\"]")).await
+        self.b
+            .submit(&format!("button[data-item=\"{item}\"]"))
+            .await
     }
 
     /// No card number, ID number or CVV in any URL this browser loaded.
@@ -258,7 +260,7 @@ async fn bind_then_buy_with_no_authentication(
     s.b.shot("paid-with-card-on-file").await?;
     assert_eq!(stack.acquirer.net_charged(), 1_999);
     // The demo's refund button: the whole order back, once.
-    s.b.click(".refund-button").await?;
+    s.b.submit(".refund-button").await?;
     let refunded = s.b.text("#order-refunded").await?;
     assert!(refunded.contains("19.99"), "{refunded}");
     assert_eq!(
@@ -353,7 +355,7 @@ async fn wrong_codes(stack: &Stack, p: Presentation) -> anyhow::Result<()> {
     };
     s.sign_up("zhao").await?;
     s.b.goto(&format!("{}/account", s.shop)).await?;
-    s.b.click(&format!("#bind-card button[value={}]", p.value()))
+    s.b.submit(&format!("#bind-card button[value={}]", p.value()))
         .await?;
     s.enter_page().await?;
     s.enter_card(VISA).await?;
@@ -376,8 +378,8 @@ async fn wrong_codes(stack: &Stack, p: Presentation) -> anyhow::Result<()> {
     s.back_to_shop("#card-on-file").await?;
 
     // Another shopper's five wrong codes.
-    s.b.click("#remove-card").await?;
-    s.b.click(&format!("#bind-card button[value={}]", p.value()))
+    s.b.submit("#remove-card").await?;
+    s.b.submit(&format!("#bind-card button[value={}]", p.value()))
         .await?;
     s.enter_page().await?;
     s.enter_card(VISA).await?;
@@ -458,7 +460,7 @@ async fn a_blocked_popup_falls_back_to_the_redirect(
     s.b.client
         .execute("window.open = function () { return null; };", vec![])
         .await?;
-    s.b.click("#open-popup").await?;
+    s.b.submit("#open-popup").await?;
     s.b.wait_for("#details-form").await?;
     assert!(
         s.b.current_url().await?.starts_with(&stack.pages()),
@@ -469,7 +471,7 @@ async fn a_blocked_popup_falls_back_to_the_redirect(
     s.enter_code(&s.last_code()?).await?;
     s.b.wait_for("#result").await?;
     // No opener to tell: the way back is the redirect's.
-    s.b.click("#back-to-merchant").await?;
+    s.b.submit("#back-to-merchant").await?;
     assert!(s.b.text("#order-status").await?.contains("Paid"));
     s.b.close().await
 }

@@ -166,14 +166,7 @@ impl Shop {
     /// A new shopper: the user and its password hash, stored together.
     pub async fn sign_up(&self, new: NewUser, password: Password) -> ShopResult<User> {
         let hash = self.passwords.hash(password).await?;
-        let user = User {
-            id: new.id,
-            display_name: new.display_name,
-            phone: new.phone,
-            created_ms: now_ms(),
-            card: None,
-            presentation: Presentation::Redirect,
-        };
+        let user = new.into_user();
         match self.store.insert_user_with_password(&user, &hash).await {
             Ok(()) => {
                 tracing::info!(user_id = %user.id, "shopper signed up");

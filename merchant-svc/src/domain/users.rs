@@ -23,6 +23,20 @@ pub struct NewUser {
     pub phone: Option<Phone>,
 }
 
+impl NewUser {
+    /// The user as first stored: no card, pages shown by redirect.
+    pub(super) fn into_user(self) -> User {
+        User {
+            id: self.id,
+            display_name: self.display_name,
+            phone: self.phone,
+            created_ms: now_ms(),
+            card: None,
+            presentation: Presentation::Redirect,
+        }
+    }
+}
+
 /// A user with what payment-svc says of their binding's limits today.
 pub struct UserView {
     pub user: User,
@@ -68,14 +82,7 @@ impl LimitsCache {
 
 impl Shop {
     pub async fn create_user(&self, new: NewUser) -> ShopResult<UserView> {
-        let user = User {
-            id: new.id,
-            display_name: new.display_name,
-            phone: new.phone,
-            created_ms: now_ms(),
-            card: None,
-            presentation: Presentation::Redirect,
-        };
+        let user = new.into_user();
         match self.store.insert_user(&user).await {
             Ok(()) => Ok(UserView { user, limits: None }),
             Err(StoreError::Conflict(_)) => Err(ShopError::UserExists),

@@ -158,13 +158,7 @@ pub async fn code(
                     .services
                     .verify_code(merchant, &view.session.id, form.code.trim())
                     .await;
-                let next = match result {
-                    Ok(_) => Next::Page,
-                    Err(DomainError::WrongCode { .. }) => Next::Again(Notice::WrongCode),
-                    Err(DomainError::CodeExpired) => Next::Again(Notice::CodeExpired),
-                    Err(e) => state.after_error(e),
-                };
-                state.see_page(lang, &view.session.id, next)
+                state.see_page(lang, &view.session.id, state.next_after(result))
             })
         })
         .await
@@ -183,14 +177,8 @@ pub async fn resend(
             &body,
             |state, merchant, view, _form, lang| {
                 Box::pin(async move {
-                    let next = match state.services.resend_code(merchant, &view.session.id).await {
-                        Ok(_) => Next::Page,
-                        Err(DomainError::ResendThrottled { .. }) => {
-                            Next::Again(Notice::ResendThrottled)
-                        }
-                        Err(e) => state.after_error(e),
-                    };
-                    state.see_page(lang, &view.session.id, next)
+                    let result = state.services.resend_code(merchant, &view.session.id).await;
+                    state.see_page(lang, &view.session.id, state.next_after(result))
                 })
             },
         )
@@ -361,15 +349,11 @@ impl PageState {
             }
             Err(e) => return self.see_page(lang, &view.session.id, self.after_error(e)),
         };
-        let next = match self
+        let result = self
             .services
             .submit(merchant, &view.session.id, submission)
-            .await
-        {
-            Ok(_) => Next::Page,
-            Err(e) => self.after_error(e),
-        };
-        self.see_page(lang, &view.session.id, next)
+            .await;
+        self.see_page(lang, &view.session.id, self.next_after(result))
     }
 
     /// What a refusal means for the page: most are shown by the step the
@@ -377,20 +361,29 @@ impl PageState {
     /// failed or expired); a passing trouble is said on the same step.
     fn after_error(&self, e: DomainError) -> Next {
         match e {
+            DomainError::WrongCode { .. } => Next::Again(Notice::WrongCode),
+            DomainError::CodeExpired => Next::Again(Notice::CodeExpired),
+            DomainError::ResendThrottled { .. } => Next::Again(Notice::ResendThrottled),
             DomainError::CardNotVerified { .. }
             | DomainError::CardDeclined { .. }
             | DomainError::SessionExpired
             | DomainError::SessionFailed
             | DomainError::SessionState { .. }
             | DomainError::SessionNotFound => Next::Page,
-            DomainError::RateLimited { .. } | DomainError::ResendThrottled { .. } => {
-                Next::Again(Notice::RateLimited)
-            }
+            DomainError::RateLimited { .. } => Next::Again(Notice::RateLimited),
             DomainError::RequestInProgress => Next::Again(Notice::InProgress),
             other => {
                 tracing::warn!(error = %other, "binding page step failed");
                 Next::Again(Notice::Unavailable)
             }
+        }
+    }
+
+    /// Where a step's outcome sends the shopper.
+    fn next_after<T>(&self, result: Result<T, DomainError>) -> Next {
+        match result {
+            Ok(_) => Next::Page,
+            Err(e) => self.after_error(e),
         }
     }
 

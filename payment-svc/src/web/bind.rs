@@ -194,21 +194,12 @@ pub async fn back_to_merchant(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (lang, form) = parse_form(&body, &headers);
-    if let Some(refused) = state.refuse_foreign_origin(lang, &headers) {
-        return refused;
-    }
-    let Ok(id) = SessionId::parse(&id) else {
-        return state.closed(lang, StatusCode::NOT_FOUND, &DomainError::SessionNotFound);
+    // Leaving needs no current form: a stale one (the back button) may.
+    let (lang, _, _, view, _) = match state.checked_form(&id, &headers, &body).await {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
     };
-    let (_, view) = match state.services.page_session(&id).await {
-        Ok(found) => found,
-        Err(e) => return state.closed(lang, StatusCode::NOT_FOUND, &e),
-    };
-    let tokens = CsrfTokens::new(&state.services.otp_hasher);
-    if tokens.check(&id, view.session.version, form.csrf.as_deref()) == FormToken::Forged {
-        return state.forbidden(lang, &id);
-    }
+    let id = &view.session.id;
     match url::Url::parse(&view.session.return_url) {
         Ok(mut url) => {
             url.query_pairs_mut().append_pair("session_id", id.as_str());
@@ -236,7 +227,7 @@ fn parse_form(body: &[u8], headers: &HeaderMap) -> (Lang, PageForm) {
 
 /// "MM/YY", "MM/YYYY", "MMYY" or "MM YY" as (month, year); anything else
 /// as (0, 0), which the domain refuses with the expiry's own message.
-pub fn parse_expiry_field(raw: &str) -> (i32, i32) {
+fn parse_expiry_field(raw: &str) -> (i32, i32) {
     let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
     let split = if raw.contains(['/', ' ', '-']) {
         let mut parts = raw.split(['/', ' ', '-']).filter(|p| !p.trim().is_empty());
@@ -284,26 +275,47 @@ impl PageState {
             Lang,
         ) -> Handler<'a>,
     {
+        let (lang, form, merchant, view, current) = match self.checked_form(id, headers, body).await
+        {
+            Ok(checked) => checked,
+            Err(refused) => return refused,
+        };
+        if current {
+            then(self, &merchant, &view, &form, lang).await
+        } else {
+            // Sent already (or from an older page): show where it is now.
+            self.see_page(lang, &view.session.id, Next::Page)
+        }
+    }
+
+    /// What every form goes through: from this site, for a session that
+    /// exists, with a token minted for it (a forged or missing one is
+    /// refused here); last, whether the token is the current version's.
+    async fn checked_form(
+        &self,
+        id: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(Lang, PageForm, Arc<Merchant>, SessionView, bool), Response> {
         let (lang, form) = parse_form(body, headers);
         if let Some(refused) = self.refuse_foreign_origin(lang, headers) {
-            return refused;
+            return Err(refused);
         }
         let Ok(id) = SessionId::parse(id) else {
-            return self.closed(lang, StatusCode::NOT_FOUND, &DomainError::SessionNotFound);
+            return Err(self.closed(lang, StatusCode::NOT_FOUND, &DomainError::SessionNotFound));
         };
-        let (merchant, view) = match self.services.page_session(&id).await {
-            Ok(found) => found,
-            Err(e) => return self.closed(lang, StatusCode::NOT_FOUND, &e),
-        };
+        let (merchant, view) = self
+            .services
+            .page_session(&id)
+            .await
+            .map_err(|e| self.closed(lang, StatusCode::NOT_FOUND, &e))?;
         let tokens = CsrfTokens::new(&self.services.otp_hasher);
         match tokens.check(&id, view.session.version, form.csrf.as_deref()) {
-            FormToken::Current => then(self, &merchant, &view, &form, lang).await,
-            // Sent already (or from an older page): show where it is now.
-            FormToken::Stale => self.see_page(lang, &id, Next::Page),
             FormToken::Forged => {
                 tracing::warn!(session_id = %id, "page form refused: no valid CSRF token");
-                self.forbidden(lang, &id)
+                Err(self.forbidden(lang, &id))
             }
+            token => Ok((lang, form, merchant, view, token == FormToken::Current)),
         }
     }
 

@@ -23,11 +23,10 @@ use paybind_shared::model::Presentation;
 use crate::domain::{merchants::Merchant, sessions::SessionView, sms::DevOutbox, Services};
 
 mod bind;
-pub mod csrf;
+mod csrf;
 mod i18n;
 mod views;
 
-pub use bind::parse_expiry_field;
 use i18n::Lang;
 use views::{ClosedPage, Frame, OutboxPage};
 

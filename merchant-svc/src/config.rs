@@ -10,6 +10,7 @@ use paybind_shared::{
         Environment,
     },
     grpc::ServerSettings,
+    metrics::MetricsSettings,
     tls::TlsFiles,
     vault::Vault,
 };
@@ -54,6 +55,9 @@ pub struct Settings {
     /// Connection hygiene of the gRPC server (all defaults are safe).
     #[serde(default)]
     pub server: ServerSettings,
+    /// Prometheus metrics (`GET /metrics`), on a listener of their own.
+    #[serde(default = "default_metrics")]
+    pub metrics: MetricsSettings,
     pub database: DatabaseSettings,
     /// This service's own API: its certificate, and the CA of its operators'
     /// client certificates.
@@ -94,6 +98,11 @@ pub struct WebSettings {
         skip_serializing_if = "Option::is_none"
     )]
     pub cookie_key: Option<SecretString>,
+}
+
+/// merchant-svc's metrics port unless configured: 9182, on loopback.
+fn default_metrics() -> MetricsSettings {
+    MetricsSettings::local(9182)
 }
 
 impl Default for WebSettings {
@@ -274,6 +283,9 @@ impl Settings {
             environment: Environment::Development,
             grpc: GrpcSettings { listen },
             server: ServerSettings::default(),
+            // Any free port: tests run many at once (paybind-local says
+            // which port it wants).
+            metrics: MetricsSettings::local(0),
             database: DatabaseSettings::new(
                 format!("sqlite:{}", dir.join("merchant.db").display()),
                 8,

@@ -9,6 +9,7 @@ use std::{future::Future, time::Duration};
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use paybind_proto::payment::v1::{self as pb, binding_service_client::BindingServiceClient};
+use paybind_shared::telemetry::rpc::{ClientTrace, ClientTraceLayer};
 use paybind_shared::{
     ids::{BindingId, BindingToken, MerchantUserId, PaymentId, SessionId},
     model::{CardExpiry, PaymentStatus},
@@ -20,6 +21,7 @@ use paybind_shared::{
 };
 use tonic::{transport::Channel, Code, Request, Response, Status};
 use tonic_types::StatusExt;
+use tower::Layer as _;
 
 use crate::{
     config::PaymentSettings,
@@ -30,9 +32,13 @@ use crate::{
     },
 };
 
+/// The channel to payment-svc, each call in a client span whose context
+/// goes along as `traceparent`: one checkout is one trace.
+type Traced = ClientTrace<Channel>;
+
 #[derive(Clone)]
 pub struct PaymentClient {
-    inner: BindingServiceClient<Channel>,
+    inner: BindingServiceClient<Traced>,
     /// Each try's deadline.
     timeout: Duration,
     attempts: u32,
@@ -182,7 +188,7 @@ impl PaymentClient {
             .tcp_nodelay(true)
             .connect_lazy();
         Ok(Self {
-            inner: BindingServiceClient::new(channel),
+            inner: BindingServiceClient::new(ClientTraceLayer.layer(channel)),
             timeout: Duration::from_millis(settings.timeout_ms),
             attempts: settings.attempts.max(1),
             overall: Duration::from_millis(settings.overall_timeout_ms),
@@ -200,7 +206,7 @@ impl PaymentClient {
     ) -> PaymentResult<R>
     where
         T: Clone,
-        F: Fn(BindingServiceClient<Channel>, Request<T>) -> Fut,
+        F: Fn(BindingServiceClient<Traced>, Request<T>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let backoff = ExponentialBuilder::default()

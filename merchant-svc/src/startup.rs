@@ -12,6 +12,8 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::Layer;
 
+use paybind_shared::metrics::Metrics;
+
 use crate::{
     config::Settings,
     domain::Shop,
@@ -25,6 +27,9 @@ pub struct App {
     grpc_addr: SocketAddr,
     web_listener: TcpListener,
     web_addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
+    metrics: Arc<Metrics>,
     storefront: axum::Router,
     settings: Settings,
     shop: Arc<Shop>,
@@ -42,11 +47,15 @@ impl App {
             Arc::new(settings.secrets.vault()?),
         )
         .await?;
+        let mut metrics = Metrics::new();
+        let pool = store.clone();
+        metrics.watch_pool(move || pool.pool_use());
         let shop = Arc::new(Shop::new(
             store,
             Arc::new(PaymentClient::new(&settings.payment)?),
             Currency::parse(&settings.shop.currency)?,
             settings.shop.default_return_url.clone(),
+            metrics.batches.clone(),
         ));
         let listener = TcpListener::bind(settings.grpc.listen).await?;
         let grpc_addr = listener.local_addr()?;
@@ -54,12 +63,23 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("web.listen {}: {e}", settings.web.listen))?;
         let web_addr = web_listener.local_addr()?;
-        let storefront = web::router(shop.clone(), &settings.web, web_addr.port())?;
+        let storefront = paybind_shared::telemetry::pages::traced(web::router(
+            shop.clone(),
+            &settings.web,
+            web_addr.port(),
+        )?);
+        let metrics_listener = TcpListener::bind(settings.metrics.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics.listen {}: {e}", settings.metrics.listen))?;
+        let metrics_addr = metrics_listener.local_addr()?;
         Ok(Self {
             listener,
             grpc_addr,
             web_listener,
             web_addr,
+            metrics_listener,
+            metrics_addr,
+            metrics: Arc::new(metrics),
             storefront,
             settings,
             shop,
@@ -73,6 +93,11 @@ impl App {
     /// Where the storefront listens (HTTP).
     pub fn web_addr(&self) -> SocketAddr {
         self.web_addr
+    }
+
+    /// Where `GET /metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     pub fn shop(&self) -> Arc<Shop> {
@@ -115,6 +140,7 @@ impl App {
         });
         tracing::info!(addr = %self.grpc_addr, backend = self.shop.store.backend().name(), "merchant-svc serving gRPC over mTLS");
         tracing::info!(addr = %self.web_addr, "merchant-svc serving the storefront (HTTP)");
+        tracing::info!(addr = %self.metrics_addr, "merchant-svc serving /metrics");
         // One stop for both servers: the caller's shutdown, or either one
         // ending on its own (an error), stops the other.
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -125,6 +151,7 @@ impl App {
             tls,
             <MerchantServiceServer<MerchantApi> as tonic::server::NamedService>::NAME,
             &self.settings.server,
+            self.metrics.rpc.clone(),
         )
         .await?
         .add_service(api);
@@ -150,9 +177,18 @@ impl App {
             let _ = stop.send(true);
             Ok::<(), anyhow::Error>(())
         };
-        let both = async { tokio::join!(grpc, storefront) };
+        let metrics = async {
+            paybind_shared::web::serve(
+                self.metrics_listener,
+                paybind_shared::metrics::router(self.metrics.clone()),
+                &self.settings.server,
+                on_stop(stopped.clone()),
+            )
+            .await;
+        };
+        let both = async { tokio::join!(grpc, storefront, metrics) };
         tokio::pin!(both);
-        let (grpc_served, web_served) = tokio::select! {
+        let (grpc_served, web_served, ()) = tokio::select! {
             served = &mut both => served,
             () = shutdown => {
                 let _ = stop.send(true);

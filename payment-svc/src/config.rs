@@ -8,6 +8,7 @@ use paybind_shared::{
         DatabaseSettings, Environment,
     },
     grpc::ServerSettings,
+    metrics::MetricsSettings,
     tls::TlsFiles,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -60,6 +61,9 @@ pub struct Settings {
     /// Connection hygiene of the gRPC server (all defaults are safe).
     #[serde(default)]
     pub server: ServerSettings,
+    /// Prometheus metrics (`GET /metrics`), on a listener of their own.
+    #[serde(default = "default_metrics")]
+    pub metrics: MetricsSettings,
     pub database: DatabaseSettings,
     pub tls: TlsFiles,
     pub limits: LimitSettings,
@@ -114,6 +118,11 @@ pub struct WebSettings {
     /// Where the binding pages are served. A `public_base_url` with port 0
     /// takes the port this listener was given (tests bind port 0).
     pub listen: SocketAddr,
+}
+
+/// payment-svc's metrics port unless configured: 9181, on loopback.
+fn default_metrics() -> MetricsSettings {
+    MetricsSettings::local(9181)
 }
 
 impl Default for WebSettings {
@@ -328,6 +337,9 @@ impl Settings {
             grpc: GrpcSettings { listen },
             web: WebSettings::default(),
             server: ServerSettings::default(),
+            // Any free port: tests run many at once (paybind-local says
+            // which port it wants).
+            metrics: MetricsSettings::local(0),
             database: DatabaseSettings::new(
                 format!("sqlite:{}", dir.join("payment.db").display()),
                 8,

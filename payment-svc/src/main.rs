@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 /// peak.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+use paybind_proto::payment::v1::binding_service_server;
 use paybind_shared::tls::PeerCertificate;
 use payment_svc::{
     admin::{self, MerchantCommand},
@@ -34,6 +35,14 @@ struct Cli {
 enum Command {
     /// Serve gRPC with the given configuration.
     Serve,
+    /// Exit 0 if the payment-svc this configuration describes answers its
+    /// gRPC health check with SERVING (for container health checks and
+    /// Kubernetes probes; it presents the service's own certificate).
+    Health {
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
     /// Development: create certificates, keys and the demo merchant under
     /// DIR (kept across restarts), then serve on SQLite.
     Dev {
@@ -64,12 +73,34 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    paybind_shared::telemetry::init("info,sqlx=warn");
+    let cli = Cli::parse();
+    if let Command::Health { timeout_ms } = cli.command {
+        // No logging set up: the probe's answer is its exit code (and one
+        // line on failure).
+        let settings = Settings::load(cli.config.as_deref())?;
+        return paybind_shared::grpc::health::probe(
+            settings.grpc.listen,
+            &settings.tls,
+            binding_service_server::SERVICE_NAME,
+            std::time::Duration::from_millis(timeout_ms),
+        )
+        .await;
+    }
+    let telemetry = paybind_shared::telemetry::init("payment-svc", "info,sqlx=warn");
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(error = %e, "could not start the allocator's background threads");
     }
-    let cli = Cli::parse();
+    let result = run(cli).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "payment-svc stopped with an error");
+    }
+    telemetry.shutdown();
+    result
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Health { .. } => Ok(()),
         Command::Serve => {
             let settings = Settings::load(cli.config.as_deref())?;
             App::build(settings)

@@ -8,12 +8,12 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::Layer;
 
-use paybind_shared::config::Environment;
+use paybind_shared::{config::Environment, metrics::Metrics};
 
 use crate::{
     config::Settings,
     domain::{
-        acquirer::Simulator,
+        acquirer::{Simulator, Traced},
         merchants::MerchantDirectory,
         sms::{DevOutbox, NoGateway, SmsSender},
         token::TokenCodec,
@@ -21,6 +21,7 @@ use crate::{
         Policy, Services,
     },
     grpc::{BindingApi, MerchantAuth},
+    metrics::PaymentMetrics,
     store,
     web::PageState,
 };
@@ -30,6 +31,9 @@ pub struct App {
     grpc_addr: SocketAddr,
     web_listener: TcpListener,
     web_addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
+    metrics: Arc<Metrics>,
     /// `public_base_url`, with the web listener's port if it named port 0.
     public_base_url: String,
     settings: Settings,
@@ -59,8 +63,14 @@ impl App {
             settings.tls.refuse_development_ca()?;
         }
         let secrets = &settings.secrets;
-        let web_listener = TcpListener::bind(settings.web.listen).await?;
+        let web_listener = TcpListener::bind(settings.web.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("web.listen {}: {e}", settings.web.listen))?;
         let web_addr = web_listener.local_addr()?;
+        let metrics_listener = TcpListener::bind(settings.metrics.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics.listen {}: {e}", settings.metrics.listen))?;
+        let metrics_addr = metrics_listener.local_addr()?;
         let public_base_url = resolve_port(&settings.public_base_url, web_addr.port())?;
         let store = store::connect(
             settings.database.url.expose_secret(),
@@ -75,7 +85,12 @@ impl App {
             Some(outbox) => outbox.clone(),
             None => Arc::new(NoGateway),
         };
-        let (reservations, outcomes) = Services::pay_writers(store.clone());
+        let mut metrics = Metrics::new();
+        let payment_metrics = PaymentMetrics::register(&mut metrics);
+        let pool = store.clone();
+        metrics.watch_pool(move || pool.pool_use());
+        let (reservations, outcomes) =
+            Services::pay_writers(store.clone(), metrics.batches.clone());
         let services = Arc::new(Services {
             merchants: Arc::new(MerchantDirectory::new(
                 store.clone(),
@@ -95,9 +110,10 @@ impl App {
                     .collect::<anyhow::Result<_>>()?,
                 secrets.active_token_key,
             )?,
-            acquirer: simulator.clone(),
+            acquirer: Arc::new(Traced(simulator.clone())),
             sms,
             in_flight: Default::default(),
+            metrics: payment_metrics,
             policy: Policy {
                 utc_offset_minutes: settings.limits.utc_offset_minutes,
                 session_ttl_ms: settings.sessions.ttl_secs * 1000,
@@ -127,6 +143,9 @@ impl App {
             grpc_addr,
             web_listener,
             web_addr,
+            metrics_listener,
+            metrics_addr,
+            metrics: Arc::new(metrics),
             public_base_url,
             settings,
             services,
@@ -142,6 +161,11 @@ impl App {
     /// Where the binding pages are served.
     pub fn web_addr(&self) -> SocketAddr {
         self.web_addr
+    }
+
+    /// Where `GET /metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     /// Where shoppers' browsers reach the binding pages.
@@ -183,16 +207,23 @@ impl App {
         let retention = self.settings.retention.clone();
         let purge = tokio::spawn(async move { services.purge_forever(retention).await });
         let page_state = self.page_state()?;
-        let pages = serve_pages(
+        tracing::info!(addr = %self.web_addr, public = %self.public_base_url, "payment-svc serving the binding pages");
+        let pages = HttpServer::spawn(
             self.web_listener,
-            page_state,
-            &self.public_base_url,
+            paybind_shared::telemetry::pages::traced(crate::web::router(page_state)),
+            self.settings.server.clone(),
+        );
+        tracing::info!(addr = %self.metrics_addr, "payment-svc serving /metrics");
+        let metrics = HttpServer::spawn(
+            self.metrics_listener,
+            paybind_shared::metrics::router(self.metrics.clone()),
             self.settings.server.clone(),
         );
         let served = paybind_shared::grpc::server_router(
             tls,
             <BindingServiceServer<BindingApi> as tonic::server::NamedService>::NAME,
             &self.settings.server,
+            self.metrics.rpc.clone(),
         )
         .await?
         .add_service(api)
@@ -205,6 +236,7 @@ impl App {
         merchant_watch.abort();
         purge.abort();
         pages.stop().await;
+        metrics.stop().await;
         served?;
         Ok(())
     }
@@ -222,32 +254,29 @@ impl App {
     }
 }
 
-/// Serves the binding pages on their own listener until stopped, with the
-/// gRPC server's connection hygiene (`[server]`).
-fn serve_pages(
-    listener: TcpListener,
-    state: Arc<PageState>,
-    public: &str,
-    server: paybind_shared::grpc::ServerSettings,
-) -> PagesServer {
-    let router = crate::web::router(state);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tracing::info!(addr = ?listener.local_addr().ok(), %public, "payment-svc serving the binding pages");
-    let task = tokio::spawn(async move {
-        paybind_shared::web::serve(listener, router, &server, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
-    PagesServer { stop, task }
-}
-
-struct PagesServer {
+/// An HTTP listener (the binding pages, the metrics) served until stopped,
+/// with the gRPC server's connection hygiene (`[server]`).
+struct HttpServer {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl PagesServer {
+impl HttpServer {
+    fn spawn(
+        listener: TcpListener,
+        router: axum::Router,
+        server: paybind_shared::grpc::ServerSettings,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            paybind_shared::web::serve(listener, router, &server, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Self { stop, task }
+    }
+
     async fn stop(self) {
         let _ = self.stop.send(());
         // Requests in flight finish (for a few seconds at most).

@@ -266,6 +266,23 @@ pub async fn pg_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
+/// What `pools` hold now, together (SQLite's writer and readers; one
+/// PostgreSQL pool), for the metrics.
+pub fn pool_use<DB: sqlx::Database>(pools: &[&sqlx::Pool<DB>]) -> crate::metrics::PoolUse {
+    pools.iter().fold(
+        crate::metrics::PoolUse {
+            open: 0,
+            idle: 0,
+            max: 0,
+        },
+        |sum, pool| crate::metrics::PoolUse {
+            open: sum.open + pool.size(),
+            idle: sum.idle + pool.num_idle() as u32,
+            max: sum.max + pool.options().get_max_connections(),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

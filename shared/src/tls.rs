@@ -134,6 +134,9 @@ pub struct PeerCertificate {
     pub fingerprint: CertFingerprint,
     /// The end of its validity, Unix milliseconds.
     pub not_after_ms: i64,
+    /// Whether it may authenticate a client (its extended key usage names
+    /// clientAuth, or it has none).
+    pub client_auth: bool,
 }
 
 impl PeerCertificate {
@@ -159,9 +162,15 @@ impl PeerCertificate {
             Ok(None) => Vec::new(),
             Err(e) => anyhow::bail!("unreadable subject alternative names: {e}"),
         };
+        let client_auth = match cert.extended_key_usage() {
+            Ok(Some(eku)) => eku.value.client_auth || eku.value.any,
+            Ok(None) => true,
+            Err(e) => anyhow::bail!("unreadable extended key usage: {e}"),
+        };
         Ok(Self {
             common_name,
             uris,
+            client_auth,
             fingerprint: CertFingerprint::of_der(der),
             not_after_ms: cert.validity().not_after.timestamp().saturating_mul(1000),
         })
@@ -226,11 +235,22 @@ pub mod dev {
     }
 
     /// Issues (or reuses) a server certificate `NAME.pem` / `NAME-key.pem`
-    /// valid for `hosts` (DNS names or IP addresses), with CN = `name`.
+    /// valid for `hosts` (DNS names or IP addresses), with CN = `name`. It
+    /// may authenticate a client too: the service's `health` subcommand
+    /// presents it to the service itself.
     pub fn ensure_server(dir: &Path, name: &str, hosts: &[&str]) -> anyhow::Result<TlsFiles> {
         let sans = CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())?
             .subject_alt_names;
-        ensure_leaf(dir, name, name, sans, ExtendedKeyUsagePurpose::ServerAuth)
+        ensure_leaf(
+            dir,
+            name,
+            name,
+            sans,
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
     }
 
     /// Issues (or reuses) an operator's client certificate: CN = `identity`
@@ -241,7 +261,7 @@ pub mod dev {
             identity,
             identity,
             Vec::new(),
-            ExtendedKeyUsagePurpose::ClientAuth,
+            &[ExtendedKeyUsagePurpose::ClientAuth],
         )
     }
 
@@ -261,7 +281,7 @@ pub mod dev {
             file_stem,
             name,
             vec![SanType::URI(uri.as_str().try_into()?)],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            &[ExtendedKeyUsagePurpose::ClientAuth],
         )
     }
 
@@ -270,7 +290,7 @@ pub mod dev {
         file_stem: &str,
         name: &str,
         sans: Vec<SanType>,
-        usage: ExtendedKeyUsagePurpose,
+        usages: &[ExtendedKeyUsagePurpose],
     ) -> anyhow::Result<TlsFiles> {
         ensure_ca(dir)?;
         let files = TlsFiles {
@@ -286,10 +306,11 @@ pub mod dev {
             })
             .collect();
         if files.cert.is_file() && files.key.is_file() {
-            // Reused unless it predates the SAN URIs it should carry (a
-            // development folder made by an older version).
+            // Reused unless it predates the SAN URIs or the client use it
+            // should carry (a development folder made by an older version).
             let existing = PeerCertificate::from_pem_file(&files.cert)?;
-            if existing.uris == wanted_uris {
+            let wants_client = usages.contains(&ExtendedKeyUsagePurpose::ClientAuth);
+            if existing.uris == wanted_uris && (existing.client_auth || !wants_client) {
                 return Ok(files);
             }
         }
@@ -304,7 +325,7 @@ pub mod dev {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages.to_vec();
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &issuer)?;
         write_private(&files.key, &key.serialize_pem())?;
@@ -347,6 +368,9 @@ mod tests {
         assert_ne!(second.fingerprint, peer.fingerprint);
         assert!(server.server_config().is_ok());
         assert!(merchant.client_config("localhost").is_ok());
+        // A server certificate also authenticates its own health probe.
+        let server = PeerCertificate::from_pem_file(&server.cert).expect("parse");
+        assert!(server.client_auth && peer.client_auth);
     }
 
     #[test]
@@ -365,6 +389,7 @@ mod tests {
             uris: uris.iter().map(|u| u.to_string()).collect(),
             fingerprint: CertFingerprint::of_der(b"x"),
             not_after_ms: 0,
+            client_auth: true,
         };
         let two = peer(&["urn:paybind:merchant:a", "urn:paybind:merchant:b"]);
         assert_eq!(two.merchant_name(), None);

@@ -42,6 +42,7 @@ pub use paybind_proto::{merchant::v1 as mpb, payment::v1 as pb};
 
 pub mod browser;
 pub mod fixtures;
+pub mod otlp;
 mod proxy;
 pub mod system;
 pub use paybind_shared::grpc::{metadata_of, reason_of};
@@ -398,6 +399,7 @@ impl Stack {
                 listen: "127.0.0.1:0".parse()?,
             },
             server: Default::default(),
+            metrics: paybind_shared::metrics::MetricsSettings::local(0),
             database: DatabaseSettings::new(db_url, 8),
             tls: client("merchant-svc"),
             operators: {

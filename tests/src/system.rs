@@ -7,7 +7,7 @@
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -42,6 +42,8 @@ pub struct SystemOptions {
     pub db_connections: u32,
     /// The auth-free daily limit of each binding, minor units.
     pub daily_limit: i64,
+    /// More environment for both processes (e.g. `OTEL_*`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running process; killed when dropped.
@@ -96,6 +98,9 @@ pub struct System {
     pub merchant_db: String,
     pub payment_port: u16,
     pub merchant_port: u16,
+    /// Where each serves `GET /metrics`.
+    pub payment_metrics_port: u16,
+    pub merchant_metrics_port: u16,
     /// The SMS outbox (codes) and the simulated card network's journal.
     pub outbox: PathBuf,
     pub acquirer_journal: PathBuf,
@@ -107,16 +112,35 @@ pub struct System {
     merchant: Option<Proc>,
     postgres: String,
     created_databases: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A binary built beside the running one.
+/// A service's binary, of the profile the running program was built with:
+/// beside it (the load generator, the fault suite), or, for a test (in
+/// `deps/`), one directory up — built there first if it is not yet (a
+/// plain `cargo test` builds no other package's binaries).
 pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let path = exe.parent().context("exe dir")?.join(name);
+    let mut dir = exe.parent().context("exe dir")?.to_path_buf();
+    let in_test = dir.file_name().is_some_and(|d| d == "deps");
+    if in_test {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    if !path.is_file() && in_test {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--locked", "--bin", name, "-p", name]);
+        if dir.file_name().is_some_and(|d| d == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().context("running cargo build")?;
+        anyhow::ensure!(status.success(), "cargo build -p {name} failed");
+    }
     anyhow::ensure!(
         path.is_file(),
         "{} not found: build it first (cargo build [--release] -p {name})",
@@ -197,12 +221,14 @@ impl System {
             }
         };
         let (payment_port, merchant_port) = (free_port()?, free_port()?);
+        let (payment_metrics_port, merchant_metrics_port) = (free_port()?, free_port()?);
         let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let db = options.db_connections;
         let mut payment = payment_svc::config::Settings::development(&d, localhost(payment_port));
         payment.public_base_url = "https://pay.example".into();
         // Pages are not what a system run exercises: any free port.
         payment.web.listen = localhost(0);
+        payment.metrics.listen = localhost(payment_metrics_port);
         payment.database = DatabaseSettings::new(&payment_db, db);
         // A load test binds the same shopper's card for every worker.
         payment.velocity = crate::unlimited_velocity();
@@ -226,6 +252,7 @@ impl System {
         merchant.shop.default_return_url = "https://shop.example/return".into();
         merchant.shop.settle_interval_ms = 500;
         merchant.web.listen = localhost(0);
+        merchant.metrics.listen = localhost(merchant_metrics_port);
         let merchant_config = d.join("merchant.toml");
         write_toml(&merchant_config, "paybind-tests system", &merchant)?;
 
@@ -237,6 +264,8 @@ impl System {
             merchant_db,
             payment_port,
             merchant_port,
+            payment_metrics_port,
+            merchant_metrics_port,
             outbox,
             acquirer_journal,
             shop_tls,
@@ -247,6 +276,7 @@ impl System {
             merchant: None,
             postgres: options.postgres,
             created_databases,
+            env: options.env,
         };
         system.start_payment(None).await?;
         system.start_merchant().await?;
@@ -270,7 +300,10 @@ impl System {
         };
         cmd.args(["--config", &config.display().to_string(), "serve"])
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            // Logs go to standard output, panics to standard error: both
+            // kept, for a failing test to show.
+            .stdout(log.try_clone()?)
             .stderr(log);
         Ok(Proc(cmd.spawn()?))
     }
@@ -293,6 +326,45 @@ impl System {
     pub async fn start_merchant(&mut self) -> anyhow::Result<()> {
         self.merchant = Some(self.spawn("merchant-svc", &self.merchant_config, None)?);
         Self::wait_listening(self.merchant_port).await
+    }
+
+    /// `SERVICE health` (the container health check) with the service's
+    /// own configuration: whether it exited 0.
+    pub fn health_check(&self, service: &str) -> anyhow::Result<bool> {
+        let config = match service {
+            "payment-svc" => &self.payment_config,
+            _ => &self.merchant_config,
+        };
+        let out = Command::new(sibling_binary(service)?)
+            .args(["--config", &config.display().to_string(), "health"])
+            .args(["--timeout-ms", "2000"])
+            .output()?;
+        Ok(out.status.success())
+    }
+
+    /// Stops both as an orchestrator does (SIGTERM), and waits for them to
+    /// exit: requests in flight finish, buffered spans are flushed.
+    pub fn terminate(&mut self) -> anyhow::Result<()> {
+        for proc in [&mut self.merchant, &mut self.payment]
+            .into_iter()
+            .flatten()
+        {
+            signal(proc.0.id(), "TERM")?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for slot in [&mut self.merchant, &mut self.payment] {
+            if let Some(proc) = slot {
+                while proc.0.try_wait()?.is_none() {
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "still running 20 s after SIGTERM"
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            *slot = None;
+        }
+        Ok(())
     }
 
     /// `kill -9` of payment-svc: no shutdown of any kind.

@@ -6,6 +6,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use clap::Parser;
 use merchant_svc::domain::{NewUser, ShopError};
 use paybind_shared::tls::dev as pki;
 use paybind_shared::{ids::MerchantUserId, person::Phone};
+use secrecy::ExposeSecret;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +22,31 @@ use paybind_shared::{ids::MerchantUserId, person::Phone};
     about = "Runs payment-svc and merchant-svc locally on SQLite"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Prepares DIR for services that run apart (docker-compose's one-shot
+    /// job): the development CA and certificates, both configurations with
+    /// their keys, the demo merchant registered at payment-svc and the demo
+    /// users at merchant-svc, in the databases PAYMENT__DATABASE__URL and
+    /// MERCHANT__DATABASE__URL name. Keeps what is there; then exits.
+    Init {
+        #[arg(long, default_value = "dev-data")]
+        dir: PathBuf,
+        /// The storefront's origin as browsers reach it (the demo
+        /// merchant's pages return there and may be framed by it).
+        #[arg(long, default_value = "http://localhost:8080")]
+        storefront_url: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
     /// Where certificates, configs, databases and the SMS outbox live.
     #[arg(long, default_value = "dev-data")]
     dir: PathBuf,
@@ -34,6 +61,12 @@ struct Cli {
     /// The binding pages (payment-svc's).
     #[arg(long, default_value = "127.0.0.1:8081")]
     pages_listen: SocketAddr,
+    /// payment-svc's Prometheus metrics (`/metrics`).
+    #[arg(long, default_value = "127.0.0.1:9181")]
+    payment_metrics_listen: SocketAddr,
+    /// merchant-svc's Prometheus metrics (`/metrics`).
+    #[arg(long, default_value = "127.0.0.1:9182")]
+    merchant_metrics_listen: SocketAddr,
 }
 
 /// The operator certificate the banner's grpcurl lines use for merchant-svc.
@@ -45,31 +78,82 @@ const DEMO_USERS: &[(&str, &str, &str)] = &[
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    paybind_shared::telemetry::init("info,sqlx=warn");
+    let telemetry = paybind_shared::telemetry::init("paybind-local", "info,sqlx=warn");
     let cli = Cli::parse();
-    let setup = payment_svc::dev::prepare(&cli.dir, cli.payment_listen)?;
-    let mut payment_settings = payment_svc::config::Settings::load(Some(&setup.config_file))?;
-    payment_settings.web.listen = cli.pages_listen;
-    payment_settings.public_base_url = format!("http://localhost:{}", cli.pages_listen.port());
-    let payment = payment_svc::startup::App::build(payment_settings).await?;
-    let services = payment.services();
-    let storefront = format!("http://localhost:{}", cli.storefront_listen.port());
+    let result = match cli.command {
+        Some(Command::Init {
+            dir,
+            storefront_url,
+        }) => init(&dir, &storefront_url).await,
+        None => run(cli.run).await,
+    };
+    telemetry.shutdown();
+    result
+}
+
+/// `paybind-local init`: what `run` prepares, for services that run apart.
+async fn init(dir: &Path, storefront: &str) -> anyhow::Result<()> {
+    let defaults = Cli::parse_from(["paybind-local"]).run;
+    let setup = payment_svc::dev::prepare(dir, defaults.payment_listen)?;
+    let payment_settings = payment_svc::config::Settings::load(Some(&setup.config_file))?;
+    let payment_store =
+        payment_svc::store::connect(payment_settings.database.url.expose_secret(), 2)
+            .await
+            .context("payment-svc's database")?;
+    register_demo_merchant(payment_store.as_ref(), &setup, storefront).await?;
+    drop(payment_store);
+
+    let mut merchant_settings = merchant_settings(
+        dir,
+        &setup.certs,
+        defaults.merchant_listen,
+        defaults.payment_listen,
+        defaults.storefront_listen,
+    )?;
+    // Written as development defaults; the environment (the compose file)
+    // names the real database.
+    let file = dir.join("merchant.toml");
+    merchant_settings.database = merchant_svc::config::Settings::load(Some(&file))?.database;
+    let store = merchant_svc::store::connect(
+        merchant_settings.database.url.expose_secret(),
+        2,
+        Arc::new(merchant_settings.secrets.vault()?),
+    )
+    .await
+    .context("merchant-svc's database")?;
+    let shop = merchant_svc::domain::Shop::new(
+        store,
+        Arc::new(merchant_svc::payment_client::PaymentClient::new(
+            &merchant_settings.payment,
+        )?),
+        paybind_shared::money::Currency::parse(&merchant_settings.shop.currency)?,
+        merchant_settings.shop.default_return_url.clone(),
+        paybind_shared::metrics::Metrics::new().batches.clone(),
+    );
+    create_demo_users(&shop).await?;
+    println!(
+        "prepared {}: certificates in {}, payment.toml, merchant.toml; the demo merchant and users are registered",
+        dir.display(),
+        setup.certs.display()
+    );
+    Ok(())
+}
+
+async fn register_demo_merchant(
+    store: &dyn payment_svc::store::Store,
+    setup: &payment_svc::dev::DevSetup,
+    storefront: &str,
+) -> anyhow::Result<()> {
     payment_svc::domain::merchants::ensure(
-        services.store.as_ref(),
-        &payment_svc::dev::demo_merchant_at(&storefront)?,
+        store,
+        &payment_svc::dev::demo_merchant_at(storefront)?,
         &paybind_shared::tls::PeerCertificate::from_pem_file(&setup.merchant_cert)?,
     )
     .await?;
+    Ok(())
+}
 
-    let merchant_settings = merchant_settings(
-        &cli.dir,
-        &setup.certs,
-        cli.merchant_listen,
-        payment.grpc_addr(),
-        cli.storefront_listen,
-    )?;
-    let merchant = merchant_svc::startup::App::build(merchant_settings).await?;
-    let shop = merchant.shop();
+async fn create_demo_users(shop: &merchant_svc::domain::Shop) -> anyhow::Result<()> {
     for (id, name, phone) in DEMO_USERS {
         let user = NewUser {
             id: MerchantUserId::parse(id)?,
@@ -81,10 +165,36 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => return Err(e).context("creating demo users"),
         }
     }
+    Ok(())
+}
+
+/// Both services in this process, until stopped.
+async fn run(cli: RunArgs) -> anyhow::Result<()> {
+    let setup = payment_svc::dev::prepare(&cli.dir, cli.payment_listen)?;
+    let mut payment_settings = payment_svc::config::Settings::load(Some(&setup.config_file))?;
+    payment_settings.web.listen = cli.pages_listen;
+    payment_settings.metrics.listen = cli.payment_metrics_listen;
+    payment_settings.public_base_url = format!("http://localhost:{}", cli.pages_listen.port());
+    let payment = payment_svc::startup::App::build(payment_settings).await?;
+    let services = payment.services();
+    let storefront = format!("http://localhost:{}", cli.storefront_listen.port());
+    register_demo_merchant(services.store.as_ref(), &setup, &storefront).await?;
+
+    let mut merchant_settings = merchant_settings(
+        &cli.dir,
+        &setup.certs,
+        cli.merchant_listen,
+        payment.grpc_addr(),
+        cli.storefront_listen,
+    )?;
+    merchant_settings.metrics.listen = cli.merchant_metrics_listen;
+    let merchant = merchant_svc::startup::App::build(merchant_settings).await?;
+    create_demo_users(&merchant.shop()).await?;
 
     let web = Web {
         storefront: format!("http://localhost:{}/", merchant.web_addr().port()),
         pages: payment.public_base_url().to_owned(),
+        metrics: [payment.metrics_addr(), merchant.metrics_addr()],
     };
     println!(
         "{}",
@@ -163,10 +273,12 @@ fn merchant_settings(
     Ok(settings)
 }
 
-/// Where browsers go: the shop, and payment-svc's binding pages.
+/// Where browsers go: the shop, and payment-svc's binding pages; and
+/// where Prometheus scrapes (payment-svc, merchant-svc).
 struct Web {
     storefront: String,
     pages: String,
+    metrics: [SocketAddr; 2],
 }
 
 fn banner(
@@ -178,7 +290,11 @@ fn banner(
 ) -> String {
     let c = certs.display();
     let d = dir.display();
-    let Web { storefront, pages } = web;
+    let Web {
+        storefront,
+        pages,
+        metrics: [payment_metrics, merchant_metrics],
+    } = web;
     format!(
         r#"
 paybind is running (development, SQLite, mTLS everywhere):
@@ -186,6 +302,7 @@ paybind is running (development, SQLite, mTLS everywhere):
   binding page  {pages}/bind/…   (payment-svc; the codes sent: {pages}/dev/sms-outbox)
   payment-svc   {payment}   paybind.payment.v1.BindingService  (as the demo merchant: {c}/demo-shop.pem)
   merchant-svc  {merchant}   paybind.merchant.v1.MerchantService (as an operator: {c}/{OPERATOR}.pem)
+  metrics       http://{payment_metrics}/metrics (payment-svc), http://{merchant_metrics}/metrics (merchant-svc)
   data:         {d}/  (databases, configs, certificates; SMS codes in {d}/sms-outbox.jsonl)
   demo users:   alice, bob (no card on file yet)
 

@@ -66,6 +66,10 @@ fn readme_walkthrough_works_as_written() {
                 &format!("127.0.0.1:{storefront_port}"),
                 "--pages-listen",
                 &format!("127.0.0.1:{}", free_port()),
+                "--payment-metrics-listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--merchant-metrics-listen",
+                &format!("127.0.0.1:{}", free_port()),
             ])
             .current_dir(dir.path())
             .stdout(Stdio::null())

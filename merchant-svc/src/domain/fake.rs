@@ -275,6 +275,7 @@ pub async fn shop() -> (
         payments.clone(),
         Currency::parse("CNY").expect("CNY"),
         "http://shop.test/".into(),
+        paybind_shared::metrics::Metrics::new().batches.clone(),
     ));
     (shop, payments, dir)
 }

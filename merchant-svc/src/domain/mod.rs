@@ -10,6 +10,7 @@ use paybind_shared::{
     db::StoreError,
     fields::Rejected,
     ids::OrderId,
+    metrics::BatchMetrics,
     money::Currency,
 };
 
@@ -141,21 +142,26 @@ pub struct Shop {
 }
 
 impl Shop {
+    /// `batches` gets the size of each group-commit batch.
     pub fn new(
         store: Arc<dyn Store>,
         payments: Arc<dyn PaymentGateway>,
         currency: Currency,
         default_return_url: String,
+        batches: BatchMetrics,
     ) -> Self {
         let in_flight = store.backend().batches_in_flight();
         let insert_store = store.clone();
+        let insert_batches = batches.clone();
         let order_inserts = Batcher::spawn(in_flight, move |orders: Vec<Order>| {
             let store = insert_store.clone();
+            insert_batches.observe("order_inserts", orders.len());
             async move { store.insert_orders(&orders).await.map_err(Arc::new) }
         });
         let update_store = store.clone();
         let order_updates = Batcher::spawn(in_flight, move |transitions: Vec<OrderTransition>| {
             let store = update_store.clone();
+            batches.observe("order_updates", transitions.len());
             async move { store.update_orders(&transitions).await.map_err(Arc::new) }
         });
         Self {

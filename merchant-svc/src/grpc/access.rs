@@ -127,6 +127,7 @@ impl Authenticate for OperatorAuth {
             .meta("role", needed.as_str())
             .build());
         }
+        paybind_shared::telemetry::rpc::record_caller(&identity);
         Ok(Operator { identity })
     }
 }

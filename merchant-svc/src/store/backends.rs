@@ -16,6 +16,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    fn pools_in_use(&self) -> paybind_shared::metrics::PoolUse {
+        paybind_shared::db::pool_use(&[&self.writer, &self.reader])
+    }
+
     pub async fn connect(url: &str, max_connections: u32, vault: Arc<Vault>) -> StoreResult<Self> {
         let (writer, reader) = db::sqlite_pools(url, max_connections).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
@@ -36,6 +40,11 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The writer and the reader are one pool here.
+    fn pools_in_use(&self) -> paybind_shared::metrics::PoolUse {
+        paybind_shared::db::pool_use(&[&self.writer])
+    }
+
     pub async fn connect(url: &str, max_connections: u32, vault: Arc<Vault>) -> StoreResult<Self> {
         let pool = db::pg_pool(url, max_connections).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -161,6 +170,10 @@ macro_rules! impl_store {
         impl Store for $store {
             fn backend(&self) -> Backend {
                 $backend
+            }
+
+            fn pool_use(&self) -> paybind_shared::metrics::PoolUse {
+                self.pools_in_use()
             }
 
             async fn insert_user(&self, u: &User) -> StoreResult<()> {

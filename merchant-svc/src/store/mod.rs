@@ -25,6 +25,8 @@ pub use paybind_shared::db::{StoreError, StoreResult};
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
+    /// What the connection pool holds now (for the metrics).
+    fn pool_use(&self) -> paybind_shared::metrics::PoolUse;
 
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     /// `insert_user` for a shopper who signs up at the storefront: the user

@@ -80,6 +80,8 @@ pub struct Services {
     pub policy: Policy,
     /// The charges this process is making now.
     pub in_flight: in_flight::InFlight,
+    /// Payments and sessions, counted as their outcomes are written.
+    pub metrics: crate::metrics::PaymentMetrics,
 }
 
 /// The one-time pass that keys stored card fingerprints per merchant and
@@ -155,16 +157,23 @@ impl Services {
         Ok(())
     }
 
-    /// The batch writers of the hot path, over `store`.
-    pub fn pay_writers(store: Arc<dyn Store>) -> (Reservations, Outcomes) {
+    /// The batch writers of the hot path, over `store`; each batch's size
+    /// goes to `batches`.
+    pub fn pay_writers(
+        store: Arc<dyn Store>,
+        batches: paybind_shared::metrics::BatchMetrics,
+    ) -> (Reservations, Outcomes) {
         let in_flight = store.backend().batches_in_flight();
         let reserve_store = store.clone();
+        let reserve_batches = batches.clone();
         let reservations = Batcher::spawn(in_flight, move |requests: Vec<ReservePayment>| {
             let store = reserve_store.clone();
+            reserve_batches.observe("payment_reservations", requests.len());
             async move { store.reserve_payments(&requests).await.map_err(Arc::new) }
         });
         let outcomes = Batcher::spawn(in_flight, move |outcomes: Vec<PaymentOutcome>| {
             let store = store.clone();
+            batches.observe("payment_outcomes", outcomes.len());
             async move {
                 let settled = store.finalize_payments(&outcomes).await.map_err(Arc::new)?;
                 Ok(outcomes

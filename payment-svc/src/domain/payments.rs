@@ -7,6 +7,7 @@
 //! outcome. A retry with the same key finds the first payment and never
 //! charges again.
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use paybind_shared::{
     clock::now_ms,
@@ -90,7 +91,12 @@ impl Services {
             day: self.today(now),
             now_ms: now,
         };
-        match self.reservations.submit(request).await? {
+        let reserved = self
+            .reservations
+            .submit(request)
+            .instrument(tracing::info_span!("store.reserve_payment"))
+            .await?;
+        match reserved {
             ReserveOutcome::Reserved(card) => {
                 let _charging = self.in_flight.hold(&payment_id);
                 self.charge(&payment_id, &card, input.amount).await
@@ -159,8 +165,15 @@ impl Services {
             state,
             now_ms: now_ms(),
         };
-        match self.outcomes.submit(outcome).await {
+        let recorded = self
+            .outcomes
+            .submit(outcome)
+            .instrument(tracing::info_span!("store.record_payment_outcome"))
+            .await;
+        match recorded {
             Ok(Some(payment)) => {
+                self.metrics
+                    .payment_settled(&payment.state, crate::metrics::PaymentFlow::Pay);
                 tracing::info!(%payment_id, ?status, "payment settled");
                 Ok(payment)
             }

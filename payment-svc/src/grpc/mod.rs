@@ -30,7 +30,9 @@ impl Authenticate for MerchantAuth {
         peer: Option<PeerCertificate>,
         _method: &str,
     ) -> Result<Arc<Merchant>, Status> {
-        Ok(self.0.merchants.authenticate(peer.as_ref()).await?)
+        let merchant = self.0.merchants.authenticate(peer.as_ref()).await?;
+        paybind_shared::telemetry::rpc::record_caller(merchant.id.as_str());
+        Ok(merchant)
     }
 }
 

@@ -107,6 +107,10 @@ macro_rules! impl_store {
                 Self::BACKEND
             }
 
+            fn pool_use(&self) -> paybind_shared::metrics::PoolUse {
+                self.pools_in_use()
+            }
+
             fn instance(&self) -> i64 {
                 self.instance
             }

@@ -187,6 +187,8 @@ pub struct BindingQuery {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
+    /// What the connection pool holds now (for the metrics).
+    fn pool_use(&self) -> paybind_shared::metrics::PoolUse;
 
     // Charges in flight, and whose they are.
     /// This process's key: the owner of the charges it makes.

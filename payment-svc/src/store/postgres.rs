@@ -81,6 +81,10 @@ struct Reserved {
 }
 
 impl PgStore {
+    fn pools_in_use(&self) -> paybind_shared::metrics::PoolUse {
+        paybind_shared::db::pool_use(&[&self.pool])
+    }
+
     const BACKEND: Backend = Backend::Postgres;
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {

@@ -13,6 +13,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    fn pools_in_use(&self) -> paybind_shared::metrics::PoolUse {
+        paybind_shared::db::pool_use(&[&self.writer, &self.reader])
+    }
+
     const BACKEND: Backend = Backend::Sqlite;
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {

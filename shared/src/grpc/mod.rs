@@ -7,10 +7,11 @@ use tonic::{body::Body, transport::server::Router, Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{layer::util::Identity, layer::util::Stack, util::MapResponseLayer};
 
-use crate::fields::Rejected;
+use crate::{fields::Rejected, metrics::RpcMetrics, telemetry::rpc::ServerTraceLayer};
 
 mod caller;
 pub mod conn;
+pub mod health;
 mod transport_errors;
 
 pub use caller::{caller, Authenticate, CallerLayer, CallerService};
@@ -20,12 +21,16 @@ use conn::{ActivityLayer, ConnectionLimits};
 /// contract); a larger one is RESOURCE_EXHAUSTED / MESSAGE_TOO_LARGE.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// A paybind server: tonic's router behind the map that gives every error a
-/// reason, and the layer that marks connections used.
+/// A paybind server: tonic's router behind the span and metrics of each
+/// RPC, the map that gives every error a reason, and the layer that marks
+/// connections used.
 pub type PaybindRouter = Router<
     Stack<
         ActivityLayer,
-        Stack<MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>, Identity>,
+        Stack<
+            MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>,
+            Stack<ServerTraceLayer, Identity>,
+        >,
     >,
 >;
 
@@ -223,13 +228,15 @@ pub fn metadata_of(status: &Status) -> HashMap<String, String> {
 }
 
 /// The base every paybind server starts from: mutual TLS, a deadline and a
-/// concurrency limit per connection, `grpc.health.v1` reporting `serving`
-/// (the service's full name) as SERVING, and reflection. The caller adds its
-/// own service and serves.
+/// concurrency limit per connection, a span and a latency observation per
+/// RPC (into `rpc`), `grpc.health.v1` reporting `serving` (the service's
+/// full name) as SERVING, and reflection. The caller adds its own service
+/// and serves.
 pub async fn server_router(
     tls: tonic::transport::ServerTlsConfig,
     serving: &str,
     settings: &ServerSettings,
+    rpc: RpcMetrics,
 ) -> anyhow::Result<PaybindRouter> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -244,6 +251,8 @@ pub async fn server_router(
         .concurrency_limit_per_connection(settings.max_concurrent_streams as usize)
         .http2_keepalive_interval(Some(Duration::from_millis(settings.keepalive_interval_ms)))
         .http2_keepalive_timeout(Some(Duration::from_millis(settings.keepalive_timeout_ms)))
+        // Outermost: it sees the status the client will see.
+        .layer(ServerTraceLayer::new(Some(rpc)))
         .layer(MapResponseLayer::new(
             transport_errors::with_reason as fn(http::Response<Body>) -> http::Response<Body>,
         ))

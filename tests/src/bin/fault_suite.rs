@@ -584,6 +584,7 @@ async fn run(backend: Backend, args: &Args) -> anyhow::Result<()> {
         postgres: args.postgres.clone(),
         db_connections: 8,
         daily_limit: paybind_shared::money::MAX_AMOUNT_MINOR,
+        env: Vec::new(),
     })
     .await?;
     let shoppers = args.workers.div_ceil(2);

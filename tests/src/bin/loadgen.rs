@@ -192,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
         postgres: args.postgres.clone(),
         db_connections: args.db_connections,
         daily_limit: paybind_shared::money::MAX_AMOUNT_MINOR,
+        env: Vec::new(),
     })
     .await?;
     let pids = (

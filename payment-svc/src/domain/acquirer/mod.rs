@@ -18,8 +18,10 @@ use super::{
 
 mod simulator;
 pub mod test_cards;
+mod traced;
 
 pub use simulator::Simulator;
+pub use traced::Traced;
 
 /// Why the card network refused a card or a charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

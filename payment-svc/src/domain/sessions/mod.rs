@@ -12,6 +12,7 @@ use paybind_shared::{
     money::{Currency, Money},
     person::{FullName, Phone},
 };
+use tracing::Instrument as _;
 
 use super::{
     acquirer::{DeclineReason, VerificationRefusal},
@@ -119,10 +120,35 @@ impl Services {
 
     /// Writes a session transition (and what comes with it).
     async fn write(&self, change: SessionChange) -> DomainResult<BindSession> {
-        self.store
+        self.apply_change(change).await.map_err(concurrent)
+    }
+
+    /// Every session transition is written here, and counted once written:
+    /// a completed or failed session, a BindAndPay payment settled.
+    pub(super) async fn apply_change(
+        &self,
+        change: SessionChange,
+    ) -> Result<BindSession, StoreError> {
+        let payment = change.payment_final.as_ref().map(|p| p.state.clone());
+        let session = self
+            .store
             .apply_session_change(change)
-            .await
-            .map_err(concurrent)
+            .instrument(tracing::info_span!("store.session_change"))
+            .await?;
+        if let Some(state) = &payment {
+            self.metrics
+                .payment_settled(state, crate::metrics::PaymentFlow::BindAndPay);
+        }
+        match session.state {
+            crate::domain::model::SessionState::Completed { .. } => {
+                self.metrics.session(session.kind(), "bound")
+            }
+            crate::domain::model::SessionState::Failed => {
+                self.metrics.session(session.kind(), "failed")
+            }
+            _ => {}
+        }
+        Ok(session)
     }
 
     /// Writes a session's new state alone, or with the binding it made.

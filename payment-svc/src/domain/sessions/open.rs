@@ -76,6 +76,7 @@ impl Services {
         };
         let session = match self.store.insert_session(&session).await? {
             Inserted::New(session) => {
+                self.metrics.session(session.kind(), "opened");
                 tracing::info!(session_id = %session.id, merchant_id = %merchant.id, kind = ?session.kind(), "bind session opened");
                 session
             }

@@ -218,8 +218,7 @@ impl Services {
         };
         session.last_error = None;
         let written = self
-            .store
-            .apply_session_change(SessionChange {
+            .apply_change(SessionChange {
                 session,
                 new_binding: Some(binding),
                 new_payment: None,
@@ -278,7 +277,7 @@ impl Services {
             new_payment: None,
             payment_final,
         };
-        match self.store.apply_session_change(change).await {
+        match self.apply_change(change).await {
             Ok(session) => match failure {
                 FailedAttempt::NotVerified(refusal) => {
                     // The detail is for payment-svc's own records and logs

@@ -1,0 +1,93 @@
+//! payment-svc's own metrics, beside the RPC, batch and pool families every
+//! service has (`paybind_shared::metrics`): payments by outcome and decline
+//! reason, bind sessions opened and ended. Counted where the outcome is
+//! written, once: a retry that finds the payment settled counts nothing.
+use prometheus_client::{
+    encoding::EncodeLabelSet, metrics::counter::Counter, metrics::family::Family,
+};
+
+use paybind_shared::metrics::Metrics;
+
+use crate::domain::{
+    acquirer::DeclineReason,
+    model::{PaymentState, SessionKind},
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PaymentLabels {
+    /// `succeeded` or `declined`.
+    status: &'static str,
+    /// The decline reason's code; empty for a success.
+    decline_reason: &'static str,
+    /// `pay` (a bound card) or `bind_and_pay`.
+    flow: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    kind: &'static str,
+    /// `opened`, `bound` or `failed` (out of attempts). A session nobody
+    /// finishes expires without a write, and is not counted.
+    outcome: &'static str,
+}
+
+/// Where a settled payment came from.
+#[derive(Debug, Clone, Copy)]
+pub enum PaymentFlow {
+    Pay,
+    BindAndPay,
+}
+
+#[derive(Clone, Default)]
+pub struct PaymentMetrics {
+    payments: Family<PaymentLabels, Counter>,
+    sessions: Family<SessionLabels, Counter>,
+}
+
+impl PaymentMetrics {
+    /// Registers the families in `metrics`.
+    pub fn register(metrics: &mut Metrics) -> Self {
+        let this = Self::default();
+        metrics.register(
+            "payments",
+            "Payments settled, by status, decline reason and flow",
+            this.payments.clone(),
+        );
+        metrics.register(
+            "bind_sessions",
+            "Bind sessions opened, and ended by outcome, by kind",
+            this.sessions.clone(),
+        );
+        this
+    }
+
+    /// A payment's final state, written.
+    pub fn payment_settled(&self, state: &PaymentState, flow: PaymentFlow) {
+        let (status, decline_reason) = match state {
+            PaymentState::Pending => return,
+            PaymentState::Succeeded { .. } => ("succeeded", ""),
+            PaymentState::Declined { reason } => ("declined", DeclineReason::as_str(*reason)),
+        };
+        let flow = match flow {
+            PaymentFlow::Pay => "pay",
+            PaymentFlow::BindAndPay => "bind_and_pay",
+        };
+        self.payments
+            .get_or_create(&PaymentLabels {
+                status,
+                decline_reason,
+                flow,
+            })
+            .inc();
+    }
+
+    pub fn session(&self, kind: SessionKind, outcome: &'static str) {
+        let kind = match kind {
+            SessionKind::Bind => "bind",
+            SessionKind::BindAndPay => "bind_and_pay",
+        };
+        self.sessions
+            .get_or_create(&SessionLabels { kind, outcome })
+            .inc();
+    }
+}

@@ -72,8 +72,10 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
             .with_filter(filter)
             .boxed()
     } else {
+        // Colours for a terminal only: not into a container's log or a file.
         tracing_subscriber::fmt::layer()
             .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .with_filter(filter)
             .boxed()
     };
@@ -87,9 +89,12 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
     let traces = otlp.as_ref().map(|otlp| {
         tracing_opentelemetry::layer()
             .with_tracer(otlp.tracer())
-            // Source paths and thread names say nothing about a request.
+            // Source paths, modules, thread names and poll timings say
+            // nothing about a request.
             .with_location(false)
+            .with_target(false)
             .with_threads(false)
+            .with_tracked_inactivity(false)
             .with_filter(EnvFilter::new(TRACE_FILTER))
     });
     let installed = tracing_subscriber::registry()

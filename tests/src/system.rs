@@ -101,6 +101,8 @@ pub struct System {
     /// Where each serves `GET /metrics`.
     pub payment_metrics_port: u16,
     pub merchant_metrics_port: u16,
+    /// merchant-svc's storefront (HTTP).
+    pub storefront_port: u16,
     /// The SMS outbox (codes) and the simulated card network's journal.
     pub outbox: PathBuf,
     pub acquirer_journal: PathBuf,
@@ -222,6 +224,7 @@ impl System {
         };
         let (payment_port, merchant_port) = (free_port()?, free_port()?);
         let (payment_metrics_port, merchant_metrics_port) = (free_port()?, free_port()?);
+        let storefront_port = free_port()?;
         let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let db = options.db_connections;
         let mut payment = payment_svc::config::Settings::development(&d, localhost(payment_port));
@@ -251,7 +254,7 @@ impl System {
         merchant.database = DatabaseSettings::new(&merchant_db, db);
         merchant.shop.default_return_url = "https://shop.example/return".into();
         merchant.shop.settle_interval_ms = 500;
-        merchant.web.listen = localhost(0);
+        merchant.web.listen = localhost(storefront_port);
         merchant.metrics.listen = localhost(merchant_metrics_port);
         let merchant_config = d.join("merchant.toml");
         write_toml(&merchant_config, "paybind-tests system", &merchant)?;
@@ -266,6 +269,7 @@ impl System {
             merchant_port,
             payment_metrics_port,
             merchant_metrics_port,
+            storefront_port,
             outbox,
             acquirer_journal,
             shop_tls,

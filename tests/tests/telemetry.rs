@@ -29,18 +29,23 @@ const SHOPPER: &str = "watched-shopper";
 const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
 
-/// `GET /metrics`, parsed.
-async fn scrape(port: u16) -> (String, prometheus_parse::Scrape) {
+/// An HTTP/1.1 GET with `headers`: the response's head and body.
+async fn get(port: u16, path: &str, headers: &str) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
-        .expect("metrics port");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("request");
+        .expect("port open");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("request");
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_owned(), body.to_owned())
+}
+
+/// `GET /metrics`, parsed.
+async fn scrape(port: u16) -> (String, prometheus_parse::Scrape) {
+    let (head, body) = get(port, "/metrics", "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
         head.to_ascii_lowercase()
@@ -53,7 +58,7 @@ async fn scrape(port: u16) -> (String, prometheus_parse::Scrape) {
     );
     let scrape =
         prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parses");
-    (body.to_owned(), scrape)
+    (body, scrape)
 }
 
 /// The value of the sample `name` whose labels include `labels` (0 if none).
@@ -257,6 +262,17 @@ async fn one_checkout_is_one_trace_across_both_services_and_counts_once() {
             .expect("health");
     }
 
+    // A shopper's page request continues the browser's trace too, and is
+    // named by its route, not its path.
+    let page_trace = format!("{:032x}", rand::random::<u128>() | 1);
+    let (head, _) = get(
+        system.storefront_port,
+        "/",
+        &format!("traceparent: 00-{page_trace}-{caller_span}-01\r\n"),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
     // ... and as the containers' health checks make them.
     for service in ["payment-svc", "merchant-svc"] {
         assert!(
@@ -322,6 +338,17 @@ async fn one_checkout_is_one_trace_across_both_services_and_counts_once() {
         spans.iter().all(|s| !s.name.contains("Health")),
         "health checks make no spans"
     );
+    let page: Vec<_> = spans.iter().filter(|s| s.trace_id == page_trace).collect();
+    assert_eq!(page.len(), 1, "{page:?}");
+    assert_eq!(
+        (
+            page[0].name.as_str(),
+            page[0].service_name.as_str(),
+            page[0].kind
+        ),
+        ("GET /", "merchant-svc", SERVER)
+    );
+    assert_eq!(page[0].parent_span_id, caller_span);
 
     // No secret in any byte exported, any span name or attribute, or any
     // metric.

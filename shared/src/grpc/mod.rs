@@ -48,6 +48,11 @@ pub struct ServerSettings {
     pub handshake_timeout_ms: u64,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout_ms: u64,
+    /// A gRPC connection this old is asked to go away (HTTP/2 GOAWAY): its
+    /// requests in flight finish, the client connects again — through a
+    /// load balancer, perhaps to another replica. Without it one client's
+    /// calls stay on one replica for as long as the connection lives.
+    pub max_connection_age_ms: u64,
     /// HTTP/2 keepalive pings: how often, and how long an answer may take
     /// before the peer counts as gone.
     pub keepalive_interval_ms: u64,
@@ -62,6 +67,7 @@ impl Default for ServerSettings {
             max_connections: 4096,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 300_000,
+            max_connection_age_ms: 300_000,
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 10_000,
             max_concurrent_streams: 256,
@@ -87,6 +93,12 @@ impl ServerSettings {
             "handshake_timeout_ms",
         )?;
         within(self.idle_timeout_ms, 1_000, 86_400_000, "idle_timeout_ms")?;
+        within(
+            self.max_connection_age_ms,
+            10_000,
+            86_400_000,
+            "max_connection_age_ms",
+        )?;
         within(
             self.keepalive_interval_ms,
             1_000,
@@ -251,6 +263,10 @@ pub async fn server_router(
         .concurrency_limit_per_connection(settings.max_concurrent_streams as usize)
         .http2_keepalive_interval(Some(Duration::from_millis(settings.keepalive_interval_ms)))
         .http2_keepalive_timeout(Some(Duration::from_millis(settings.keepalive_timeout_ms)))
+        .max_connection_age(Duration::from_millis(settings.max_connection_age_ms))
+        // Requests in flight on an aged connection get the server's own
+        // deadline to finish.
+        .max_connection_age_grace(Duration::from_secs(30))
         // Outermost: it sees the status the client will see.
         .layer(ServerTraceLayer::new(Some(rpc)))
         .layer(MapResponseLayer::new(
@@ -306,6 +322,22 @@ pub fn reflection_services() -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_age_out_of_range_is_refused_by_name() {
+        assert!(ServerSettings::default().validate().is_ok());
+        for age in [0, 9_999, 86_400_001] {
+            let settings = ServerSettings {
+                max_connection_age_ms: age,
+                ..Default::default()
+            };
+            let err = settings.validate().expect_err("out of range");
+            assert!(
+                err.to_string().contains("server.max_connection_age_ms"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn status_carries_reason_metadata_and_field() {

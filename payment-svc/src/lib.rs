@@ -7,7 +7,6 @@ pub mod config;
 pub mod dev;
 pub mod domain;
 pub mod grpc;
-pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod web;

@@ -15,13 +15,13 @@ use crate::{
     domain::{
         acquirer::{Simulator, Traced},
         merchants::MerchantDirectory,
+        metrics::PaymentMetrics,
         sms::{DevOutbox, NoGateway, SmsSender},
         token::TokenCodec,
         vault::{KeyedHasher, Vault},
         Policy, Services,
     },
     grpc::{BindingApi, MerchantAuth},
-    metrics::PaymentMetrics,
     store,
     web::PageState,
 };

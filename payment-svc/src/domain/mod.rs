@@ -10,6 +10,7 @@ pub mod card;
 pub mod error;
 pub mod in_flight;
 pub mod merchants;
+pub mod metrics;
 pub mod model;
 pub mod otp;
 pub mod payments;
@@ -81,7 +82,7 @@ pub struct Services {
     /// The charges this process is making now.
     pub in_flight: in_flight::InFlight,
     /// Payments and sessions, counted as their outcomes are written.
-    pub metrics: crate::metrics::PaymentMetrics,
+    pub metrics: metrics::PaymentMetrics,
 }
 
 /// The one-time pass that keys stored card fingerprints per merchant and

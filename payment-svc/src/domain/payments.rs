@@ -173,7 +173,7 @@ impl Services {
         match recorded {
             Ok(Some(payment)) => {
                 self.metrics
-                    .payment_settled(&payment.state, crate::metrics::PaymentFlow::Pay);
+                    .payment_settled(&payment.state, super::metrics::PaymentFlow::Pay);
                 tracing::info!(%payment_id, ?status, "payment settled");
                 Ok(payment)
             }

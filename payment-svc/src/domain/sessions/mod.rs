@@ -20,7 +20,8 @@ use super::{
     card::{CardNumber, Cvv, Expiry},
     error::{DomainError, DomainResult, Invalid},
     merchants::Merchant,
-    model::{BindSession, Binding, Payment},
+    metrics::PaymentFlow,
+    model::{BindSession, Binding, Payment, SessionState},
     shopper::IdNumber,
     Services,
 };
@@ -136,16 +137,11 @@ impl Services {
             .instrument(tracing::info_span!("store.session_change"))
             .await?;
         if let Some(state) = &payment {
-            self.metrics
-                .payment_settled(state, crate::metrics::PaymentFlow::BindAndPay);
+            self.metrics.payment_settled(state, PaymentFlow::BindAndPay);
         }
         match session.state {
-            crate::domain::model::SessionState::Completed { .. } => {
-                self.metrics.session(session.kind(), "bound")
-            }
-            crate::domain::model::SessionState::Failed => {
-                self.metrics.session(session.kind(), "failed")
-            }
+            SessionState::Completed { .. } => self.metrics.session(session.kind(), "bound"),
+            SessionState::Failed => self.metrics.session(session.kind(), "failed"),
             _ => {}
         }
         Ok(session)

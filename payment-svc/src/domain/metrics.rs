@@ -1,4 +1,4 @@
-//! payment-svc's own metrics, beside the RPC, batch and pool families every
+//! The outcomes the domain counts for payment-svc's metrics, beside the RPC, batch and pool families every
 //! service has (`paybind_shared::metrics`): payments by outcome and decline
 //! reason, bind sessions opened and ended. Counted where the outcome is
 //! written, once: a retry that finds the payment settled counts nothing.
@@ -8,7 +8,7 @@ use prometheus_client::{
 
 use paybind_shared::metrics::Metrics;
 
-use crate::domain::{
+use super::{
     acquirer::DeclineReason,
     model::{PaymentState, SessionKind},
 };

@@ -59,18 +59,15 @@ impl App {
         ));
         let listener = TcpListener::bind(settings.grpc.listen).await?;
         let grpc_addr = listener.local_addr()?;
-        let web_listener = TcpListener::bind(settings.web.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("web.listen {}: {e}", settings.web.listen))?;
+        let web_listener = paybind_shared::web::bind(settings.web.listen, "web.listen").await?;
         let web_addr = web_listener.local_addr()?;
         let storefront = paybind_shared::telemetry::pages::traced(web::router(
             shop.clone(),
             &settings.web,
             web_addr.port(),
         )?);
-        let metrics_listener = TcpListener::bind(settings.metrics.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("metrics.listen {}: {e}", settings.metrics.listen))?;
+        let metrics_listener =
+            paybind_shared::web::bind(settings.metrics.listen, "metrics.listen").await?;
         let metrics_addr = metrics_listener.local_addr()?;
         Ok(Self {
             listener,

@@ -63,13 +63,10 @@ impl App {
             settings.tls.refuse_development_ca()?;
         }
         let secrets = &settings.secrets;
-        let web_listener = TcpListener::bind(settings.web.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("web.listen {}: {e}", settings.web.listen))?;
+        let web_listener = paybind_shared::web::bind(settings.web.listen, "web.listen").await?;
         let web_addr = web_listener.local_addr()?;
-        let metrics_listener = TcpListener::bind(settings.metrics.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("metrics.listen {}: {e}", settings.metrics.listen))?;
+        let metrics_listener =
+            paybind_shared::web::bind(settings.metrics.listen, "metrics.listen").await?;
         let metrics_addr = metrics_listener.local_addr()?;
         let public_base_url = resolve_port(&settings.public_base_url, web_addr.port())?;
         let store = store::connect(

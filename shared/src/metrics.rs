@@ -4,8 +4,8 @@
 //! (`[metrics] listen`), away from the public pages.
 //!
 //! The families both services share live here — RPCs by method and code,
-//! group-commit batch sizes, database pool use; each service registers its
-//! own (payments, bind sessions, orders) with [`Metrics::register`]. Label
+//! group-commit batch sizes, database pool use; a service registers its
+//! own with [`Metrics::register`] (payment-svc: payments and bind sessions). Label
 //! values are bounded sets (method names known to the contract, status
 //! codes, outcomes): never an id, an amount or anything a caller typed.
 use std::{sync::Arc, time::Duration};
@@ -200,7 +200,7 @@ pub fn router(metrics: Arc<Metrics>) -> axum::Router {
 }
 
 /// A gRPC code's name as the gRPC specification spells it.
-pub fn code_name(code: tonic::Code) -> &'static str {
+fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "OK",

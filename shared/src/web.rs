@@ -16,6 +16,13 @@ use tower::ServiceExt;
 
 use crate::grpc::ServerSettings;
 
+/// Binds an HTTP listener; a failure names the setting (`key`) and address.
+pub async fn bind(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("{key} {addr}: {e}"))
+}
+
 /// How long requests in flight may take to finish once stopping.
 const DRAIN_FOR: Duration = Duration::from_secs(5);
 

@@ -8,7 +8,7 @@
 //!   `OTEL_TRACES_SAMPLER`…), batched and flushed on shutdown. Without them
 //!   no exporter, thread or buffer exists.
 //! - Context: the W3C `traceparent` header is read by every server
-//!   ([`rpc::ServerTraceLayer`], [`pages::trace_request`]) and written by
+//!   ([`rpc::ServerTraceLayer`], [`pages::traced`]) and written by
 //!   merchant-svc's client of payment-svc ([`rpc::ClientTraceLayer`]).
 //!
 //! Spans carry names, methods, routes, status codes and ids that are not
@@ -35,11 +35,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether traces are being exported.
-    pub fn exporting(&self) -> bool {
-        self.otlp.is_some()
-    }
-
     /// Sends the spans still buffered and stops the exporter.
     pub fn shutdown(mut self) {
         if let Some(otlp) = self.otlp.take() {

@@ -12,7 +12,7 @@ pub fn traced(router: axum::Router) -> axum::Router {
 }
 
 /// The middleware: static files and the favicon make no span.
-pub async fn trace_request(request: axum::extract::Request, next: Next) -> Response {
+async fn trace_request(request: axum::extract::Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

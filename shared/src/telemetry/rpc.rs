@@ -43,14 +43,18 @@ fn status_of(headers: &http::HeaderMap) -> tonic::Code {
         .unwrap_or(tonic::Code::Ok)
 }
 
-/// Codes that mean the server failed (OpenTelemetry's gRPC conventions);
-/// the rest are the caller's to fix.
-fn server_fault(code: tonic::Code) -> bool {
+/// Records a call's status code on its span, and marks the span failed for
+/// the codes that mean the server failed (OpenTelemetry's gRPC
+/// conventions); the rest are the caller's to fix.
+fn record_status(span: &Span, code: tonic::Code) {
     use tonic::Code::*;
-    matches!(
+    span.record("rpc.grpc.status_code", code as i32);
+    if matches!(
         code,
         Unknown | DeadlineExceeded | Unimplemented | Internal | Unavailable | DataLoss
-    )
+    ) {
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 /// Writes the span's trace and span ids as fields, so that JSON log lines
@@ -166,10 +170,7 @@ where
             let code = response
                 .as_ref()
                 .map_or(tonic::Code::Internal, |r| status_of(r.headers()));
-            span.record("rpc.grpc.status_code", code as i32);
-            if server_fault(code) {
-                span.record("otel.status_code", "ERROR");
-            }
+            record_status(&span, code);
             if let Some(metrics) = metrics {
                 metrics.observe(&method, code, started.elapsed());
             }
@@ -224,19 +225,11 @@ where
         let response = span.in_scope(|| self.inner.call(request));
         Box::pin(async move {
             let response = response.instrument(span.clone()).await;
-            match &response {
-                Ok(r) => {
-                    let code = status_of(r.headers());
-                    span.record("rpc.grpc.status_code", code as i32);
-                    if server_fault(code) {
-                        span.record("otel.status_code", "ERROR");
-                    }
-                }
-                Err(_) => {
-                    span.record("rpc.grpc.status_code", tonic::Code::Unavailable as i32);
-                    span.record("otel.status_code", "ERROR");
-                }
-            }
+            // No answer at all: the channel could not reach payment-svc.
+            let code = response
+                .as_ref()
+                .map_or(tonic::Code::Unavailable, |r| status_of(r.headers()));
+            record_status(&span, code);
             response
         })
     }

@@ -9,6 +9,7 @@ use prost::Message;
 const CONTRACT: &[&str] = &[
     "paybind/payment/v1/resources.proto",
     "paybind/payment/v1/binding_service.proto",
+    "paybind/payment/v1/event_service.proto",
     "paybind/merchant/v1/merchant_service.proto",
 ];
 /// Only described through reflection, so grpcurl can print error details.

@@ -8,10 +8,13 @@ use std::{future::Future, time::Duration};
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
-use paybind_proto::payment::v1::{self as pb, binding_service_client::BindingServiceClient};
+use paybind_proto::payment::v1::{
+    self as pb, binding_service_client::BindingServiceClient,
+    event_service_client::EventServiceClient,
+};
 use paybind_shared::telemetry::rpc::{ClientTrace, ClientTraceLayer};
 use paybind_shared::{
-    ids::{BindingId, BindingToken, MerchantUserId, PaymentId, SessionId},
+    ids::{BindingId, BindingToken, MerchantUserId, OrderId, PaymentId, SessionId},
     model::{CardExpiry, PaymentStatus},
     money::Money,
     wire::{
@@ -25,10 +28,13 @@ use tower::Layer as _;
 
 use crate::{
     config::PaymentSettings,
-    domain::payment::{
-        BindingInfo, BindingRequest, LimitsToday, PaymentError, PaymentGateway, PaymentInfo,
-        PaymentResult, RefundRequest, Refusal, RefusalKind, SessionInfo, ShopperEntry,
-        TokenPayment,
+    domain::{
+        feed::FeedChange,
+        payment::{
+            BindingInfo, BindingRequest, FeedEvent, FeedItem, FeedStream, LimitsToday,
+            PaymentError, PaymentGateway, PaymentInfo, PaymentResult, RefundRequest, Refusal,
+            RefusalKind, SessionInfo, ShopperEntry, TokenPayment,
+        },
     },
 };
 
@@ -39,6 +45,8 @@ type Traced = ClientTrace<Channel>;
 #[derive(Clone)]
 pub struct PaymentClient {
     inner: BindingServiceClient<Traced>,
+    /// The event feed, on the same connection.
+    events: EventServiceClient<Traced>,
     /// Each try's deadline.
     timeout: Duration,
     attempts: u32,
@@ -127,6 +135,7 @@ fn binding(b: pb::Binding) -> PaymentResult<BindingInfo> {
         create_time: _,
         revoke_time: _,
         revoke_reason: _,
+        revoked_by: _,
     } = b;
     let card = card.unwrap_or_default();
     let limits = limits.and_then(|l| {
@@ -177,6 +186,61 @@ fn session(s: Option<pb::BindSession>) -> PaymentResult<SessionInfo> {
     })
 }
 
+/// An event of the feed; one this build cannot read is recorded as
+/// `Nothing` (a new kind of event must not stop the feed).
+fn feed_event(e: pb::Event) -> PaymentResult<FeedEvent> {
+    let pb::Event {
+        event_id,
+        r#type,
+        cursor,
+        resource_id,
+        resource_version,
+        occur_time: _,
+        resource,
+    } = e;
+    let event_type = pb::EventType::try_from(r#type).unwrap_or(pb::EventType::Unspecified);
+    let change = match (event_type, resource) {
+        (pb::EventType::BindingRevoked, Some(pb::event::Resource::Binding(b))) => {
+            FeedChange::BindingRevoked {
+                binding_id: BindingId::from_stored(b.binding_id),
+                user_id: MerchantUserId::from_stored(b.merchant_user_id),
+            }
+        }
+        (
+            pb::EventType::PaymentSucceeded | pb::EventType::PaymentDeclined,
+            Some(pb::event::Resource::Payment(p)),
+        ) => FeedChange::PaymentSettled {
+            order_id: OrderId::from_stored(p.merchant_order_id.clone()),
+            bind_and_pay: p.shopper_authenticated,
+            payment: payment(p)?,
+        },
+        (
+            pb::EventType::BindSessionCompleted
+            | pb::EventType::BindSessionFailed
+            | pb::EventType::BindSessionExpired,
+            Some(pb::event::Resource::BindSession(s)),
+        ) => FeedChange::SessionEnded {
+            session_id: SessionId::from_stored(s.session_id),
+        },
+        _ => FeedChange::Nothing,
+    };
+    if event_id.is_empty() || cursor.is_empty() {
+        return Err(unreadable("event without id or cursor"));
+    }
+    Ok(FeedEvent {
+        id: event_id,
+        event_type: if event_type == pb::EventType::Unspecified {
+            format!("EVENT_TYPE_{type}", type = r#type)
+        } else {
+            event_type.as_str_name().to_owned()
+        },
+        cursor,
+        resource_id,
+        version: resource_version,
+        change,
+    })
+}
+
 impl PaymentClient {
     /// Connects lazily: merchant-svc starts (and queues orders) even while
     /// payment-svc is down.
@@ -187,8 +251,10 @@ impl PaymentClient {
             .connect_timeout(Duration::from_millis(settings.timeout_ms))
             .tcp_nodelay(true)
             .connect_lazy();
+        let traced = ClientTraceLayer.layer(channel);
         Ok(Self {
-            inner: BindingServiceClient::new(ClientTraceLayer.layer(channel)),
+            events: EventServiceClient::new(traced.clone()),
+            inner: BindingServiceClient::new(traced),
             timeout: Duration::from_millis(settings.timeout_ms),
             attempts: settings.attempts.max(1),
             overall: Duration::from_millis(settings.overall_timeout_ms),
@@ -410,5 +476,45 @@ impl PaymentGateway for PaymentClient {
             .into_iter()
             .map(binding)
             .collect()
+    }
+
+    async fn events_after(&self, cursor: &str, page_size: i32) -> PaymentResult<Vec<FeedEvent>> {
+        let mut request = Request::new(pb::ListEventsRequest {
+            after_cursor: cursor.to_owned(),
+            page_size,
+        });
+        request.set_timeout(self.timeout);
+        let answer = tokio::time::timeout(self.overall, self.events.clone().list_events(request))
+            .await
+            .map_err(|_| PaymentError::UnknownOutcome)?
+            .map_err(classify)?;
+        answer
+            .into_inner()
+            .events
+            .into_iter()
+            .map(feed_event)
+            .collect()
+    }
+
+    async fn follow_events(&self, cursor: &str) -> PaymentResult<FeedStream> {
+        use futures::StreamExt;
+        // No deadline: the stream lives until it breaks or is dropped.
+        let request = Request::new(pb::StreamEventsRequest {
+            after_cursor: cursor.to_owned(),
+        });
+        let opened = tokio::time::timeout(self.overall, self.events.clone().stream_events(request))
+            .await
+            .map_err(|_| PaymentError::UnknownOutcome)?
+            .map_err(classify)?;
+        Ok(opened
+            .into_inner()
+            .map(|item| match item {
+                Ok(pb::StreamEventsResponse {
+                    item: Some(pb::stream_events_response::Item::Event(e)),
+                }) => feed_event(e).map(FeedItem::Event),
+                Ok(_) => Ok(FeedItem::Heartbeat),
+                Err(status) => Err(classify(status)),
+            })
+            .boxed())
     }
 }

@@ -135,6 +135,10 @@ impl App {
                 }
             }
         });
+        // payment-svc's event feed: caught up from the stored cursor at
+        // start, then followed live (and caught up again whenever it breaks).
+        let feed_shop = self.shop.clone();
+        let feed = tokio::spawn(async move { feed_shop.follow_feed().await });
         tracing::info!(addr = %self.grpc_addr, backend = self.shop.store.backend().name(), "merchant-svc serving gRPC over mTLS");
         tracing::info!(addr = %self.web_addr, "merchant-svc serving the storefront (HTTP)");
         tracing::info!(addr = %self.metrics_addr, "merchant-svc serving /metrics");
@@ -193,6 +197,7 @@ impl App {
             }
         };
         settler.abort();
+        feed.abort();
         grpc_served?;
         web_served?;
         Ok(())

@@ -2,7 +2,9 @@
 //! for tests), then serves until the shutdown future resolves.
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use paybind_proto::payment::v1::binding_service_server::BindingServiceServer;
+use paybind_proto::payment::v1::{
+    binding_service_server::BindingServiceServer, event_service_server::EventServiceServer,
+};
 use paybind_shared::grpc::{CallerLayer, MAX_REQUEST_BYTES};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -21,7 +23,7 @@ use crate::{
         vault::{KeyedHasher, Vault},
         Policy, Services,
     },
-    grpc::{BindingApi, MerchantAuth},
+    grpc::{BindingApi, EventApi, MerchantAuth},
     store,
     web::PageState,
 };
@@ -111,6 +113,7 @@ impl App {
             sms,
             in_flight: Default::default(),
             metrics: payment_metrics,
+            event_wake: Default::default(),
             policy: Policy {
                 utc_offset_minutes: settings.limits.utc_offset_minutes,
                 session_ttl_ms: settings.sessions.ttl_secs * 1000,
@@ -187,8 +190,13 @@ impl App {
     /// Serves gRPC (mTLS, health, reflection) until `shutdown` resolves.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let tls = self.settings.tls.server_config()?;
-        let api = CallerLayer::new(MerchantAuth(self.services.clone())).layer(
+        let merchant_auth = CallerLayer::new(MerchantAuth(self.services.clone()));
+        let api = merchant_auth.layer(
             BindingServiceServer::new(BindingApi::new(self.services.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        );
+        let feed = merchant_auth.layer(
+            EventServiceServer::new(EventApi::new(self.services.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         );
         tracing::info!(
@@ -203,6 +211,7 @@ impl App {
         let services = self.services.clone();
         let retention = self.settings.retention.clone();
         let purge = tokio::spawn(async move { services.purge_forever(retention).await });
+        let sequencer = tokio::spawn(self.services.clone().sequence_events_forever());
         let page_state = self.page_state()?;
         tracing::info!(addr = %self.web_addr, public = %self.public_base_url, "payment-svc serving the binding pages");
         let pages = HttpServer::spawn(
@@ -224,14 +233,24 @@ impl App {
         )
         .await?
         .add_service(api)
+        .add_service(feed)
         .serve_with_incoming_shutdown(
             paybind_shared::grpc::incoming(self.listener, &self.settings.server),
-            shutdown,
+            {
+                // Event streams never end on their own: they are ended
+                // first, or the graceful stop would wait for them forever.
+                let services = self.services.clone();
+                async move {
+                    shutdown.await;
+                    services.close_event_streams();
+                }
+            },
         )
         .await;
         recovery.abort();
         merchant_watch.abort();
         purge.abort();
+        sequencer.abort();
         pages.stop().await;
         metrics.stop().await;
         served?;

@@ -95,6 +95,12 @@ id_type!(
     prefix = "rfd"
 );
 id_type!(
+    /// An event of payment-svc's feed.
+    EventId,
+    "the event id",
+    prefix = "evt"
+);
+id_type!(
     /// A binding at payment-svc: `bnd_` and 128 random bits, which its token
     /// carries.
     BindingId,

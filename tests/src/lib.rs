@@ -147,8 +147,34 @@ struct MerchantPart {
     db_url: String,
     /// merchant-svc reaches payment-svc through it.
     link: PausableProxy,
+    /// Its settings, with the ports it got, to start it again there.
+    settings: merchant_svc::config::Settings,
+    /// The running server; `None` while stopped.
+    running: std::sync::Mutex<Option<MerchantServer>>,
+}
+
+struct MerchantServer {
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn spawn_merchant(
+    mut settings: merchant_svc::config::Settings,
+) -> anyhow::Result<(merchant_svc::config::Settings, MerchantServer)> {
+    let app = merchant_svc::startup::App::build(settings.clone()).await?;
+    settings.grpc.listen = app.grpc_addr();
+    settings.web.listen = app.web_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    Ok((
+        settings,
+        MerchantServer {
+            shutdown: tx,
+            server,
+        },
+    ))
 }
 
 struct PaymentServer {
@@ -438,20 +464,16 @@ impl Stack {
         };
         settings.validate()?;
         let settings_db_url = settings.database.url.expose_secret().to_owned();
-        let app = merchant_svc::startup::App::build(settings).await?;
-        let addr = app.grpc_addr();
-        let storefront = format!("http://127.0.0.1:{}", app.web_addr().port());
-        let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async {
-            let _ = rx.await;
-        }));
+        let (settings, running) = spawn_merchant(settings).await?;
+        let addr = settings.grpc.listen;
+        let storefront = format!("http://127.0.0.1:{}", settings.web.listen.port());
         stack.merchant = Some(MerchantPart {
             addr,
             storefront,
             db_url: settings_db_url,
             link,
-            shutdown: tx,
-            server,
+            settings,
+            running: std::sync::Mutex::new(Some(running)),
         });
         Ok(Some(stack))
     }
@@ -499,6 +521,29 @@ impl Stack {
             .context("merchant-svc is not running")?
             .link
             .resume();
+        Ok(())
+    }
+
+    /// Stops merchant-svc (its database stays), as an outage of the shop.
+    pub async fn stop_merchant(&self) -> anyhow::Result<()> {
+        let part = self.merchant.as_ref().context("no merchant-svc")?;
+        let running = part
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(running) = running {
+            let _ = running.shutdown.send(());
+            running.server.await??;
+        }
+        Ok(())
+    }
+
+    /// Starts merchant-svc again on its ports and database.
+    pub async fn restart_merchant(&self) -> anyhow::Result<()> {
+        let part = self.merchant.as_ref().context("no merchant-svc")?;
+        let (_, running) = spawn_merchant(part.settings.clone()).await?;
+        *part.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(running);
         Ok(())
     }
 
@@ -583,6 +628,16 @@ impl Stack {
         ))
     }
 
+    /// A client of payment-svc's event feed presenting `identity`'s certificate.
+    pub async fn events_client(
+        &self,
+        identity: &str,
+    ) -> anyhow::Result<pb::event_service_client::EventServiceClient<Channel>> {
+        Ok(pb::event_service_client::EventServiceClient::new(
+            channel_to(self.addr, identity).await?,
+        ))
+    }
+
     /// The one-time code most recently sent to `phone` (E.164).
     pub fn last_code(&self, phone: &str) -> anyhow::Result<String> {
         self.outbox()
@@ -592,9 +647,8 @@ impl Stack {
 
     /// Stops the server and drops a PostgreSQL test database.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(merchant) = self.merchant.take() {
-            let _ = merchant.shutdown.send(());
-            merchant.server.await??;
+        if self.merchant.is_some() {
+            self.stop_merchant().await?;
         }
         self.stop_payment().await?;
         for name in self.pg_databases.drain(..) {

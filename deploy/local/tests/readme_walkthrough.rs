@@ -113,6 +113,10 @@ fn readme_walkthrough_works_as_written() {
         "PAYMENT_STATUS_SUCCEEDED",
         "BINDING_STATUS_REVOKED",
         "\"reason\":\"BINDING_REVOKED\"",
+        "EVENT_TYPE_BINDING_REVOKED",
+        "REVOKED_BY_MERCHANT",
+        "EVENT_TYPE_PAYMENT_SUCCEEDED",
+        "\"outcome\": \"APPLIED\"",
     ] {
         assert!(
             text.contains(expected),

@@ -17,8 +17,9 @@ use paybind_shared::{
 };
 
 use super::payment::{
-    BindingInfo, BindingRequest, LimitsToday, PaymentError, PaymentGateway, PaymentInfo,
-    PaymentResult, RefundRequest, Refusal, RefusalKind, SessionInfo, ShopperEntry, TokenPayment,
+    BindingInfo, BindingRequest, FeedEvent, FeedItem, FeedStream, LimitsToday, PaymentError,
+    PaymentGateway, PaymentInfo, PaymentResult, RefundRequest, Refusal, RefusalKind, SessionInfo,
+    ShopperEntry, TokenPayment,
 };
 
 /// The page origin the fake's sessions have.
@@ -40,6 +41,8 @@ struct State {
     payments: HashMap<String, PaymentInfo>,
     refunds: HashMap<String, PaymentInfo>,
     bindings: HashMap<MerchantUserId, Vec<BindingInfo>>,
+    /// The feed: an event's cursor is its position, from 1.
+    events: Vec<FeedEvent>,
 }
 
 #[derive(Default)]
@@ -114,6 +117,14 @@ impl FakePayments {
         if let Some(session) = self.state().sessions.get_mut(session_id) {
             session.info.status = status;
         }
+    }
+
+    /// Adds an event to the feed with the next cursor; returns it.
+    pub fn publish(&self, mut event: FeedEvent) -> FeedEvent {
+        let mut state = self.state();
+        event.cursor = (state.events.len() + 1).to_string();
+        state.events.push(event.clone());
+        event
     }
 
     pub fn reads(&self) -> usize {
@@ -250,6 +261,27 @@ impl PaymentGateway for FakePayments {
             .get(user_id)
             .cloned()
             .unwrap_or_default())
+    }
+
+    async fn events_after(&self, cursor: &str, page_size: i32) -> PaymentResult<Vec<FeedEvent>> {
+        let after = cursor.parse::<usize>().unwrap_or(0);
+        let state = self.state();
+        Ok(state
+            .events
+            .iter()
+            .skip(after)
+            .take(usize::try_from(page_size).unwrap_or(0))
+            .cloned()
+            .collect())
+    }
+
+    async fn follow_events(&self, cursor: &str) -> PaymentResult<FeedStream> {
+        use futures::StreamExt;
+        let events = self.events_after(cursor, i32::MAX).await?;
+        let items = events.into_iter().map(|e| Ok(FeedItem::Event(e)));
+        Ok(futures::stream::iter(items)
+            .chain(futures::stream::pending())
+            .boxed())
     }
 }
 

@@ -19,6 +19,7 @@ use crate::store::Store;
 mod checkout;
 #[cfg(test)]
 pub mod fake;
+pub mod feed;
 pub mod model;
 mod orders;
 pub mod payment;

@@ -180,6 +180,30 @@ pub struct RefundRequest {
     pub idempotency_key: IdempotencyKey,
 }
 
+/// An event of payment-svc's feed, as the shop reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEvent {
+    pub id: String,
+    /// As payment-svc names it, e.g. `EVENT_TYPE_BINDING_REVOKED`.
+    pub event_type: String,
+    /// Where it is in the feed (opaque).
+    pub cursor: String,
+    pub resource_id: String,
+    /// Grows with each change of the resource.
+    pub version: i64,
+    pub change: super::feed::FeedChange,
+}
+
+/// What a followed feed brings: an event, or word that it is alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedItem {
+    Event(FeedEvent),
+    Heartbeat,
+}
+
+/// The feed followed live, until payment-svc ends it or it breaks.
+pub type FeedStream = futures::stream::BoxStream<'static, PaymentResult<FeedItem>>;
+
 /// payment-svc, as the shop uses it. Every call is a read or carries an
 /// idempotency key, so an implementation may retry what failed without an
 /// answer.
@@ -206,4 +230,9 @@ pub trait PaymentGateway: Send + Sync + 'static {
     ) -> PaymentResult<()>;
     /// All the user's bindings, revoked ones included.
     async fn bindings_of(&self, user_id: &MerchantUserId) -> PaymentResult<Vec<BindingInfo>>;
+    /// The shop's events after `cursor` (empty: from the beginning), at
+    /// most `page_size`.
+    async fn events_after(&self, cursor: &str, page_size: i32) -> PaymentResult<Vec<FeedEvent>>;
+    /// The shop's events after `cursor`, then each new one as it happens.
+    async fn follow_events(&self, cursor: &str) -> PaymentResult<FeedStream>;
 }

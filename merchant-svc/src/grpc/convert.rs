@@ -13,6 +13,7 @@ use paybind_shared::{
 };
 
 use crate::domain::{
+    feed::{EventOutcome, FeedStatus},
     model::{Order, OrderStatus},
     payment::{LimitsToday, ShopperEntry},
     CheckoutInput, NewUser, OrderListing, UserView,
@@ -27,6 +28,36 @@ pub fn presentation(value: i32) -> Result<Presentation, Rejected> {
     presentation_from_wire(value)
         .map(|p| p.unwrap_or(Presentation::Redirect))
         .at("presentation")
+}
+
+/// A page size from a request: 1-100, 0 means 20.
+pub fn feed_page_size(raw: i32) -> Result<i64, Rejected> {
+    page_size(raw).at("page_size")
+}
+
+/// The shop's place in payment-svc's event feed.
+pub fn event_feed(status: FeedStatus) -> mpb::GetEventFeedResponse {
+    let FeedStatus { position, recent } = status;
+    mpb::GetEventFeedResponse {
+        update_time: (!position.cursor.is_empty()).then(|| timestamp(position.updated_ms)),
+        cursor: position.cursor,
+        recent: recent
+            .into_iter()
+            .map(|e| mpb::AppliedEvent {
+                event_id: e.event_id,
+                event_type: e.event_type,
+                resource_id: e.resource_id,
+                resource_version: e.resource_version,
+                cursor: e.cursor,
+                outcome: match e.outcome {
+                    EventOutcome::Applied => "APPLIED",
+                    EventOutcome::Stale => "STALE",
+                }
+                .to_owned(),
+                apply_time: Some(timestamp(e.applied_ms)),
+            })
+            .collect(),
+    }
 }
 
 pub fn user_id(raw: &str) -> Result<MerchantUserId, Rejected> {

@@ -198,4 +198,14 @@ impl MerchantService for MerchantApi {
             user: Some(convert::user(user)),
         }))
     }
+
+    async fn get_event_feed(
+        &self,
+        request: Request<mpb::GetEventFeedRequest>,
+    ) -> Result<Response<mpb::GetEventFeedResponse>, Status> {
+        let mpb::GetEventFeedRequest { page_size } = request.into_inner();
+        let limit = convert::feed_page_size(page_size).map_err(ShopError::from)?;
+        let status = self.shop.feed_status(limit).await?;
+        Ok(Response::new(convert::event_feed(status)))
+    }
 }

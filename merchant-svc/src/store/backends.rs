@@ -411,6 +411,103 @@ macro_rules! impl_store {
                     .await?;
                 Ok(())
             }
+
+            async fn feed_position(&self) -> StoreResult<FeedPosition> {
+                let row: Option<(String, i64)> =
+                    sqlx::query_as("SELECT cursor, updated_ms FROM feed_position WHERE id = 1")
+                        .fetch_optional(&self.writer)
+                        .await?;
+                Ok(row
+                    .map(|(cursor, updated_ms)| FeedPosition { cursor, updated_ms })
+                    .unwrap_or_default())
+            }
+
+            async fn applied_event(&self, event_id: &str) -> StoreResult<Option<EventOutcome>> {
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT outcome FROM applied_events WHERE event_id = $1")
+                        .bind(event_id)
+                        .fetch_optional(&self.writer)
+                        .await?;
+                row.map(|(o,)| event_outcome::from_stored(&o)).transpose()
+            }
+
+            async fn resource_version(&self, resource_id: &str) -> StoreResult<Option<i64>> {
+                let row: Option<(i64,)> =
+                    sqlx::query_as("SELECT version FROM resource_versions WHERE resource_id = $1")
+                        .bind(resource_id)
+                        .fetch_optional(&self.writer)
+                        .await?;
+                Ok(row.map(|(v,)| v))
+            }
+
+            async fn record_event(&self, e: &AppliedEvent) -> StoreResult<()> {
+                db::retry_transient("record an event", TRIES, || async {
+                    let mut tx = self.writer.begin().await?;
+                    let new = sqlx::query(
+                        "INSERT INTO applied_events (event_id, event_type, resource_id, \
+                         resource_version, cursor, outcome, applied_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+                    )
+                    .bind(&e.event_id)
+                    .bind(&e.event_type)
+                    .bind(&e.resource_id)
+                    .bind(e.resource_version)
+                    .bind(&e.cursor)
+                    .bind(event_outcome::to_stored(e.outcome))
+                    .bind(e.applied_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if new {
+                        sqlx::query(
+                            "INSERT INTO resource_versions (resource_id, version) VALUES ($1, $2) \
+                             ON CONFLICT (resource_id) DO UPDATE SET version = \
+                             CASE WHEN excluded.version > resource_versions.version \
+                             THEN excluded.version ELSE resource_versions.version END",
+                        )
+                        .bind(&e.resource_id)
+                        .bind(e.resource_version)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    sqlx::query(
+                        "INSERT INTO feed_position (id, cursor, updated_ms) VALUES (1, $1, $2) \
+                         ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
+                         updated_ms = excluded.updated_ms",
+                    )
+                    .bind(&e.cursor)
+                    .bind(e.applied_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn recent_events(&self, limit: i64) -> StoreResult<Vec<AppliedEvent>> {
+                let rows: Vec<(String, String, String, i64, String, String, i64)> = sqlx::query_as(
+                    "SELECT event_id, event_type, resource_id, resource_version, cursor, outcome, \
+                     applied_ms FROM applied_events ORDER BY applied_ms DESC, event_id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?;
+                rows.into_iter()
+                    .map(|(event_id, event_type, resource_id, resource_version, cursor, outcome, applied_ms)| {
+                        Ok(AppliedEvent {
+                            event_id,
+                            event_type,
+                            resource_id,
+                            resource_version,
+                            cursor,
+                            outcome: event_outcome::from_stored(&outcome)?,
+                            applied_ms,
+                        })
+                    })
+                    .collect()
+            }
         }
     };
 }

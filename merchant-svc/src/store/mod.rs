@@ -12,6 +12,7 @@ use paybind_shared::{
     vault::Vault,
 };
 
+use crate::domain::feed::{AppliedEvent, EventOutcome, FeedPosition};
 use crate::domain::model::{
     CardOnFile, OpenSession, Order, OrderTransition, PasswordHash, SessionEnd, User,
 };
@@ -111,6 +112,20 @@ pub trait Store: Send + Sync + 'static {
     async fn set_session_next_check(&self, id: &SessionId, next_check_ms: i64) -> StoreResult<()>;
     /// Records that a session's outcome has been applied.
     async fn set_session_outcome(&self, id: &SessionId, end: SessionEnd) -> StoreResult<()>;
+
+    // payment-svc's event feed.
+    /// Where the shop is in the feed (empty cursor before the first event).
+    async fn feed_position(&self) -> StoreResult<FeedPosition>;
+    /// What became of an event, if it was applied before.
+    async fn applied_event(&self, event_id: &str) -> StoreResult<Option<EventOutcome>>;
+    /// The newest version of a resource applied so far.
+    async fn resource_version(&self, resource_id: &str) -> StoreResult<Option<i64>>;
+    /// Records an event as applied, raises its resource's version and moves
+    /// the cursor to it, in one transaction. An event recorded before is
+    /// left as it was (the cursor still moves).
+    async fn record_event(&self, event: &AppliedEvent) -> StoreResult<()>;
+    /// The latest events applied, newest first.
+    async fn recent_events(&self, limit: i64) -> StoreResult<Vec<AppliedEvent>>;
 }
 
 /// Connects (and migrates) the shop's database; `vault` seals the binding

@@ -12,6 +12,7 @@ use paybind_shared::{
     vault::{Purpose, Sealed, Vault},
 };
 
+use crate::domain::feed::EventOutcome;
 use crate::domain::model::{
     CardOnFile, OpenSession, Order, OrderStatus, SessionEnd, ShopperPage, User,
 };
@@ -22,6 +23,10 @@ stored_enum!(pub order_status: OrderStatus, "orders.status", {
     Paid => "PAID",
     Declined => "DECLINED",
     Cancelled => "CANCELLED",
+});
+stored_enum!(pub event_outcome: EventOutcome, "applied_events.outcome", {
+    Applied => "APPLIED",
+    Stale => "STALE",
 });
 stored_enum!(pub presentation: Presentation, "orders.presentation", {
     Redirect => "PRESENTATION_REDIRECT",

@@ -7,6 +7,7 @@ use paybind_shared::{
 
 use super::{
     error::{DomainError, DomainResult},
+    events::RevokedBy,
     merchants::Merchant,
     model::Binding,
     Services,
@@ -78,9 +79,16 @@ impl Services {
         };
         let binding = self
             .store
-            .revoke_binding(&merchant.id, &binding_id, reason, now_ms())
+            .revoke_binding(
+                &merchant.id,
+                &binding_id,
+                RevokedBy::Merchant,
+                reason,
+                now_ms(),
+            )
             .await?
             .ok_or(DomainError::TokenNotFound)?;
+        self.events_written();
         tracing::info!(binding_id = %binding.id, merchant_id = %merchant.id, "binding revoked");
         self.binding_view(binding)
     }

@@ -8,10 +8,12 @@ pub mod acquirer;
 pub mod bindings;
 pub mod card;
 pub mod error;
+pub mod events;
 pub mod in_flight;
 pub mod merchants;
 pub mod metrics;
 pub mod model;
+pub mod my_bindings;
 pub mod otp;
 pub mod payments;
 pub mod recovery;
@@ -83,6 +85,8 @@ pub struct Services {
     pub in_flight: in_flight::InFlight,
     /// Payments and sessions, counted as their outcomes are written.
     pub metrics: metrics::PaymentMetrics,
+    /// Wakes the event sequencer after a write, and the feed's followers.
+    pub event_wake: events::EventWake,
 }
 
 /// The one-time pass that keys stored card fingerprints per merchant and

@@ -172,6 +172,7 @@ impl Services {
             .await;
         match recorded {
             Ok(Some(payment)) => {
+                self.events_written();
                 self.metrics
                     .payment_settled(&payment.state, super::metrics::PaymentFlow::Pay);
                 tracing::info!(%payment_id, ?status, "payment settled");
@@ -361,6 +362,7 @@ impl Services {
             .store
             .finalize_refund(&refund.id, succeeded, now_ms())
             .await?;
+        self.events_written();
         tracing::info!(refund_id = %refund.id, payment_id = %payment.id, status = ?refund.status, "refund settled");
         Ok((refund, payment))
     }

@@ -17,6 +17,7 @@ use paybind_shared::{
 
 use crate::domain::{
     bindings::{BindingListing, BindingView},
+    events::{BindingSnapshot, Event, EventState, EventType, RevokedBy, SessionSnapshot},
     model::{AttemptError, Payment, PaymentState, Refund, SessionKind, SessionState},
     payments::{PayInput, RefundInput},
     sessions::{NewSession, PaymentDetails, SessionView},
@@ -239,35 +240,169 @@ impl TryFrom<pb::ListBindingsRequest> for BindingListing {
 
 pub fn binding(v: BindingView) -> pb::Binding {
     let BindingView {
-        binding: b,
+        binding,
         token,
         remaining_today,
     } = v;
-    let currency = b.limits.currency();
-    let status = b.status();
-    let (revoke_time, revoke_reason) = match b.revocation() {
-        Some(r) => (Some(timestamp(r.at_ms)), r.reason.clone()),
-        None => (None, String::new()),
+    let currency = binding.limits.currency();
+    let mut wire = binding_snapshot(BindingSnapshot::of(&binding));
+    wire.binding_token = token.expose().to_owned();
+    if let Some(limits) = &mut wire.limits {
+        limits.remaining_today = Some(amount_to_wire(remaining_today, currency));
+    }
+    wire
+}
+
+/// A binding as the feed shows it: no token, no "remaining today" (a
+/// figure of the moment, not of the change).
+fn binding_snapshot(b: BindingSnapshot) -> pb::Binding {
+    let BindingSnapshot {
+        id,
+        merchant_user_id,
+        status,
+        card,
+        limits,
+        created_ms,
+        revoked,
+    } = b;
+    let (revoke_time, revoke_reason, revoked_by) = match revoked {
+        Some(r) => (Some(timestamp(r.at_ms)), r.reason, revoked_by_to_wire(r.by)),
+        None => (None, String::new(), pb::RevokedBy::Unspecified),
     };
     pb::Binding {
-        binding_id: b.id.into_string(),
-        binding_token: token.expose().to_owned(),
-        merchant_user_id: b.merchant_user_id.into_string(),
+        binding_id: id.into_string(),
+        binding_token: String::new(),
+        merchant_user_id: merchant_user_id.into_string(),
         status: binding_status_to_wire(status) as i32,
         card: Some(pb::CardSummary {
-            brand: card_brand_to_wire(b.card.brand) as i32,
-            last4: b.card.last4,
-            expiry_month: i32::from(b.card.expiry.month),
-            expiry_year: i32::from(b.card.expiry.year),
+            brand: card_brand_to_wire(card.brand) as i32,
+            last4: card.last4,
+            expiry_month: i32::from(card.expiry.month),
+            expiry_year: i32::from(card.expiry.year),
         }),
         limits: Some(pb::AuthFreeLimits {
-            per_payment: Some(money_to_wire(b.limits.per_payment)),
-            per_day: Some(money_to_wire(b.limits.daily)),
-            remaining_today: Some(amount_to_wire(remaining_today, currency)),
+            per_payment: Some(money_to_wire(limits.per_payment)),
+            per_day: Some(money_to_wire(limits.daily)),
+            remaining_today: None,
         }),
-        create_time: Some(timestamp(b.created_ms)),
+        create_time: Some(timestamp(created_ms)),
         revoke_time,
         revoke_reason,
+        revoked_by: revoked_by as i32,
+    }
+}
+
+fn revoked_by_to_wire(by: RevokedBy) -> pb::RevokedBy {
+    match by {
+        RevokedBy::Merchant => pb::RevokedBy::Merchant,
+        RevokedBy::Shopper => pb::RevokedBy::Shopper,
+        RevokedBy::Expiry => pb::RevokedBy::Expiry,
+        RevokedBy::Operator => pb::RevokedBy::Operator,
+    }
+}
+
+fn event_type_to_wire(t: EventType) -> pb::EventType {
+    match t {
+        EventType::BindingCreated => pb::EventType::BindingCreated,
+        EventType::BindingUpdated => pb::EventType::BindingUpdated,
+        EventType::BindingRevoked => pb::EventType::BindingRevoked,
+        EventType::PaymentSucceeded => pb::EventType::PaymentSucceeded,
+        EventType::PaymentDeclined => pb::EventType::PaymentDeclined,
+        EventType::RefundSucceeded => pb::EventType::RefundSucceeded,
+        EventType::BindSessionCompleted => pb::EventType::BindSessionCompleted,
+        EventType::BindSessionFailed => pb::EventType::BindSessionFailed,
+        EventType::BindSessionExpired => pb::EventType::BindSessionExpired,
+    }
+}
+
+/// A cursor as merchants see it: opaque text (today the sequence number).
+pub fn cursor_to_wire(seq: i64) -> String {
+    seq.to_string()
+}
+
+/// A cursor from a request: empty is the beginning of the feed.
+pub fn cursor(raw: &str) -> Result<i64, Invalid> {
+    if raw.is_empty() {
+        return Ok(0);
+    }
+    raw.parse::<i64>()
+        .ok()
+        .filter(|seq| *seq >= 0)
+        .ok_or_else(|| Invalid::argument("not a cursor this feed gave out"))
+}
+
+/// A ListEvents request: the cursor and the page size.
+pub fn list_events(r: pb::ListEventsRequest) -> Result<(i64, i64), Rejected> {
+    let pb::ListEventsRequest {
+        after_cursor,
+        page_size: size,
+    } = r;
+    (
+        cursor(&after_cursor).at("after_cursor"),
+        page_size(size).at("page_size"),
+    )
+        .all_ok()
+}
+
+pub fn event(e: Event) -> pb::Event {
+    let Event {
+        id,
+        seq,
+        event_type,
+        version,
+        occurred_ms,
+        state,
+    } = e;
+    let resource_id = state.resource_id().to_owned();
+    let resource = match state {
+        EventState::Binding(b) => pb::event::Resource::Binding(binding_snapshot(b)),
+        EventState::Payment(p) => pb::event::Resource::Payment(payment(p)),
+        EventState::Refund(r) => pb::event::Resource::Refund(refund(r)),
+        EventState::Session(s) => pb::event::Resource::BindSession(session_snapshot(s)),
+    };
+    pb::Event {
+        event_id: id.into_string(),
+        r#type: event_type_to_wire(event_type) as i32,
+        cursor: cursor_to_wire(seq),
+        resource_id,
+        resource_version: version,
+        occur_time: Some(timestamp(occurred_ms)),
+        resource: Some(resource),
+    }
+}
+
+fn session_snapshot(s: SessionSnapshot) -> pb::BindSession {
+    let SessionSnapshot {
+        id,
+        merchant_user_id,
+        status,
+        order_id,
+        binding_id,
+        payment_id,
+    } = s;
+    let kind = if order_id.is_some() {
+        pb::BindSessionKind::BindAndPay
+    } else {
+        pb::BindSessionKind::Bind
+    };
+    pb::BindSession {
+        session_id: id.into_string(),
+        kind: kind as i32,
+        status: session_status_to_wire(status) as i32,
+        merchant_user_id: merchant_user_id.into_string(),
+        payment_details: order_id.map(|o| pb::PaymentDetails {
+            merchant_order_id: o.into_string(),
+            ..Default::default()
+        }),
+        binding: binding_id.map(|b| pb::Binding {
+            binding_id: b.into_string(),
+            ..Default::default()
+        }),
+        payment: payment_id.map(|p| pb::Payment {
+            payment_id: p.into_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

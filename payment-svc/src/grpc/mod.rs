@@ -1,4 +1,5 @@
-//! The gRPC face of payment-svc: `paybind.payment.v1.BindingService`.
+//! The gRPC face of payment-svc: `paybind.payment.v1.BindingService` here,
+//! `EventService` (the event feed) in `events`.
 //! The caller (the merchant its client certificate names) is resolved by
 //! [`MerchantAuth`] before a handler runs; handlers parse the request, call
 //! the domain and convert the answer; nothing more.
@@ -16,6 +17,9 @@ use crate::domain::{error::DomainError, merchants::Merchant, sessions::RawSubmis
 
 pub mod convert;
 mod errors;
+mod events;
+
+pub use events::EventApi;
 
 /// Resolves a client certificate to the registered merchant it speaks for
 /// (see `domain::merchants`): the only way to say who is calling.

@@ -69,6 +69,20 @@ pub(super) static INSERT_CERTIFICATE: LazyLock<String> = LazyLock::new(|| {
 pub(super) const BUMP_MERCHANT_REVISION: &str =
     "UPDATE merchant_revision SET revision = revision + 1";
 
+pub(super) const INSERT_EVENT: &str = "INSERT INTO events \
+     (event_id, merchant_id, event_type, resource_id, occurred_ms, state) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Gives the next cursors to committed events without one, in the order
+/// they were written; run by one sequencer at a time (SQLite has one
+/// writer; PostgreSQL takes an advisory lock first).
+pub(super) const SEQUENCE_EVENTS: &str = "WITH todo AS ( \
+         SELECT write_no, ROW_NUMBER() OVER (ORDER BY write_no) AS n FROM events \
+         WHERE seq IS NULL ORDER BY write_no LIMIT $1), \
+     top AS (SELECT COALESCE(MAX(seq), 0) AS seq FROM events) \
+     UPDATE events SET seq = top.seq + todo.n FROM todo, top \
+     WHERE events.write_no = todo.write_no";
+
 pub(super) const SELECT_PAYMENT_BY_KEY: &str =
     "SELECT * FROM payments WHERE merchant_id = $1 AND idempotency_key = $2";
 
@@ -86,8 +100,29 @@ macro_rules! impl_store {
         };
         use $crate::store::common::*;
         use $crate::domain::vault::Sealed;
+        use $crate::domain::events::{Event, NewEvent, RevokedBy};
+        use $crate::domain::my_bindings::ShopperLogin;
         use $crate::store::rows::*;
         use $crate::store::*;
+
+        /// Writes an event in the transaction of the change it tells of.
+        async fn insert_event<'c, E>(conn: E, event: &NewEvent) -> StoreResult<()>
+        where
+            E: sqlx::Executor<'c, Database = Db>,
+        {
+            let row = NewEventRow::from_event(event);
+            sqlx::query(INSERT_EVENT)
+                .bind(row.event_id)
+                .bind(row.merchant_id)
+                .bind(row.event_type)
+                .bind(row.resource_id)
+                .bind(row.occurred_ms)
+                .bind(row.state)
+                .execute(conn)
+                .await
+                .map_err(classify)?;
+            Ok(())
+        }
 
         fn payments(rows: Vec<PaymentRow>) -> StoreResult<Vec<Payment>> {
             rows.into_iter().map(PaymentRow::into_payment).collect()
@@ -588,8 +623,10 @@ macro_rules! impl_store {
                     new_payment,
                     payment_final,
                 } = change;
+                let now = paybind_shared::clock::now_ms();
                 let mut tx = self.writer().begin().await?;
                 let mut binding_id = None;
+                let mut binding_updated = false;
                 if let Some(binding) = &new_binding {
                     let row = BindingRow::from_binding(binding);
                     let inserted: Option<(String,)> = row
@@ -624,6 +661,7 @@ macro_rules! impl_store {
                             .bind(&row.phone)
                             .fetch_one(&mut *tx)
                             .await?;
+                            binding_updated = true;
                             id
                         }
                     };
@@ -680,6 +718,30 @@ macro_rules! impl_store {
                     tx.rollback().await?;
                     return Err(StoreError::VersionConflict);
                 }
+                // What the merchant is told, in the order it happened: the
+                // binding, the payment, the session's end.
+                if let Some(id) = &binding_id {
+                    let binding: BindingRow = sqlx::query_as(&format!("{} WHERE b.id = $1", *SELECT_BINDINGS))
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let event = NewEvent::binding_written(&binding.into_binding()?, binding_updated, now);
+                    insert_event(&mut *tx, &event).await?;
+                }
+                if let Some(outcome) = &payment_final {
+                    let payment: PaymentRow = sqlx::query_as("SELECT * FROM payments WHERE id = $1")
+                        .bind(&outcome.payment_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if let Some(event) = NewEvent::payment_settled(&payment.into_payment()?) {
+                        insert_event(&mut *tx, &event).await?;
+                    }
+                }
+                if matches!(session.state, SessionState::Completed { .. } | SessionState::Failed) {
+                    if let Some(event) = NewEvent::session_ended(&session, now) {
+                        insert_event(&mut *tx, &event).await?;
+                    }
+                }
                 tx.commit().await?;
                 Ok(session)
             }
@@ -726,32 +788,120 @@ macro_rules! impl_store {
                 &self,
                 merchant_id: &MerchantId,
                 binding_id: &BindingId,
+                by: RevokedBy,
                 reason: &str,
                 now_ms: i64,
             ) -> StoreResult<Option<Binding>> {
-                sqlx::query(
+                let mut tx = self.writer().begin().await?;
+                let revoked = sqlx::query(
                     // What only paying needed goes with the binding.
                     "UPDATE bindings SET status = 'REVOKED', revoked_ms = $3, revoke_reason = $4, \
-                     pan_ct = NULL, pan_key_id = NULL, holder_name = NULL, id_number_ct = NULL, \
-                     id_key_id = NULL, phone = NULL \
+                     revoked_by = $5, pan_ct = NULL, pan_key_id = NULL, holder_name = NULL, \
+                     id_number_ct = NULL, id_key_id = NULL, phone = NULL \
                      WHERE merchant_id = $1 AND id = $2 AND status = 'ACTIVE'",
                 )
                 .bind(merchant_id)
                 .bind(binding_id)
                 .bind(now_ms)
                 .bind(reason)
-                .execute(self.writer())
-                .await?;
-                sqlx::query_as::<_, BindingRow>(&format!(
+                .bind(revoked_by::to_stored(by))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let binding = sqlx::query_as::<_, BindingRow>(&format!(
                     "{} WHERE b.merchant_id = $1 AND b.id = $2",
                     *SELECT_BINDINGS
                 ))
                     .bind(merchant_id)
                     .bind(binding_id)
-                    .fetch_optional(self.writer())
+                    .fetch_optional(&mut *tx)
                     .await?
                     .map(BindingRow::into_binding)
+                    .transpose()?;
+                if let (1, Some(binding)) = (revoked, &binding) {
+                    insert_event(&mut *tx, &NewEvent::binding_revoked(binding)).await?;
+                }
+                tx.commit().await?;
+                Ok(binding)
+            }
+
+            async fn insert_shopper_login(&self, login: &ShopperLogin) -> StoreResult<()> {
+                ShopperLoginRow::from_login(login)
+                    .bind_all(sqlx::query_as::<_, (String,)>(&insert_sql(
+                        "shopper_logins",
+                        ShopperLoginRow::COLUMNS,
+                        "RETURNING id_hash",
+                    )))
+                    .fetch_one(self.writer())
+                    .await
+                    .map_err(classify)?;
+                Ok(())
+            }
+
+            async fn shopper_login(&self, id_hash: &str) -> StoreResult<Option<ShopperLogin>> {
+                sqlx::query_as::<_, ShopperLoginRow>("SELECT * FROM shopper_logins WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .fetch_optional(self.writer())
+                    .await?
+                    .map(ShopperLoginRow::into_login)
                     .transpose()
+            }
+
+            async fn update_shopper_login(&self, login: &ShopperLogin, tries_left_was: u32) -> StoreResult<bool> {
+                let row = ShopperLoginRow::from_login(login);
+                let updated = sqlx::query(
+                    "UPDATE shopper_logins SET status = $2, code_hash = $3, code_expires_ms = $4, \
+                     tries_left = $5, expires_ms = $6 \
+                     WHERE id_hash = $1 AND status = 'AWAITING_CODE' AND tries_left = $7",
+                )
+                .bind(&row.id_hash)
+                .bind(&row.status)
+                .bind(&row.code_hash)
+                .bind(row.code_expires_ms)
+                .bind(row.tries_left)
+                .bind(row.expires_ms)
+                .bind(i64::from(tries_left_was))
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                Ok(updated == 1)
+            }
+
+            async fn active_bindings_by_phone(&self, phone: &paybind_shared::person::Phone) -> StoreResult<Vec<Binding>> {
+                sqlx::query_as::<_, BindingRow>(&format!(
+                    "{} WHERE b.phone = $1 AND b.status = 'ACTIVE' ORDER BY b.created_ms DESC, b.id DESC LIMIT 200",
+                    *SELECT_BINDINGS
+                ))
+                .bind(phone.e164())
+                .fetch_all(self.reader())
+                .await?
+                .into_iter()
+                .map(BindingRow::into_binding)
+                .collect()
+            }
+
+            async fn list_events(
+                &self,
+                merchant_id: &MerchantId,
+                after_seq: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<Event>> {
+                sqlx::query_as::<_, EventRow>(
+                    "SELECT * FROM events WHERE merchant_id = $1 AND seq > $2 \
+                     ORDER BY seq LIMIT $3",
+                )
+                .bind(merchant_id)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?
+                .into_iter()
+                .map(EventRow::into_event)
+                .collect()
+            }
+
+            async fn sequence_events(&self, limit: i64) -> StoreResult<u64> {
+                self.sequence_events_impl(limit).await
             }
 
             async fn reserve_payments(&self, requests: &[ReservePayment]) -> StoreResult<Vec<ReserveOutcome>> {
@@ -879,6 +1029,7 @@ macro_rules! impl_store {
                 .bind(now_ms)
                 .fetch_optional(&mut *tx)
                 .await?;
+                let written = updated.is_some();
                 let refund: RefundRow = match updated {
                     Some(refund) => {
                         if !succeeded {
@@ -902,8 +1053,12 @@ macro_rules! impl_store {
                     .bind(&refund.payment_id)
                     .fetch_one(&mut *tx)
                     .await?;
+                let refund = refund.into_refund()?;
+                if succeeded && written {
+                    insert_event(&mut *tx, &NewEvent::refund_succeeded(&refund)).await?;
+                }
                 tx.commit().await?;
-                Ok((refund.into_refund()?, payment.into_payment()?))
+                Ok((refund, payment.into_payment()?))
             }
         }
     };

@@ -18,15 +18,18 @@ use paybind_shared::{
         SessionId,
     },
     money::Money,
+    person::Phone,
     tls::CertFingerprint,
 };
 
 use crate::domain::{
     acquirer::VerificationRefusal,
+    events::{Event, RevokedBy},
     model::{
         BindSession, Binding, ChargeableCard, Merchant, MerchantCertificate, MerchantStatus,
         Payment, PaymentState, Refund,
     },
+    my_bindings::ShopperLogin,
     retention::{PurgeCutoffs, Purged},
     vault::Sealed,
     velocity::{Allowance, UsedUp},
@@ -314,14 +317,44 @@ pub trait Store: Send + Sync + 'static {
         binding_id: &BindingId,
     ) -> StoreResult<Option<Binding>>;
     async fn list_bindings(&self, query: &BindingQuery) -> StoreResult<Vec<Binding>>;
-    /// Marks a binding revoked (if active) and returns it.
+    /// Marks a binding revoked (if active) and returns it; the revocation
+    /// and its event are one transaction.
     async fn revoke_binding(
         &self,
         merchant_id: &MerchantId,
         binding_id: &BindingId,
+        by: RevokedBy,
         reason: &str,
         now_ms: i64,
     ) -> StoreResult<Option<Binding>>;
+
+    // The shopper's page (`domain::my_bindings`).
+    async fn insert_shopper_login(&self, login: &ShopperLogin) -> StoreResult<()>;
+    async fn shopper_login(&self, id_hash: &str) -> StoreResult<Option<ShopperLogin>>;
+    /// Writes a sign-in's new state if its tries left are still
+    /// `tries_left_was`; `false` if another request changed it first.
+    async fn update_shopper_login(
+        &self,
+        login: &ShopperLogin,
+        tries_left_was: u32,
+    ) -> StoreResult<bool>;
+    /// Active bindings whose holder's phone on file is `phone`, at every
+    /// merchant, newest first.
+    async fn active_bindings_by_phone(&self, phone: &Phone) -> StoreResult<Vec<Binding>>;
+
+    // The event feed. Events are written by the methods that make the
+    // changes they tell of, in the same transaction.
+    /// A merchant's events with a cursor above `after_seq`, in cursor order.
+    async fn list_events(
+        &self,
+        merchant_id: &MerchantId,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>>;
+    /// Gives cursors to up to `limit` committed events that have none, in
+    /// the order they were written; how many. Safe to run on every replica
+    /// at once: one sequences at a time.
+    async fn sequence_events(&self, limit: i64) -> StoreResult<u64>;
 
     // Payments.
     /// The hot path, for a batch of payments committed together: for each,
@@ -333,8 +366,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         requests: &[ReservePayment],
     ) -> StoreResult<Vec<ReserveOutcome>>;
-    /// Records the outcomes of PENDING payments, many at once (one commit);
-    /// a decline gives its amount back to today's limit. Returns the payments
+    /// Records the outcomes of PENDING payments, many at once (one commit),
+    /// each with its event; a decline gives its amount back to today's limit. Returns the payments
     /// that were updated; one that was not PENDING any more is left out.
     async fn finalize_payments(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<Payment>>;
     async fn get_payment(

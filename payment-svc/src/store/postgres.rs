@@ -11,6 +11,8 @@ use crate::domain::model::binding_owner;
 /// connection) before it fails.
 const TRIES: u32 = 5;
 
+type Db = sqlx::Postgres;
+
 super::common::impl_store!(PgStore);
 
 pub struct PgStore {
@@ -244,6 +246,26 @@ impl PgStore {
         })
     }
 
+    /// One sequencer at a time across replicas (class 2 of the two-key
+    /// advisory locks); a replica that finds it taken leaves the round to
+    /// the other.
+    async fn sequence_events_impl(&self, limit: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let (mine,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock(2, 0)")
+            .fetch_one(&mut *tx)
+            .await?;
+        if !mine {
+            return Ok(0);
+        }
+        let n = sqlx::query(SEQUENCE_EVENTS)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Records outcomes, trying again after a transient failure.
     async fn finalize_payments_impl(
         &self,
@@ -303,6 +325,12 @@ impl PgStore {
         let reasons: Vec<Option<&str>> = columns.iter().map(|c| c.1).collect();
         let refs: Vec<Option<String>> = columns.iter().map(|c| c.2.clone()).collect();
         let times: Vec<i64> = outcomes.iter().map(|o| o.now_ms).collect();
+        // Each payment's event (`row_to_json` of the row as updated: the
+        // same JSON as `PaymentRow`'s serde, which reads it back).
+        let event_ids: Vec<String> = outcomes
+            .iter()
+            .map(|_| paybind_shared::ids::EventId::generate().into_string())
+            .collect();
         sqlx::query_as(
             "WITH v AS ( \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
@@ -324,6 +352,17 @@ impl PgStore {
                        GROUP BY b.merchant_id, b.card_fingerprint, p.counted_day) d \
                  WHERE cu.merchant_id = d.merchant_id AND cu.card_fingerprint = d.card_fingerprint \
                    AND cu.usage_day = d.counted_day \
+                 RETURNING 1), \
+             events AS ( \
+                 INSERT INTO events \
+                     (event_id, merchant_id, event_type, resource_id, occurred_ms, state) \
+                 SELECT e.event_id, p.merchant_id, \
+                     CASE p.status WHEN 'SUCCEEDED' THEN 'PAYMENT_SUCCEEDED' \
+                                   ELSE 'PAYMENT_DECLINED' END, \
+                     p.id, p.updated_ms, row_to_json(p)::text \
+                 FROM p JOIN UNNEST($1::text[], $6::text[]) AS e(payment_id, event_id) \
+                     ON e.payment_id = p.id \
+                 ORDER BY p.id \
                  RETURNING 1) \
              SELECT * FROM p",
         )
@@ -332,6 +371,7 @@ impl PgStore {
         .bind(reasons)
         .bind(refs)
         .bind(times)
+        .bind(event_ids)
         // Planned for each batch: a cached generic plan made while the table
         // was small would keep scanning the whole table as it grows.
         .persistent(false)

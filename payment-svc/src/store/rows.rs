@@ -8,10 +8,10 @@
 use paybind_shared::{
     db::{StoreError, StoreResult},
     ids::{
-        BindingId, IdempotencyKey, MerchantId, MerchantUserId, OrderId, PaymentId, RefundId,
-        SessionId,
+        BindingId, EventId, IdempotencyKey, MerchantId, MerchantUserId, OrderId, PaymentId,
+        RefundId, SessionId,
     },
-    model::{BindingStatus, CardBrand, PaymentStatus, Presentation, RefundStatus},
+    model::{BindingStatus, CardBrand, PaymentStatus, Presentation, RefundStatus, SessionStatus},
     money::{Currency, Money},
     person::{FullName, Phone},
     stored_enum, table_row,
@@ -21,11 +21,16 @@ use paybind_shared::{
 use crate::domain::{
     acquirer::{DeclineReason, VerificationRefusal},
     card::Expiry,
+    events::{
+        BindingSnapshot, Event, EventState, EventType, NewEvent, RevokedBy, RevokedSnapshot,
+        SessionSnapshot,
+    },
     model::{
         AttemptError, BindSession, Binding, BindingState, CardOnFile, ChargeableCard, Holder,
         Limits, Merchant, MerchantCertificate, MerchantStatus, Payment, PaymentState, Purchase,
         Refund, Revocation, SentCode, SessionKind, SessionState, Submitted, VaultedCard,
     },
+    my_bindings::{LoginState, ShopperLogin},
     vault::Sealed,
     velocity::Counter,
 };
@@ -44,6 +49,30 @@ stored_enum!(pub refund_status: RefundStatus, "refunds.status", {
 stored_enum!(pub binding_status: BindingStatus, "bindings.status", {
     Active => "ACTIVE",
     Revoked => "REVOKED",
+});
+stored_enum!(pub revoked_by: RevokedBy, "bindings.revoked_by", {
+    Merchant => "MERCHANT",
+    Shopper => "SHOPPER",
+    Expiry => "EXPIRY",
+    Operator => "OPERATOR",
+});
+stored_enum!(pub event_type: EventType, "events.event_type", {
+    BindingCreated => "BINDING_CREATED",
+    BindingUpdated => "BINDING_UPDATED",
+    BindingRevoked => "BINDING_REVOKED",
+    PaymentSucceeded => "PAYMENT_SUCCEEDED",
+    PaymentDeclined => "PAYMENT_DECLINED",
+    RefundSucceeded => "REFUND_SUCCEEDED",
+    BindSessionCompleted => "BIND_SESSION_COMPLETED",
+    BindSessionFailed => "BIND_SESSION_FAILED",
+    BindSessionExpired => "BIND_SESSION_EXPIRED",
+});
+stored_enum!(session_status: SessionStatus, "events.state.status", {
+    Open => "OPEN",
+    AwaitingVerification => "AWAITING_VERIFICATION",
+    Completed => "COMPLETED",
+    Failed => "FAILED",
+    Expired => "EXPIRED",
 });
 stored_enum!(pub card_brand: CardBrand, "card_brand", {
     Visa => "VISA",
@@ -525,6 +554,7 @@ table_row!(
         created_ms: i64,
         revoked_ms: Option<i64>,
         revoke_reason: Option<String>,
+        revoked_by: Option<String>,
     }
 );
 
@@ -558,6 +588,7 @@ impl BindingRow {
             created_ms: b.created_ms,
             revoked_ms: revocation.map(|r| r.at_ms),
             revoke_reason: revocation.map(|r| r.reason.clone()),
+            revoked_by: revocation.map(|r| revoked_by::to_stored(r.by).to_owned()),
         }
     }
 
@@ -584,6 +615,11 @@ impl BindingRow {
             },
             BindingStatus::Revoked => BindingState::Revoked(Revocation {
                 at_ms: self.revoked_ms.ok_or_else(|| missing("revoked_ms"))?,
+                by: revoked_by::from_stored(
+                    self.revoked_by
+                        .as_deref()
+                        .ok_or_else(|| missing("revoked_by"))?,
+                )?,
                 reason: self.revoke_reason.unwrap_or_default(),
             }),
         };
@@ -614,6 +650,9 @@ impl BindingRow {
 // -------------------------------------------------------------- payments
 
 table_row!(
+    /// Also an event's state, as JSON: PostgreSQL's `row_to_json` of the
+    /// row and serde agree on the column names.
+    #[derive(serde::Serialize, serde::Deserialize)]
     PaymentRow {
         id: String,
         merchant_id: String,
@@ -728,7 +767,10 @@ impl PaymentRow {
 
 // --------------------------------------------------------------- refunds
 
-table_row!(RefundRow {
+table_row!(
+    /// Also an event's state, as JSON.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    RefundRow {
     id: String,
     merchant_id: String,
     payment_id: String,
@@ -793,6 +835,247 @@ pub fn chargeable_card(
         expiry: expiry(exp_month, exp_year, || "bindings.exp_month".to_owned())?,
         owner,
     })
+}
+
+// ---------------------------------------------------------------- events
+
+table_row!(EventRow {
+    write_no: i64,
+    seq: Option<i64>,
+    event_id: String,
+    merchant_id: String,
+    event_type: String,
+    resource_id: String,
+    occurred_ms: i64,
+    state: String,
+});
+
+/// A binding event's state, as JSON: the card summary and limits, never
+/// the sealed number or the holder.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BindingStateJson {
+    id: String,
+    merchant_user_id: String,
+    status: String,
+    card_fingerprint: String,
+    card_brand: String,
+    card_last4: String,
+    exp_month: i64,
+    exp_year: i64,
+    currency: String,
+    per_payment_limit: i64,
+    daily_limit: i64,
+    created_ms: i64,
+    revoked_ms: Option<i64>,
+    revoked_by: Option<String>,
+    revoke_reason: Option<String>,
+}
+
+/// A session event's state, as JSON.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SessionStateJson {
+    id: String,
+    merchant_user_id: String,
+    status: String,
+    order_id: Option<String>,
+    binding_id: Option<String>,
+    payment_id: Option<String>,
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Plain structs of strings and integers: serialising cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// An event's columns but `write_no` and `seq` (given by the database).
+pub struct NewEventRow {
+    pub event_id: String,
+    pub merchant_id: String,
+    pub event_type: &'static str,
+    pub resource_id: String,
+    pub occurred_ms: i64,
+    pub state: String,
+}
+
+impl NewEventRow {
+    pub fn from_event(e: &NewEvent) -> Self {
+        Self {
+            event_id: e.id.as_str().to_owned(),
+            merchant_id: e.merchant_id.as_str().to_owned(),
+            event_type: event_type::to_stored(e.event_type),
+            resource_id: e.state.resource_id().to_owned(),
+            occurred_ms: e.occurred_ms,
+            state: state_json(&e.state),
+        }
+    }
+}
+
+fn state_json(state: &EventState) -> String {
+    match state {
+        EventState::Payment(p) => to_json(&PaymentRow::from_payment(p)),
+        EventState::Refund(r) => to_json(&RefundRow::from_refund(r)),
+        EventState::Binding(b) => to_json(&BindingStateJson {
+            id: b.id.as_str().to_owned(),
+            merchant_user_id: b.merchant_user_id.as_str().to_owned(),
+            status: binding_status::to_stored(b.status).to_owned(),
+            card_fingerprint: b.card.fingerprint.clone(),
+            card_brand: card_brand::to_stored(b.card.brand).to_owned(),
+            card_last4: b.card.last4.clone(),
+            exp_month: i64::from(b.card.expiry.month),
+            exp_year: i64::from(b.card.expiry.year),
+            currency: b.limits.currency().code().to_owned(),
+            per_payment_limit: b.limits.per_payment.amount_minor(),
+            daily_limit: b.limits.daily.amount_minor(),
+            created_ms: b.created_ms,
+            revoked_ms: b.revoked.as_ref().map(|r| r.at_ms),
+            revoked_by: b
+                .revoked
+                .as_ref()
+                .map(|r| revoked_by::to_stored(r.by).to_owned()),
+            revoke_reason: b.revoked.as_ref().map(|r| r.reason.clone()),
+        }),
+        EventState::Session(s) => to_json(&SessionStateJson {
+            id: s.id.as_str().to_owned(),
+            merchant_user_id: s.merchant_user_id.as_str().to_owned(),
+            status: session_status::to_stored(s.status).to_owned(),
+            order_id: s.order_id.as_ref().map(|o| o.as_str().to_owned()),
+            binding_id: s.binding_id.as_ref().map(|b| b.as_str().to_owned()),
+            payment_id: s.payment_id.as_ref().map(|p| p.as_str().to_owned()),
+        }),
+    }
+}
+
+impl EventRow {
+    pub fn into_event(self) -> StoreResult<Event> {
+        let what = || format!("events.state of {}", self.event_id);
+        let bad = |e: serde_json::Error| corrupt(format!("{}: {e}", what()));
+        let kind = event_type::from_stored(&self.event_type)?;
+        let state = match kind {
+            EventType::BindingCreated | EventType::BindingUpdated | EventType::BindingRevoked => {
+                let j: BindingStateJson = serde_json::from_str(&self.state).map_err(bad)?;
+                let revoked = match (j.revoked_ms, j.revoked_by) {
+                    (Some(at_ms), Some(by)) => Some(RevokedSnapshot {
+                        at_ms,
+                        by: revoked_by::from_stored(&by)?,
+                        reason: j.revoke_reason.unwrap_or_default(),
+                    }),
+                    _ => None,
+                };
+                EventState::Binding(BindingSnapshot {
+                    card: CardOnFile {
+                        fingerprint: j.card_fingerprint,
+                        brand: card_brand::from_stored(&j.card_brand)?,
+                        last4: j.card_last4,
+                        expiry: expiry(j.exp_month, j.exp_year, what)?,
+                    },
+                    limits: Limits {
+                        per_payment: money(j.per_payment_limit, &j.currency, what)?,
+                        daily: money(j.daily_limit, &j.currency, what)?,
+                    },
+                    status: binding_status::from_stored(&j.status)?,
+                    id: BindingId::from_stored(j.id),
+                    merchant_user_id: MerchantUserId::from_stored(j.merchant_user_id),
+                    created_ms: j.created_ms,
+                    revoked,
+                })
+            }
+            EventType::PaymentSucceeded | EventType::PaymentDeclined => {
+                let row: PaymentRow = serde_json::from_str(&self.state).map_err(bad)?;
+                EventState::Payment(row.into_payment()?)
+            }
+            EventType::RefundSucceeded => {
+                let row: RefundRow = serde_json::from_str(&self.state).map_err(bad)?;
+                EventState::Refund(row.into_refund()?)
+            }
+            EventType::BindSessionCompleted
+            | EventType::BindSessionFailed
+            | EventType::BindSessionExpired => {
+                let j: SessionStateJson = serde_json::from_str(&self.state).map_err(bad)?;
+                EventState::Session(SessionSnapshot {
+                    id: SessionId::from_stored(j.id),
+                    merchant_user_id: MerchantUserId::from_stored(j.merchant_user_id),
+                    status: session_status::from_stored(&j.status)?,
+                    order_id: j.order_id.map(OrderId::from_stored),
+                    binding_id: j.binding_id.map(BindingId::from_stored),
+                    payment_id: j.payment_id.map(PaymentId::from_stored),
+                })
+            }
+        };
+        Ok(Event {
+            seq: self
+                .seq
+                .ok_or_else(|| corrupt(format!("events.seq of {} is missing", self.event_id)))?,
+            id: EventId::from_stored(self.event_id),
+            event_type: kind,
+            version: self.write_no,
+            occurred_ms: self.occurred_ms,
+            state,
+        })
+    }
+}
+
+// -------------------------------------------------------- shopper logins
+
+table_row!(ShopperLoginRow {
+    id_hash: String,
+    phone: String,
+    status: String,
+    code_hash: Option<String>,
+    code_expires_ms: Option<i64>,
+    tries_left: i64,
+    created_ms: i64,
+    expires_ms: i64,
+});
+
+impl ShopperLoginRow {
+    pub fn from_login(l: &ShopperLogin) -> Self {
+        let (status, code_hash, code_expires_ms, tries_left) = match &l.state {
+            LoginState::AwaitingCode {
+                code_hash,
+                code_expires_ms,
+                tries_left,
+            } => (
+                "AWAITING_CODE",
+                Some(code_hash.clone()),
+                Some(*code_expires_ms),
+                i64::from(*tries_left),
+            ),
+            LoginState::SignedIn => ("SIGNED_IN", None, None, 0),
+        };
+        Self {
+            id_hash: l.id_hash.clone(),
+            phone: l.phone.e164().to_owned(),
+            status: status.to_owned(),
+            code_hash,
+            code_expires_ms,
+            tries_left,
+            created_ms: l.created_ms,
+            expires_ms: l.expires_ms,
+        }
+    }
+
+    pub fn into_login(self) -> StoreResult<ShopperLogin> {
+        let state = match (self.status.as_str(), self.code_hash, self.code_expires_ms) {
+            ("AWAITING_CODE", Some(code_hash), Some(code_expires_ms)) => LoginState::AwaitingCode {
+                code_hash,
+                code_expires_ms,
+                tries_left: u32::try_from(self.tries_left).unwrap_or(0),
+            },
+            ("SIGNED_IN", _, _) => LoginState::SignedIn,
+            (other, _, _) => {
+                return Err(corrupt(format!(
+                    "shopper_logins.status {other} without its code"
+                )))
+            }
+        };
+        Ok(ShopperLogin {
+            id_hash: self.id_hash,
+            phone: Phone::from_stored(self.phone),
+            state,
+            created_ms: self.created_ms,
+            expires_ms: self.expires_ms,
+        })
+    }
 }
 
 #[cfg(test)]

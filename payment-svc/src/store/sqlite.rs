@@ -3,6 +3,8 @@
 //! single writer never meets a busy lock; reads use a pool of their own.
 use sqlx::SqlitePool;
 
+type Db = sqlx::Sqlite;
+
 super::common::impl_store!(SqliteStore);
 
 pub struct SqliteStore {
@@ -198,9 +200,22 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
+            let event = NewEvent::payment_settled(&p.clone().into_payment()?);
+            if let Some(event) = event {
+                insert_event(&mut *tx, &event).await?;
+            }
             settled.push(p);
         }
         tx.commit().await?;
         Ok(settled)
+    }
+
+    /// One writer: nothing else sequences meanwhile.
+    async fn sequence_events_impl(&self, limit: i64) -> StoreResult<u64> {
+        Ok(sqlx::query(SEQUENCE_EVENTS)
+            .bind(limit)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
     }
 }

@@ -414,7 +414,11 @@ impl PageState {
     /// `no-referrer`, so it counts only when it names another origin. A
     /// request with neither goes on to the token check, which refuses a
     /// form that did not come from the page all the same.
-    fn refuse_foreign_origin(&self, lang: Lang, headers: &HeaderMap) -> Option<Response> {
+    pub(super) fn refuse_foreign_origin(
+        &self,
+        lang: Lang,
+        headers: &HeaderMap,
+    ) -> Option<Response> {
         let header_value = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
         let site = header_value("sec-fetch-site");
         let origin = header_value(header::ORIGIN.as_str());

@@ -64,6 +64,14 @@ impl Lang {
         }
     }
 
+    /// The shopper's own page (`/my-bindings`).
+    pub fn my_texts(self) -> &'static MyTexts {
+        match self {
+            Self::En => &MY_EN,
+            Self::Zh => &MY_ZH,
+        }
+    }
+
     pub fn texts(self) -> &'static Texts {
         match self {
             Self::En => &EN,
@@ -288,6 +296,95 @@ pub static ZH: Texts = Texts {
     reload: "刷新页面",
     outbox_title: "短信发件箱（仅开发环境）",
     outbox_empty: "尚未发送任何短信。",
+};
+
+/// The shopper's own page, in one language.
+pub struct MyTexts {
+    pub title: &'static str,
+    pub intro: &'static str,
+    pub phone: &'static str,
+    pub send_code: &'static str,
+    pub bad_phone: &'static str,
+    pub code_title: &'static str,
+    pub other_number: &'static str,
+    pub list_title: &'static str,
+    pub signed_in_as: &'static str,
+    pub list_intro: &'static str,
+    pub none: &'static str,
+    pub expires: &'static str,
+    pub limits: &'static str,
+    pub per_payment: &'static str,
+    pub per_day: &'static str,
+    pub since: &'static str,
+    pub end_button: &'static str,
+    pub sign_out: &'static str,
+    pub wrong_code: &'static str,
+    pub code_expired: &'static str,
+    pub ended: &'static str,
+    pub not_yours: &'static str,
+    pub signed_out: &'static str,
+    pub too_many: &'static str,
+    pub sms_unavailable: &'static str,
+    pub unavailable: &'static str,
+}
+
+pub static MY_EN: MyTexts = MyTexts {
+    title: "Your bound cards",
+    intro: "See the shops that can charge your card without a code, and end any of them. We send a one-time code to your phone to make sure it is you.",
+    phone: "Mobile phone number",
+    send_code: "Send me a code",
+    bad_phone: "Enter a mainland China mobile number: 11 digits starting with 1 (for example 13800138000).",
+    code_title: "Enter the code",
+    other_number: "Use another number",
+    list_title: "Your bound cards",
+    signed_in_as: "Cards bound under",
+    list_intro: "These shops can charge your card without a code, within the limits shown. Ending a binding stops that at once; the shop is told.",
+    none: "No shop has a card bound under this number.",
+    expires: "Expires",
+    limits: "Without a code",
+    per_payment: "per payment",
+    per_day: "per day",
+    since: "Bound since",
+    end_button: "End the binding with",
+    sign_out: "Sign out",
+    wrong_code: "That code is not right. Check the SMS and try again.",
+    code_expired: "That code has expired or was tried too often. Ask for a new one.",
+    ended: "The binding has ended: that shop can no longer charge this card, and it has been told.",
+    not_yours: "That binding is not one of yours, or it has ended already.",
+    signed_out: "You are signed out.",
+    too_many: "Too many codes for this number lately. Wait a while and try again.",
+    sms_unavailable: "We could not send the SMS just now. Try again in a minute.",
+    unavailable: "This page is not available just now. Try again in a minute.",
+};
+
+pub static MY_ZH: MyTexts = MyTexts {
+    title: "我的绑定卡",
+    intro:
+        "查看可以免验证码扣款的商户，并可随时解除绑定。我们会向您的手机发送验证码以确认是您本人。",
+    phone: "手机号码",
+    send_code: "发送验证码",
+    bad_phone: "请输入中国大陆手机号码：以 1 开头的 11 位数字（例如 13800138000）。",
+    code_title: "输入验证码",
+    other_number: "使用其他号码",
+    list_title: "我的绑定卡",
+    signed_in_as: "以下号码下的绑定：",
+    list_intro: "这些商户可以在所示限额内免验证码扣款。解除绑定后立即生效，并会通知商户。",
+    none: "此号码下没有任何商户绑定的卡。",
+    expires: "有效期至",
+    limits: "免验证码限额",
+    per_payment: "每笔",
+    per_day: "每日",
+    since: "绑定日期",
+    end_button: "解除绑定：",
+    sign_out: "退出",
+    wrong_code: "验证码不正确，请核对短信后重试。",
+    code_expired: "验证码已过期或尝试次数过多，请重新获取。",
+    ended: "已解除绑定：该商户不能再从此卡扣款，并已收到通知。",
+    not_yours: "该绑定不属于您，或已经解除。",
+    signed_out: "您已退出。",
+    too_many: "此号码近期获取验证码次数过多，请稍后再试。",
+    sms_unavailable: "短信暂时无法发送，请一分钟后再试。",
+    unavailable: "页面暂时不可用，请一分钟后再试。",
 };
 
 #[cfg(test)]

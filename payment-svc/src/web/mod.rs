@@ -25,6 +25,7 @@ use crate::domain::{merchants::Merchant, sessions::SessionView, sms::DevOutbox, 
 mod bind;
 mod csrf;
 mod i18n;
+mod my_bindings;
 mod views;
 
 use i18n::Lang;
@@ -47,6 +48,11 @@ pub fn router(state: Arc<PageState>) -> Router {
         .route("/bind/{id}/code", post(bind::code))
         .route("/bind/{id}/resend", post(bind::resend))
         .route("/bind/{id}/return", post(bind::back_to_merchant))
+        .route("/my-bindings", get(my_bindings::show))
+        .route("/my-bindings/code", post(my_bindings::send_code))
+        .route("/my-bindings/verify", post(my_bindings::verify))
+        .route("/my-bindings/end", post(my_bindings::end))
+        .route("/my-bindings/sign-out", post(my_bindings::sign_out))
         .route("/static/page.css", get(stylesheet))
         .route("/static/page.js", get(script))
         .route("/healthz", get(|| async { "ok" }))

@@ -167,6 +167,19 @@ pub fn clock_time(ms: i64, utc_offset_minutes: i32) -> String {
     format!("{:02}:{:02}", minutes_of_day / 60, minutes_of_day % 60)
 }
 
+/// `YYYY-MM-DD`, the local date at `ms`.
+pub fn local_date(ms: i64, utc_offset_minutes: i32) -> String {
+    let day = paybind_shared::clock::day_number(ms, utc_offset_minutes);
+    // Day 0 is 1970-01-01, Julian day 2_440_588.
+    match i32::try_from(day + 2_440_588)
+        .ok()
+        .and_then(|jd| time::Date::from_julian_day(jd).ok())
+    {
+        Some(d) => format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()),
+        None => String::new(),
+    }
+}
+
 /// `HH:MM UTC+8` at `ms`: the clock time with its zone, for a shopper who
 /// may be in another.
 pub fn clock_time_with_zone(ms: i64, utc_offset_minutes: i32) -> String {

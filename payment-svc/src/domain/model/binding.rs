@@ -6,7 +6,7 @@ use paybind_shared::{
     person::{FullName, Phone},
 };
 
-use crate::domain::{card::Expiry, vault::Sealed};
+use crate::domain::{card::Expiry, events::RevokedBy, vault::Sealed};
 
 /// A card in the vault: what is needed to charge it and to show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,7 @@ impl Limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
     pub at_ms: i64,
+    pub by: RevokedBy,
     pub reason: String,
 }
 

@@ -136,6 +136,7 @@ impl Services {
             .apply_session_change(change)
             .instrument(tracing::info_span!("store.session_change"))
             .await?;
+        self.events_written();
         if let Some(state) = &payment {
             self.metrics.payment_settled(state, PaymentFlow::BindAndPay);
         }

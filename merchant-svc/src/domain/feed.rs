@@ -1,0 +1,394 @@
+//! payment-svc's event feed, consumed: what the payment institution changed
+//! on its side reaches the shop. A binding the shopper ended there clears
+//! the card on file (the next checkout goes through BindAndPay); a payment's
+//! outcome settles its order if the order is still pending; a bind
+//! session's end is applied as if the shopper had come back.
+//!
+//! Each event is applied once in effect: by its id (an event seen before
+//! changes nothing) and by its resource's version (an older change arriving
+//! after a newer one changes nothing). The shop's cursor moves only after
+//! the event's effect and its record are committed, so an event is never
+//! skipped: after a crash it is read again, and applying it again is
+//! harmless.
+use std::time::Duration;
+
+use futures::StreamExt;
+use paybind_shared::{
+    clock::now_ms,
+    ids::{BindingId, MerchantUserId, OrderId, SessionId},
+    model::PaymentStatus,
+};
+
+use super::{
+    model::{OrderStatus, OrderTransition, OrderUpdate},
+    payment::{FeedEvent, FeedItem, PaymentInfo},
+    Shop, ShopError, ShopResult,
+};
+
+/// What an event asks of the shop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedChange {
+    /// The binding can no longer pay: forget it if it is the user's card.
+    BindingRevoked {
+        binding_id: BindingId,
+        user_id: MerchantUserId,
+    },
+    /// A payment's outcome, for the order it pays. `bind_and_pay`: the
+    /// first payment of a BindAndPay session, applied with the session.
+    PaymentSettled {
+        order_id: OrderId,
+        payment: PaymentInfo,
+        bind_and_pay: bool,
+    },
+    /// A bind session ended: its outcome is read and applied.
+    SessionEnded { session_id: SessionId },
+    /// Nothing for the shop to do (a binding created or updated, a refund
+    /// the shop asked for itself), or a kind of event this build does not
+    /// know: recorded, so the feed moves on.
+    Nothing,
+}
+
+/// What became of an event here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// Its change was applied (or needed nothing).
+    Applied,
+    /// A newer version of its resource had been applied already.
+    Stale,
+}
+
+/// An event as the shop recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedEvent {
+    pub event_id: String,
+    /// As payment-svc names it, e.g. `EVENT_TYPE_BINDING_REVOKED`.
+    pub event_type: String,
+    pub resource_id: String,
+    pub resource_version: i64,
+    pub cursor: String,
+    pub outcome: EventOutcome,
+    pub applied_ms: i64,
+}
+
+/// Where the shop is in the feed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FeedPosition {
+    /// The cursor of the last event applied; empty before the first.
+    pub cursor: String,
+    pub updated_ms: i64,
+}
+
+/// The position and the latest events applied, for operators.
+pub struct FeedStatus {
+    pub position: FeedPosition,
+    pub recent: Vec<AppliedEvent>,
+}
+
+/// Events read per page while catching up.
+const CATCH_UP_PAGE: i32 = 100;
+/// The pause after the feed broke off (payment-svc down or restarting),
+/// doubling up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(200);
+const MAX_PAUSE: Duration = Duration::from_secs(10);
+/// A stream silent this long (payment-svc sends a heartbeat every 15 s)
+/// is taken as broken and opened again.
+const SILENCE: Duration = Duration::from_secs(40);
+
+impl Shop {
+    /// Applies one event (once in effect) and moves the cursor past it.
+    pub async fn apply_event(&self, event: &FeedEvent) -> ShopResult<EventOutcome> {
+        let seen = self.store.applied_event(&event.id).await?;
+        let outcome = match seen {
+            Some(outcome) => outcome,
+            None => {
+                let newer = self
+                    .store
+                    .resource_version(&event.resource_id)
+                    .await?
+                    .is_some_and(|applied| applied >= event.version);
+                if newer {
+                    EventOutcome::Stale
+                } else {
+                    self.apply_change(&event.change).await?;
+                    EventOutcome::Applied
+                }
+            }
+        };
+        self.store
+            .record_event(&AppliedEvent {
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                resource_id: event.resource_id.clone(),
+                resource_version: event.version,
+                cursor: event.cursor.clone(),
+                outcome,
+                applied_ms: now_ms(),
+            })
+            .await?;
+        if seen.is_none() {
+            tracing::info!(event_id = %event.id, event_type = %event.event_type, resource_id = %event.resource_id, ?outcome, "event applied");
+        }
+        Ok(outcome)
+    }
+
+    /// Every effect is idempotent and conditional: applying it again, or
+    /// after the shop moved on by itself, changes nothing.
+    async fn apply_change(&self, change: &FeedChange) -> ShopResult<()> {
+        match change {
+            FeedChange::BindingRevoked {
+                binding_id,
+                user_id,
+            } => self.store.clear_card_if(user_id, binding_id).await?,
+            FeedChange::PaymentSettled {
+                order_id,
+                payment,
+                bind_and_pay,
+            } => {
+                if !bind_and_pay {
+                    self.settle_from_feed(order_id, payment).await?;
+                }
+            }
+            FeedChange::SessionEnded { session_id } => {
+                if self.store.session_user(session_id).await?.is_some() {
+                    match self.complete_session(session_id).await {
+                        Ok(_) | Err(ShopError::SessionNotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            FeedChange::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// An order paid with the card on file whose answer the shop never got
+    /// (payment-svc was slow, or the shop restarted): settled now.
+    async fn settle_from_feed(&self, order_id: &OrderId, payment: &PaymentInfo) -> ShopResult<()> {
+        let paid = match payment.status {
+            PaymentStatus::Succeeded => true,
+            PaymentStatus::Declined => false,
+            PaymentStatus::Pending => return Ok(()),
+        };
+        let update = OrderUpdate {
+            decline_reason: (!paid).then(|| payment.decline_reason.clone()),
+            payment_id: Some(payment.id.clone()),
+            paid_with_card_on_file: true,
+            ..OrderUpdate::to(if paid {
+                OrderStatus::Paid
+            } else {
+                OrderStatus::Declined
+            })
+        };
+        let settled = self
+            .store
+            .update_order(&OrderTransition {
+                order_id: order_id.clone(),
+                from: vec![OrderStatus::PendingPayment],
+                update,
+                now_ms: now_ms(),
+            })
+            .await?;
+        if let Some(order) = settled {
+            tracing::info!(order_id = %order.id, status = ?order.status, "order settled by payment-svc's event");
+        }
+        Ok(())
+    }
+
+    /// Reads the feed from the stored cursor until it is caught up; the
+    /// number of events applied.
+    pub async fn reconcile(&self) -> ShopResult<usize> {
+        let mut applied = 0;
+        loop {
+            let cursor = self.store.feed_position().await?.cursor;
+            let page = self.payments.events_after(&cursor, CATCH_UP_PAGE).await?;
+            let full = page.len() == CATCH_UP_PAGE as usize;
+            for event in &page {
+                self.apply_event(event).await?;
+                applied += 1;
+            }
+            if !full {
+                return Ok(applied);
+            }
+        }
+    }
+
+    /// Follows the feed for as long as the task runs: catches up from the
+    /// stored cursor, then applies each event as payment-svc streams it.
+    /// When the stream breaks off, it catches up again and reopens it.
+    pub async fn follow_feed(&self) {
+        let mut pause = FIRST_PAUSE;
+        loop {
+            match self.follow_once().await {
+                Ok(()) => pause = FIRST_PAUSE,
+                Err(e) => {
+                    tracing::warn!(error = %e, ?pause, "event feed broke off; reading it again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+            }
+        }
+    }
+
+    async fn follow_once(&self) -> ShopResult<()> {
+        let caught_up = self.reconcile().await?;
+        if caught_up > 0 {
+            tracing::info!(
+                events = caught_up,
+                "caught up with payment-svc's event feed"
+            );
+        }
+        let cursor = self.store.feed_position().await?.cursor;
+        let mut stream = self.payments.follow_events(&cursor).await?;
+        loop {
+            let item = tokio::time::timeout(SILENCE, stream.next()).await;
+            match item {
+                Err(_) => {
+                    tracing::warn!("event stream silent too long; opening it again");
+                    return Ok(());
+                }
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => return Err(e.into()),
+                Ok(Some(Ok(FeedItem::Heartbeat))) => {}
+                Ok(Some(Ok(FeedItem::Event(event)))) => {
+                    self.apply_event(&event).await?;
+                }
+            }
+        }
+    }
+
+    /// The cursor and the latest `limit` events applied.
+    pub async fn feed_status(&self, limit: i64) -> ShopResult<FeedStatus> {
+        Ok(FeedStatus {
+            position: self.store.feed_position().await?,
+            recent: self.store.recent_events(limit).await?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paybind_shared::{ids::MerchantUserId, model::Presentation};
+
+    use super::*;
+    use crate::domain::{fake, NewUser};
+
+    async fn bound_user(
+        shop: &Shop,
+        payments: &fake::FakePayments,
+        id: &str,
+    ) -> (MerchantUserId, BindingId) {
+        let id = MerchantUserId::parse(id).expect("id");
+        shop.create_user(NewUser {
+            id: id.clone(),
+            display_name: "Zhang San".into(),
+            phone: None,
+        })
+        .await
+        .expect("user");
+        let session = shop
+            .start_binding(&id, Presentation::Redirect, "")
+            .await
+            .expect("session");
+        payments.complete(&session.id);
+        shop.complete_session(&session.id).await.expect("complete");
+        let card = shop
+            .user(&id)
+            .await
+            .expect("user")
+            .card
+            .expect("card on file");
+        (id, card.binding_id)
+    }
+
+    fn revoked(
+        id: &str,
+        binding_id: &BindingId,
+        user_id: &MerchantUserId,
+        version: i64,
+    ) -> FeedEvent {
+        FeedEvent {
+            id: id.into(),
+            event_type: "EVENT_TYPE_BINDING_REVOKED".into(),
+            cursor: String::new(),
+            resource_id: binding_id.as_str().into(),
+            version,
+            change: FeedChange::BindingRevoked {
+                binding_id: binding_id.clone(),
+                user_id: user_id.clone(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_delivered_twice_or_late_changes_the_shop_once() {
+        let (shop, payments, _dir) = fake::shop().await;
+        let (bob, binding) = bound_user(&shop, &payments, "bob").await;
+        let revocation = payments.publish(revoked("evt_2", &binding, &bob, 20));
+        assert_eq!(
+            shop.apply_event(&revocation).await.expect("apply"),
+            EventOutcome::Applied
+        );
+        assert!(shop.user(&bob).await.expect("user").card.is_none());
+
+        // Delivered again: recorded once, with what became of it the first time.
+        assert_eq!(
+            shop.apply_event(&revocation).await.expect("again"),
+            EventOutcome::Applied
+        );
+        // An older change of the same binding arriving late changes nothing:
+        // here a (made-up) revocation at version 10, after the card was put
+        // back on file, would clear it if it were applied.
+        let (_, again) = {
+            let session = shop
+                .start_binding(&bob, Presentation::Redirect, "")
+                .await
+                .expect("session");
+            payments.complete(&session.id);
+            shop.complete_session(&session.id).await.expect("complete");
+            (
+                bob.clone(),
+                shop.user(&bob).await.expect("user").card.expect("card"),
+            )
+        };
+        let mut late = revoked("evt_1", &again.binding_id, &bob, 10);
+        late.resource_id = binding.as_str().into();
+        let late = payments.publish(late);
+        assert_eq!(
+            shop.apply_event(&late).await.expect("late"),
+            EventOutcome::Stale
+        );
+        assert!(shop.user(&bob).await.expect("user").card.is_some());
+
+        let status = shop.feed_status(10).await.expect("status");
+        assert_eq!(status.position.cursor, late.cursor);
+        let ids: Vec<&str> = status.recent.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert!(ids.contains(&"evt_1") && ids.contains(&"evt_2"));
+    }
+
+    #[tokio::test]
+    async fn reconciling_applies_what_was_missed_once() {
+        let (shop, payments, _dir) = fake::shop().await;
+        let (ann, a) = bound_user(&shop, &payments, "ann").await;
+        let (ben, b) = bound_user(&shop, &payments, "ben").await;
+        payments.publish(revoked("evt_a", &a, &ann, 5));
+        payments.publish(FeedEvent {
+            id: "evt_new".into(),
+            event_type: "EVENT_TYPE_SOMETHING_NEW".into(),
+            cursor: String::new(),
+            resource_id: "thing_1".into(),
+            version: 1,
+            change: FeedChange::Nothing,
+        });
+        payments.publish(revoked("evt_b", &b, &ben, 6));
+        assert_eq!(shop.reconcile().await.expect("reconcile"), 3);
+        assert!(shop.user(&ann).await.expect("user").card.is_none());
+        assert!(shop.user(&ben).await.expect("user").card.is_none());
+        assert_eq!(
+            shop.feed_status(1).await.expect("status").position.cursor,
+            "3"
+        );
+        // Caught up: nothing read twice.
+        assert_eq!(shop.reconcile().await.expect("again"), 0);
+    }
+}

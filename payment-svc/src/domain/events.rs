@@ -1,0 +1,317 @@
+//! The event feed: what a merchant is told, and in what order.
+//!
+//! Every change a merchant must know — a binding created, updated or ended,
+//! a payment's outcome, a refund, a bind session's end — becomes an
+//! [`Event`], written by the store in the same transaction as the change
+//! (an outbox). Each carries the resource's state after the change and a
+//! `version` that grows with every change of that resource, so a consumer
+//! that sees an event twice, or an older one after a newer one, can tell.
+//!
+//! Merchants read the feed by cursor (`ListEvents`) or follow it live
+//! (`StreamEvents`). The cursor is given after commit by one sequencer at a
+//! time ([`Services::sequence_events_forever`]): a merchant that has read up
+//! to a cursor never finds an earlier event appear later.
+use std::{sync::Arc, time::Duration};
+
+use paybind_shared::{
+    ids::{BindingId, EventId, MerchantId, MerchantUserId, OrderId, PaymentId, SessionId},
+    model::{BindingStatus, SessionStatus},
+};
+
+use super::{
+    error::DomainResult,
+    merchants::Merchant,
+    model::{BindSession, Binding, CardOnFile, Limits, Payment, PaymentState, Refund},
+    Services,
+};
+
+/// What happened. `Binding*` events carry a [`BindingSnapshot`], `Payment*`
+/// a [`Payment`], `RefundSucceeded` a [`Refund`], `BindSession*` a
+/// [`SessionSnapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    BindingCreated,
+    /// The same card was bound again by the same user: new expiry or holder data.
+    BindingUpdated,
+    BindingRevoked,
+    PaymentSucceeded,
+    PaymentDeclined,
+    RefundSucceeded,
+    BindSessionCompleted,
+    BindSessionFailed,
+    BindSessionExpired,
+}
+
+/// Who ended a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevokedBy {
+    /// The merchant, with `Unbind`.
+    Merchant,
+    /// The shopper, at the payment institution.
+    Shopper,
+    /// Its card expired.
+    Expiry,
+    /// An operator of the payment institution.
+    Operator,
+}
+
+/// A binding as the feed shows it: no card number, no holder data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingSnapshot {
+    pub id: BindingId,
+    pub merchant_user_id: MerchantUserId,
+    pub status: BindingStatus,
+    pub card: CardOnFile,
+    pub limits: Limits,
+    pub created_ms: i64,
+    pub revoked: Option<RevokedSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSnapshot {
+    pub at_ms: i64,
+    pub by: RevokedBy,
+    pub reason: String,
+}
+
+impl BindingSnapshot {
+    pub fn of(binding: &Binding) -> Self {
+        Self {
+            id: binding.id.clone(),
+            merchant_user_id: binding.merchant_user_id.clone(),
+            status: binding.status(),
+            card: binding.card.clone(),
+            limits: binding.limits,
+            created_ms: binding.created_ms,
+            revoked: binding.revocation().map(|r| RevokedSnapshot {
+                at_ms: r.at_ms,
+                by: r.by,
+                reason: r.reason.clone(),
+            }),
+        }
+    }
+}
+
+/// A bind session's end, as the feed shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSnapshot {
+    pub id: SessionId,
+    pub merchant_user_id: MerchantUserId,
+    pub status: SessionStatus,
+    /// BindAndPay: the order it pays.
+    pub order_id: Option<OrderId>,
+    pub binding_id: Option<BindingId>,
+    pub payment_id: Option<PaymentId>,
+}
+
+impl SessionSnapshot {
+    pub fn of(session: &BindSession, status: SessionStatus) -> Self {
+        Self {
+            id: session.id.clone(),
+            merchant_user_id: session.merchant_user_id.clone(),
+            status,
+            order_id: session.purchase.as_ref().map(|p| p.order_id.clone()),
+            binding_id: session.binding_id().cloned(),
+            payment_id: session.payment_id().cloned(),
+        }
+    }
+}
+
+/// The resource after the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventState {
+    Binding(BindingSnapshot),
+    Payment(Payment),
+    Refund(Refund),
+    Session(SessionSnapshot),
+}
+
+impl EventState {
+    /// The id of the resource the event is about.
+    pub fn resource_id(&self) -> &str {
+        match self {
+            Self::Binding(b) => b.id.as_str(),
+            Self::Payment(p) => p.id.as_str(),
+            Self::Refund(r) => r.id.as_str(),
+            Self::Session(s) => s.id.as_str(),
+        }
+    }
+}
+
+/// An event about to be written, with the change it tells of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub merchant_id: MerchantId,
+    pub event_type: EventType,
+    pub occurred_ms: i64,
+    pub state: EventState,
+}
+
+impl NewEvent {
+    fn new(merchant_id: &MerchantId, event_type: EventType, at_ms: i64, state: EventState) -> Self {
+        Self {
+            id: EventId::generate(),
+            merchant_id: merchant_id.clone(),
+            event_type,
+            occurred_ms: at_ms,
+            state,
+        }
+    }
+
+    /// A binding created, or (`updated`) the same card bound again.
+    pub fn binding_written(binding: &Binding, updated: bool, at_ms: i64) -> Self {
+        let event_type = if updated {
+            EventType::BindingUpdated
+        } else {
+            EventType::BindingCreated
+        };
+        let state = EventState::Binding(BindingSnapshot::of(binding));
+        Self::new(&binding.merchant_id, event_type, at_ms, state)
+    }
+
+    pub fn binding_revoked(binding: &Binding) -> Self {
+        let at_ms = binding.revocation().map_or(binding.created_ms, |r| r.at_ms);
+        let state = EventState::Binding(BindingSnapshot::of(binding));
+        Self::new(
+            &binding.merchant_id,
+            EventType::BindingRevoked,
+            at_ms,
+            state,
+        )
+    }
+
+    /// A payment's outcome; `None` while it is pending.
+    pub fn payment_settled(payment: &Payment) -> Option<Self> {
+        let event_type = match payment.state {
+            PaymentState::Pending => return None,
+            PaymentState::Succeeded { .. } => EventType::PaymentSucceeded,
+            PaymentState::Declined { .. } => EventType::PaymentDeclined,
+        };
+        let state = EventState::Payment(payment.clone());
+        Some(Self::new(
+            &payment.merchant_id,
+            event_type,
+            payment.updated_ms,
+            state,
+        ))
+    }
+
+    pub fn refund_succeeded(refund: &Refund) -> Self {
+        let state = EventState::Refund(refund.clone());
+        Self::new(
+            &refund.merchant_id,
+            EventType::RefundSucceeded,
+            refund.updated_ms,
+            state,
+        )
+    }
+
+    /// A session that has just ended; `None` if it has not.
+    pub fn session_ended(session: &BindSession, at_ms: i64) -> Option<Self> {
+        let status = session.status_at(at_ms);
+        let event_type = match status {
+            SessionStatus::Completed => EventType::BindSessionCompleted,
+            SessionStatus::Failed => EventType::BindSessionFailed,
+            SessionStatus::Expired => EventType::BindSessionExpired,
+            SessionStatus::Open | SessionStatus::AwaitingVerification => return None,
+        };
+        let state = EventState::Session(SessionSnapshot::of(session, status));
+        Some(Self::new(&session.merchant_id, event_type, at_ms, state))
+    }
+}
+
+/// An event as the feed holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: EventId,
+    /// The merchant's cursor: this event and every one before it.
+    pub seq: i64,
+    pub event_type: EventType,
+    /// Strictly increasing per resource (not consecutive).
+    pub version: i64,
+    pub occurred_ms: i64,
+    pub state: EventState,
+}
+
+/// How often the sequencer looks for committed events without a cursor.
+/// Writes also wake it, so an event usually gets its cursor at once.
+const SEQUENCE_INTERVAL: Duration = Duration::from_millis(200);
+/// The most events sequenced in one transaction.
+const SEQUENCE_BATCH: i64 = 1000;
+
+impl Services {
+    /// The merchant's events after `after_seq`, oldest first; at most `limit`.
+    pub async fn list_events(
+        &self,
+        merchant: &Merchant,
+        after_seq: i64,
+        limit: i64,
+    ) -> DomainResult<Vec<Event>> {
+        Ok(self
+            .store
+            .list_events(&merchant.id, after_seq, limit)
+            .await?)
+    }
+
+    /// Gives cursors to committed events until the task is dropped; wakes
+    /// the feed's followers when it did.
+    pub async fn sequence_events_forever(self: Arc<Self>) {
+        loop {
+            match self.store.sequence_events(SEQUENCE_BATCH).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(events = n, "events sequenced");
+                    self.event_wake.sequenced.send_modify(|round| *round += 1);
+                    if n == SEQUENCE_BATCH as u64 {
+                        continue;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not sequence events"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(SEQUENCE_INTERVAL) => {}
+                () = self.event_wake.written.notified() => {}
+            }
+        }
+    }
+
+    /// A receiver that changes whenever events got cursors: what
+    /// `StreamEvents` waits on between pages.
+    pub fn events_sequenced(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.event_wake.sequenced.subscribe()
+    }
+
+    /// Receives `true` once the service is stopping: followers end their
+    /// streams, so that the server's graceful stop is not held open.
+    pub fn events_closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.event_wake.closing.subscribe()
+    }
+
+    /// Ends every `StreamEvents` (the service is stopping).
+    pub fn close_event_streams(&self) {
+        self.event_wake.closing.send_replace(true);
+    }
+
+    /// Called after a change that wrote events has committed.
+    pub(crate) fn events_written(&self) {
+        self.event_wake.written.notify_one();
+    }
+}
+
+/// Wakes the sequencer after a write, and the feed's followers after it ran.
+pub struct EventWake {
+    written: tokio::sync::Notify,
+    sequenced: tokio::sync::watch::Sender<u64>,
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for EventWake {
+    fn default() -> Self {
+        Self {
+            written: tokio::sync::Notify::new(),
+            sequenced: tokio::sync::watch::Sender::new(0),
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}

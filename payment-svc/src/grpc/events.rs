@@ -1,0 +1,138 @@
+//! `paybind.payment.v1.EventService`: the merchant's event feed, read page
+//! by page (`ListEvents`) or followed live (`StreamEvents`). Both read the
+//! same sequence, in cursor order.
+use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
+
+use futures::Stream;
+use paybind_proto::payment::v1::{self as pb, event_service_server::EventService};
+use paybind_shared::wire::timestamp;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use super::{convert, merchant};
+use crate::domain::{error::DomainError, events::Event, merchants::Merchant, Services};
+
+/// A stream with nothing to send says so this often.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+/// A follower looks again this often even when not woken: events may be
+/// sequenced by another replica.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
+/// Events read per query while following.
+const FOLLOW_PAGE: i64 = 100;
+
+pub struct EventApi {
+    services: Arc<Services>,
+}
+
+impl EventApi {
+    pub fn new(services: Arc<Services>) -> Self {
+        Self { services }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventService for EventApi {
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let merchant = merchant(&request)?;
+        let (after, limit) =
+            convert::list_events(request.into_inner()).map_err(DomainError::from)?;
+        let events = self.services.list_events(&merchant, after, limit).await?;
+        let next = events.last().map_or(after, |e| e.seq);
+        Ok(Response::new(pb::ListEventsResponse {
+            events: events.into_iter().map(convert::event).collect(),
+            next_cursor: convert::cursor_to_wire(next),
+        }))
+    }
+
+    type StreamEventsStream = EventStream;
+
+    async fn stream_events(
+        &self,
+        request: Request<pb::StreamEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let merchant = merchant(&request)?;
+        let pb::StreamEventsRequest { after_cursor } = request.into_inner();
+        let after =
+            convert::cursor(&after_cursor).map_err(|e| DomainError::from(e.at("after_cursor")))?;
+        let follower = Follower {
+            wake: self.services.events_sequenced(),
+            closing: self.services.events_closing(),
+            services: self.services.clone(),
+            merchant,
+            after,
+            buffered: VecDeque::new(),
+            last_sent: Instant::now(),
+        };
+        let stream = futures::stream::unfold(follower, |mut f| async move {
+            let item = f.next().await?;
+            Some((item, f))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// One `StreamEvents` call: where it is in the feed, and what it has read
+/// but not sent yet.
+struct Follower {
+    services: Arc<Services>,
+    merchant: Arc<Merchant>,
+    after: i64,
+    buffered: VecDeque<Event>,
+    wake: tokio::sync::watch::Receiver<u64>,
+    /// Ends the stream when the service stops: the client reconnects from
+    /// the last cursor it saw.
+    closing: tokio::sync::watch::Receiver<bool>,
+    last_sent: Instant,
+}
+
+impl Follower {
+    /// The next event, or a heartbeat once nothing came for a while;
+    /// `None` once the service is stopping.
+    async fn next(&mut self) -> Option<Result<pb::StreamEventsResponse, Status>> {
+        loop {
+            if *self.closing.borrow() {
+                return None;
+            }
+            if let Some(event) = self.buffered.pop_front() {
+                self.after = event.seq;
+                self.last_sent = Instant::now();
+                return Some(Ok(pb::StreamEventsResponse {
+                    item: Some(pb::stream_events_response::Item::Event(convert::event(
+                        event,
+                    ))),
+                }));
+            }
+            let page = match self
+                .services
+                .list_events(&self.merchant, self.after, FOLLOW_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => return Some(Err(e.into())),
+            };
+            if !page.is_empty() {
+                self.buffered.extend(page);
+                continue;
+            }
+            let heartbeat_at = self.last_sent + HEARTBEAT;
+            tokio::select! {
+                _ = self.wake.changed() => {}
+                _ = self.closing.changed() => {}
+                () = tokio::time::sleep(FOLLOW_POLL) => {}
+            }
+            if Instant::now() >= heartbeat_at {
+                self.last_sent = Instant::now();
+                return Some(Ok(pb::StreamEventsResponse {
+                    item: Some(pb::stream_events_response::Item::Heartbeat(timestamp(
+                        paybind_shared::clock::now_ms(),
+                    ))),
+                }));
+            }
+        }
+    }
+}

@@ -212,6 +212,7 @@ impl App {
         let retention = self.settings.retention.clone();
         let purge = tokio::spawn(async move { services.purge_forever(retention).await });
         let sequencer = tokio::spawn(self.services.clone().sequence_events_forever());
+        let expiry = tokio::spawn(self.services.clone().expire_forever());
         let page_state = self.page_state()?;
         tracing::info!(addr = %self.web_addr, public = %self.public_base_url, "payment-svc serving the binding pages");
         let pages = HttpServer::spawn(
@@ -251,6 +252,7 @@ impl App {
         merchant_watch.abort();
         purge.abort();
         sequencer.abort();
+        expiry.abort();
         pages.stop().await;
         metrics.stop().await;
         served?;

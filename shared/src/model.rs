@@ -82,9 +82,40 @@ pub struct CardExpiry {
     pub year: u16,
 }
 
+impl CardExpiry {
+    /// Months since year 0 of the card's last valid month.
+    pub fn month_index(&self) -> i64 {
+        i64::from(self.year) * 12 + i64::from(self.month)
+    }
+
+    /// Whether the card is past its expiry in `year`/`month` (a card is
+    /// valid through the end of its expiry month).
+    pub fn expired_in(&self, year: i32, month: u8) -> bool {
+        self.month_index() < i64::from(year) * 12 + i64::from(month)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_card_is_valid_through_its_expiry_month() {
+        let card = CardExpiry {
+            month: 11,
+            year: 2026,
+        };
+        assert!(!card.expired_in(2026, 10));
+        assert!(!card.expired_in(2026, 11));
+        assert!(card.expired_in(2026, 12));
+        assert!(card.expired_in(2027, 1));
+        let december = CardExpiry {
+            month: 12,
+            year: 2026,
+        };
+        assert!(!december.expired_in(2026, 12));
+        assert!(december.expired_in(2027, 1));
+    }
 
     #[test]
     fn brands_by_prefix() {

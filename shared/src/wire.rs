@@ -148,7 +148,8 @@ pub fn binding_status_from_wire(value: i32) -> Option<BindingStatus> {
     match pb::BindingStatus::try_from(value).ok()? {
         pb::BindingStatus::Unspecified => None,
         pb::BindingStatus::Active => Some(BindingStatus::Active),
-        pb::BindingStatus::Revoked => Some(BindingStatus::Revoked),
+        // An expired binding is a revoked one to its merchant: it pays no more.
+        pb::BindingStatus::Revoked | pb::BindingStatus::Expired => Some(BindingStatus::Revoked),
     }
 }
 

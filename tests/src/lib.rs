@@ -179,6 +179,9 @@ async fn spawn_merchant(
 
 struct PaymentServer {
     outbox: Arc<DevOutbox>,
+    /// The running payment-svc's domain, for tests that drive its
+    /// background passes at a time of their choosing.
+    services: Arc<payment_svc::domain::Services>,
     /// Where the binding pages are, as browsers reach them.
     public_base_url: String,
     web_addr: std::net::SocketAddr,
@@ -188,6 +191,7 @@ struct PaymentServer {
 
 fn spawn_payment(app: App) -> anyhow::Result<PaymentServer> {
     let outbox = app.sms_outbox().context("tests configure the dev outbox")?;
+    let services = app.services();
     let public_base_url = app.public_base_url().to_owned();
     let web_addr = app.web_addr();
     let (tx, rx) = oneshot::channel::<()>();
@@ -196,6 +200,7 @@ fn spawn_payment(app: App) -> anyhow::Result<PaymentServer> {
     }));
     Ok(PaymentServer {
         outbox,
+        services,
         public_base_url,
         web_addr,
         shutdown: Some(tx),
@@ -554,6 +559,12 @@ impl Stack {
             .as_ref()
             .context("merchant-svc is not running")?
             .addr)
+    }
+
+    /// The running payment-svc's domain (its background passes can be run
+    /// at a chosen time, e.g. the expiry of bindings next month).
+    pub fn payment_services(&self) -> Arc<payment_svc::domain::Services> {
+        self.lock_payment().services.clone()
     }
 
     /// payment-svc's development SMS outbox.

@@ -30,6 +30,16 @@ paybind_tests::on_both_backends!(with_merchant = false;
     bad_cursors_and_page_sizes_are_refused,
 );
 
+/// Replicas share a PostgreSQL database; a SQLite file belongs to one
+/// process (README: Configuration), so this runs on PostgreSQL only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_replicas_write_and_sequence_one_feed() -> R {
+    paybind_tests::run_scenario(paybind_tests::Backend::Postgres, false, |s| {
+        Box::pin(two_replicas_write_and_sequence_one_feed(s))
+    })
+    .await
+}
+
 mod with_merchant {
     paybind_tests::on_both_backends!(with_merchant = true;
         a_binding_ended_at_payment_svc_leaves_the_shop_within_a_second,
@@ -348,6 +358,50 @@ async fn bad_cursors_and_page_sizes_are_refused(stack: &Stack) -> R {
         .into_inner();
     assert!(page.events.is_empty());
     assert_eq!(page.next_cursor, "999999");
+    Ok(())
+}
+
+async fn two_replicas_write_and_sequence_one_feed(stack: &Stack) -> R {
+    let replica = stack.start_replica().await?;
+    let mut first = stack.client(SHOP_A).await?;
+    let binding = bind_card(stack, &mut first, "han", VISA).await?;
+    let second = pb::binding_service_client::BindingServiceClient::new(
+        paybind_tests::channel_to(replica.addr, SHOP_A).await?,
+    );
+    // Payments through both replicas at once: both write events, both run
+    // a sequencer.
+    let mut calls = Vec::new();
+    for i in 0..24 {
+        let mut c = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let binding = binding.clone();
+        calls.push(tokio::spawn(async move {
+            pay(&mut c, &binding, "han", 10, &format!("r-{i}")).await
+        }));
+    }
+    for call in calls {
+        call.await??;
+    }
+    let mut feed = stack.events_client(SHOP_A).await?;
+    let mut other = pb::event_service_client::EventServiceClient::new(
+        paybind_tests::channel_to(replica.addr, SHOP_A).await?,
+    );
+    let events = wait_for_events(&mut feed, 26).await?;
+    assert_eq!(events.len(), 26, "created, completed and 24 payments");
+    let payments: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| event_type(e) == pb::EventType::PaymentSucceeded)
+        .map(|e| e.resource_id.as_str())
+        .collect();
+    assert_eq!(payments.len(), 24, "each payment told once");
+    // Every cursor once, in order, the same through either replica.
+    let cursors: Vec<i64> = events.iter().map(|e| e.cursor.parse().unwrap()).collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+    assert_eq!(list_all(&mut other, "", 7).await?, events);
+    drop(replica);
     Ok(())
 }
 

@@ -127,3 +127,48 @@ impl Services {
         })
     }
 }
+
+/// How often bindings whose card's month is over are expired.
+pub const EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Bindings expired per transaction.
+const EXPIRY_BATCH: i64 = 500;
+
+impl Services {
+    /// Expires every active binding whose card's expiry month is over at
+    /// `now_ms` (in the limits' time zone): it pays no more, its card data
+    /// goes, and its merchant is told (`BINDING_REVOKED`, by EXPIRY). The
+    /// number expired.
+    pub async fn expire_bindings(&self, now_ms: i64) -> DomainResult<usize> {
+        let today = self.local_date(now_ms);
+        let month = i64::from(today.year) * 12 + i64::from(today.month);
+        let mut expired = 0;
+        loop {
+            let batch = self
+                .store
+                .expire_bindings(month, EXPIRY_BATCH, now_ms)
+                .await?;
+            expired += batch.len();
+            for b in &batch {
+                tracing::info!(binding_id = %b.id, merchant_id = %b.merchant_id, "binding expired with its card");
+            }
+            if !batch.is_empty() {
+                self.events_written();
+            }
+            if (batch.len() as i64) < EXPIRY_BATCH {
+                return Ok(expired);
+            }
+        }
+    }
+
+    /// Expires bindings at start and every [`EXPIRY_INTERVAL`].
+    pub async fn expire_forever(self: std::sync::Arc<Self>) {
+        let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.expire_bindings(now_ms()).await {
+                tracing::warn!(error = %e, "expiring bindings failed");
+            }
+        }
+    }
+}

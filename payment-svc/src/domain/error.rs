@@ -58,6 +58,8 @@ pub enum DomainError {
     TokenNotFound,
     #[error("the binding was revoked")]
     BindingRevoked,
+    #[error("the binding's card has expired; bind it again with its new expiry")]
+    CardExpired,
     #[error("the payment exceeds the binding's auth-free limits")]
     LimitExceeded {
         per_payment_limit: i64,

@@ -18,9 +18,10 @@ use paybind_shared::{
 };
 
 use super::{
-    acquirer::{AcquirerError, CardRef},
+    acquirer::{AcquirerError, CardRef, DeclineReason},
     card::CardNumber,
     error::{DomainError, DomainResult, Invalid},
+    events::RevokedBy,
     merchants::Merchant,
     model::{ChargeableCard, Payment, PaymentState, Refund},
     vault::Purpose,
@@ -81,7 +82,7 @@ impl Services {
         let request = ReservePayment {
             payment_id: payment_id.clone(),
             merchant_id: merchant.id.clone(),
-            binding_id,
+            binding_id: binding_id.clone(),
             merchant_user_id: input.merchant_user_id,
             order_id: input.order_id,
             amount: input.amount,
@@ -99,6 +100,21 @@ impl Services {
         match reserved {
             ReserveOutcome::Reserved(card) => {
                 let _charging = self.in_flight.hold(&payment_id);
+                let today = self.local_date(now);
+                if card.expiry.expired_in(today.year, today.month) {
+                    // Expired since the last expiry pass: the network is not
+                    // asked; the reservation is settled as declined and the
+                    // binding expires now (its event goes to the merchant).
+                    self.record_outcome(
+                        &payment_id,
+                        PaymentState::Declined {
+                            reason: DeclineReason::ExpiredCard,
+                        },
+                    )
+                    .await?;
+                    self.expire_bindings(now).await?;
+                    return Err(DomainError::CardExpired);
+                }
                 self.charge(&payment_id, &card, input.amount).await
             }
             ReserveOutcome::Existing(existing) => {
@@ -111,7 +127,14 @@ impl Services {
             ReserveOutcome::Failed(why) => {
                 Err(anyhow::anyhow!("reserving the payment: {why}").into())
             }
-            ReserveOutcome::Revoked => Err(DomainError::BindingRevoked),
+            ReserveOutcome::Revoked => {
+                // Which refusal: an expired card is one the shopper can fix.
+                let binding = self.store.get_binding(&merchant.id, &binding_id).await?;
+                match binding.and_then(|b| b.revocation().map(|r| r.by)) {
+                    Some(RevokedBy::Expiry) => Err(DomainError::CardExpired),
+                    _ => Err(DomainError::BindingRevoked),
+                }
+            }
             ReserveOutcome::CurrencyMismatch => Err(Invalid::new(
                 "CURRENCY_NOT_ACCEPTED",
                 "the binding's limits are in another currency",

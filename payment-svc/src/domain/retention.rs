@@ -60,7 +60,15 @@ pub struct PurgeCutoffs {
     pub card_checks_before_ms: i64,
     /// Velocity events before this are past every window.
     pub velocity_before_ms: i64,
+    /// Feed events that occurred before this are deleted (README: kept for
+    /// at least 30 days, beyond every delivery retry).
+    pub events_before_ms: i64,
+    /// Shopper sign-ins that ended before this are deleted.
+    pub shopper_logins_before_ms: i64,
 }
+
+/// How long the event feed keeps an event.
+pub const EVENT_RETENTION_DAYS: i64 = 30;
 
 /// What one purge removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,6 +76,8 @@ pub struct Purged {
     pub sessions: u64,
     pub card_checks: u64,
     pub velocity_events: u64,
+    pub events: u64,
+    pub shopper_logins: u64,
 }
 
 impl PurgeCutoffs {
@@ -82,6 +92,8 @@ impl PurgeCutoffs {
                 .saturating_sub(i64::from(settings.card_checks_days).saturating_mul(DAY_MS)),
             // The longest velocity window is a day.
             velocity_before_ms: now_ms.saturating_sub(DAY_MS),
+            events_before_ms: now_ms.saturating_sub(EVENT_RETENTION_DAYS * DAY_MS),
+            shopper_logins_before_ms: now_ms.saturating_sub(DAY_MS),
         }
     }
 }
@@ -100,6 +112,8 @@ impl Services {
                         sessions = purged.sessions,
                         card_checks = purged.card_checks,
                         velocity_events = purged.velocity_events,
+                        events = purged.events,
+                        shopper_logins = purged.shopper_logins,
                         "retention: purged"
                     )
                 }
@@ -126,6 +140,7 @@ mod tests {
         assert_eq!(c.sessions_expired_before_ms, now - 60_000);
         assert_eq!(c.card_checks_before_ms, now - 2 * 86_400_000);
         assert_eq!(c.velocity_before_ms, now - 86_400_000);
+        assert_eq!(c.events_before_ms, now - 30 * 86_400_000);
         RetentionSettings::default().validate().expect("defaults");
         assert!(RetentionSettings {
             card_checks_days: 0,

@@ -265,6 +265,12 @@ fn binding_snapshot(b: BindingSnapshot) -> pb::Binding {
         created_ms,
         revoked,
     } = b;
+    let expired = revoked.as_ref().is_some_and(|r| r.by == RevokedBy::Expiry);
+    let status = if expired {
+        pb::BindingStatus::Expired
+    } else {
+        binding_status_to_wire(status)
+    };
     let (revoke_time, revoke_reason, revoked_by) = match revoked {
         Some(r) => (Some(timestamp(r.at_ms)), r.reason, revoked_by_to_wire(r.by)),
         None => (None, String::new(), pb::RevokedBy::Unspecified),
@@ -273,7 +279,7 @@ fn binding_snapshot(b: BindingSnapshot) -> pb::Binding {
         binding_id: id.into_string(),
         binding_token: String::new(),
         merchant_user_id: merchant_user_id.into_string(),
-        status: binding_status_to_wire(status) as i32,
+        status: status as i32,
         card: Some(pb::CardSummary {
             brand: card_brand_to_wire(card.brand) as i32,
             last4: card.last4,

@@ -56,6 +56,7 @@ impl From<DomainError> for Status {
             }
             DomainError::TokenNotFound => status(Code::NotFound, "TOKEN_NOT_FOUND"),
             DomainError::BindingRevoked => status(Code::FailedPrecondition, "BINDING_REVOKED"),
+            DomainError::CardExpired => status(Code::FailedPrecondition, "CARD_EXPIRED"),
             DomainError::LimitExceeded {
                 per_payment_limit,
                 remaining_today,

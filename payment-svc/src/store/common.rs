@@ -124,6 +124,48 @@ macro_rules! impl_store {
             Ok(())
         }
 
+        /// Revokes an active binding with its event, on `conn` (a
+        /// transaction); the binding as it is after (`None` if there is
+        /// none). One already revoked is returned as it is, with no event.
+        async fn revoke_on(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            merchant_id: &MerchantId,
+            binding_id: &BindingId,
+            by: RevokedBy,
+            reason: &str,
+            now_ms: i64,
+        ) -> StoreResult<Option<Binding>> {
+            let revoked = sqlx::query(
+                // What only paying needed goes with the binding.
+                "UPDATE bindings SET status = 'REVOKED', revoked_ms = $3, revoke_reason = $4, \
+                 revoked_by = $5, pan_ct = NULL, pan_key_id = NULL, holder_name = NULL, \
+                 id_number_ct = NULL, id_key_id = NULL, phone = NULL \
+                 WHERE merchant_id = $1 AND id = $2 AND status = 'ACTIVE'",
+            )
+            .bind(merchant_id)
+            .bind(binding_id)
+            .bind(now_ms)
+            .bind(reason)
+            .bind(revoked_by::to_stored(by))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            let binding = sqlx::query_as::<_, BindingRow>(&format!(
+                "{} WHERE b.merchant_id = $1 AND b.id = $2",
+                *SELECT_BINDINGS
+            ))
+            .bind(merchant_id)
+            .bind(binding_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(BindingRow::into_binding)
+            .transpose()?;
+            if let (1, Some(binding)) = (revoked, &binding) {
+                insert_event(&mut *conn, &NewEvent::binding_revoked(binding)).await?;
+            }
+            Ok(binding)
+        }
+
         fn payments(rows: Vec<PaymentRow>) -> StoreResult<Vec<Payment>> {
             rows.into_iter().map(PaymentRow::into_payment).collect()
         }
@@ -487,10 +529,28 @@ macro_rules! impl_store {
                     .execute(self.writer())
                     .await?
                     .rows_affected();
+                // Sequenced events only (one still without a cursor has not
+                // been readable yet), and never the newest: the sequencer
+                // counts on from it, so cursors are never given twice.
+                let events = sqlx::query(
+                    "DELETE FROM events WHERE occurred_ms < $1 AND seq IS NOT NULL \
+                     AND seq < (SELECT MAX(seq) FROM events)",
+                )
+                .bind(cutoffs.events_before_ms)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                let shopper_logins = sqlx::query("DELETE FROM shopper_logins WHERE expires_ms < $1")
+                    .bind(cutoffs.shopper_logins_before_ms)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
                 Ok(Purged {
                     sessions,
                     card_checks,
                     velocity_events,
+                    events,
+                    shopper_logins,
                 })
             }
 
@@ -629,11 +689,48 @@ macro_rules! impl_store {
                 let mut binding_updated = false;
                 if let Some(binding) = &new_binding {
                     let row = BindingRow::from_binding(binding);
-                    let inserted: Option<(String,)> = row
-                        .bind_all(sqlx::query_as(&INSERT_BINDING))
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(classify)?;
+                    // The same card bound again after it expired: that
+                    // binding (and its token) comes back, with the new expiry.
+                    let revived: Option<(String,)> = sqlx::query_as(
+                        "UPDATE bindings SET status = 'ACTIVE', revoked_ms = NULL, \
+                         revoke_reason = NULL, revoked_by = NULL, exp_month = $4, exp_year = $5, \
+                         pan_ct = $6, pan_key_id = $7, holder_name = $8, id_number_ct = $9, \
+                         id_key_id = $10, phone = $11 \
+                         WHERE status = 'REVOKED' AND id = ( \
+                             SELECT id FROM bindings WHERE merchant_id = $1 \
+                             AND merchant_user_id = $2 AND card_fingerprint = $3 \
+                             AND status = 'REVOKED' AND revoked_by = 'EXPIRY' \
+                             ORDER BY created_ms DESC LIMIT 1) \
+                         AND NOT EXISTS (SELECT 1 FROM bindings WHERE merchant_id = $1 \
+                             AND merchant_user_id = $2 AND card_fingerprint = $3 \
+                             AND status = 'ACTIVE') \
+                         RETURNING id",
+                    )
+                    .bind(&binding.merchant_id)
+                    .bind(&binding.merchant_user_id)
+                    .bind(&binding.card.fingerprint)
+                    .bind(row.exp_month)
+                    .bind(row.exp_year)
+                    .bind(&row.pan_ct)
+                    .bind(&row.pan_key_id)
+                    .bind(&row.holder_name)
+                    .bind(&row.id_number_ct)
+                    .bind(&row.id_key_id)
+                    .bind(&row.phone)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                    let inserted: Option<(String,)> = match revived {
+                        Some(revived) => {
+                            binding_updated = true;
+                            Some(revived)
+                        }
+                        None => row
+                            .bind_all(sqlx::query_as(&INSERT_BINDING))
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(classify)?,
+                    };
                     let id = match inserted {
                         Some((id,)) => id,
                         None => {
@@ -793,36 +890,37 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> StoreResult<Option<Binding>> {
                 let mut tx = self.writer().begin().await?;
-                let revoked = sqlx::query(
-                    // What only paying needed goes with the binding.
-                    "UPDATE bindings SET status = 'REVOKED', revoked_ms = $3, revoke_reason = $4, \
-                     revoked_by = $5, pan_ct = NULL, pan_key_id = NULL, holder_name = NULL, \
-                     id_number_ct = NULL, id_key_id = NULL, phone = NULL \
-                     WHERE merchant_id = $1 AND id = $2 AND status = 'ACTIVE'",
-                )
-                .bind(merchant_id)
-                .bind(binding_id)
-                .bind(now_ms)
-                .bind(reason)
-                .bind(revoked_by::to_stored(by))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                let binding = sqlx::query_as::<_, BindingRow>(&format!(
-                    "{} WHERE b.merchant_id = $1 AND b.id = $2",
-                    *SELECT_BINDINGS
-                ))
-                    .bind(merchant_id)
-                    .bind(binding_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(BindingRow::into_binding)
-                    .transpose()?;
-                if let (1, Some(binding)) = (revoked, &binding) {
-                    insert_event(&mut *tx, &NewEvent::binding_revoked(binding)).await?;
-                }
+                let binding = revoke_on(&mut tx, merchant_id, binding_id, by, reason, now_ms).await?;
                 tx.commit().await?;
                 Ok(binding)
+            }
+
+            async fn expire_bindings(&self, month: i64, limit: i64, now_ms: i64) -> StoreResult<Vec<Binding>> {
+                let mut tx = self.writer().begin().await?;
+                let due: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT merchant_id, id FROM bindings \
+                     WHERE status = 'ACTIVE' AND exp_year * 12 + exp_month < $1 \
+                     ORDER BY id LIMIT $2",
+                )
+                .bind(month)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut expired = Vec::with_capacity(due.len());
+                for (merchant_id, id) in due {
+                    let binding = revoke_on(
+                        &mut tx,
+                        &MerchantId::from_stored(merchant_id),
+                        &BindingId::from_stored(id),
+                        RevokedBy::Expiry,
+                        "the card expired",
+                        now_ms,
+                    )
+                    .await?;
+                    expired.extend(binding);
+                }
+                tx.commit().await?;
+                Ok(expired)
             }
 
             async fn insert_shopper_login(&self, login: &ShopperLogin) -> StoreResult<()> {

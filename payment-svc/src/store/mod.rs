@@ -328,6 +328,16 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<Option<Binding>>;
 
+    /// Revokes (by EXPIRY) up to `limit` active bindings whose card's
+    /// expiry month (`year * 12 + month`) is before `month`, each with its
+    /// event, in one transaction; returns them.
+    async fn expire_bindings(
+        &self,
+        month: i64,
+        limit: i64,
+        now_ms: i64,
+    ) -> StoreResult<Vec<Binding>>;
+
     // The shopper's page (`domain::my_bindings`).
     async fn insert_shopper_login(&self, login: &ShopperLogin) -> StoreResult<()>;
     async fn shopper_login(&self, id_hash: &str) -> StoreResult<Option<ShopperLogin>>;

@@ -200,3 +200,15 @@ pub async fn shop_user_with_card(
     .await?;
     Ok(())
 }
+
+/// Whether the shop has a card on file for `user` (an unknown user has none).
+pub async fn card_on_file(shop: &mut Shop, user: &str) -> anyhow::Result<bool> {
+    Ok(shop
+        .get_user(mpb::GetUserRequest {
+            user_id: user.into(),
+        })
+        .await?
+        .into_inner()
+        .user
+        .is_some_and(|u| u.card.is_some()))
+}

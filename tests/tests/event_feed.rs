@@ -13,7 +13,7 @@ use std::{
 
 use paybind_tests::{
     cny,
-    fixtures::{bind_card, bind_card_with_key, pay, shop_user_with_card, VISA},
+    fixtures::{bind_card, bind_card_with_key, card_on_file, pay, shop_user_with_card, VISA},
     mpb, pb, reason, Stack, OPERATOR, SHOP_A, SHOP_B,
 };
 use tonic::{transport::Channel, Code};
@@ -123,22 +123,6 @@ async fn unbind_at_payment_svc(stack: &Stack, user: &str) -> anyhow::Result<pb::
         .into_inner()
         .binding
         .expect("binding"))
-}
-
-async fn card_on_file(
-    shop: &mut mpb::merchant_service_client::MerchantServiceClient<Channel>,
-    user: &str,
-) -> anyhow::Result<bool> {
-    Ok(shop
-        .get_user(mpb::GetUserRequest {
-            user_id: user.into(),
-        })
-        .await?
-        .into_inner()
-        .user
-        .expect("user")
-        .card
-        .is_some())
 }
 
 /// How long until the shop has no card on file for `user` (at most 10 s).

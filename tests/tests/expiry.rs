@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use paybind_shared::clock;
 use paybind_tests::{
-    fixtures::{bind_with_card, card, pay, shop_user_with_card, VISA},
+    fixtures::{bind_with_card, card, card_on_file, pay, shop_user_with_card, VISA},
     mpb, pb, reason, Stack, OPERATOR, SHOP_A,
 };
 
@@ -18,6 +18,7 @@ type R = anyhow::Result<()>;
 
 paybind_tests::on_both_backends!(with_merchant = true;
     a_binding_expires_with_its_card_and_comes_back_when_bound_again,
+    a_session_that_expires_unfinished_is_told_once,
 );
 
 /// This month in the limits' time zone (UTC+8 in the tests), and the unix
@@ -188,16 +189,96 @@ async fn a_binding_expires_with_its_card_and_comes_back_when_bound_again(stack: 
     Ok(())
 }
 
-async fn card_on_file(
-    shop: &mut mpb::merchant_service_client::MerchantServiceClient<tonic::transport::Channel>,
-    user: &str,
-) -> anyhow::Result<bool> {
-    Ok(shop
-        .get_user(mpb::GetUserRequest {
-            user_id: user.into(),
+async fn a_session_that_expires_unfinished_is_told_once(stack: &Stack) -> R {
+    let services = stack.payment_services();
+    let mut shop = stack.merchant_client(OPERATOR).await?;
+    shop.create_user(mpb::CreateUserRequest {
+        user_id: "kim".into(),
+        display_name: "Kim".into(),
+        phone: paybind_tests::fixtures::PHONE.into(),
+    })
+    .await?;
+    // No card on file: the checkout sends BindAndPay and waits for the shopper.
+    let order = shop
+        .checkout(mpb::CheckoutRequest {
+            user_id: "kim".into(),
+            amount: paybind_tests::cny(800),
+            description: "Oolong".into(),
+            presentation: pb::Presentation::Redirect as i32,
+            return_url: String::new(),
+            idempotency_key: "co-kim".into(),
         })
         .await?
         .into_inner()
-        .user
-        .is_some_and(|u| u.card.is_some()))
+        .order
+        .unwrap();
+    assert_eq!(order.status, mpb::OrderStatus::AwaitingShopper as i32);
+    assert_eq!(services.tell_expired_sessions(clock::now_ms()).await?, 0);
+    // The shopper never comes: the session's time runs out.
+    paybind_tests::execute_sql(
+        &stack.payment_db_url(),
+        &format!(
+            "UPDATE bind_sessions SET expires_ms = 1 WHERE id = '{}'",
+            order.session_id
+        ),
+    )
+    .await?;
+    assert_eq!(services.tell_expired_sessions(clock::now_ms()).await?, 1);
+    assert_eq!(
+        services.tell_expired_sessions(clock::now_ms()).await?,
+        0,
+        "once"
+    );
+    let mut feed = stack.events_client(SHOP_A).await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let events = feed
+            .list_events(pb::ListEventsRequest::default())
+            .await?
+            .into_inner()
+            .events;
+        let told: Vec<_> = events
+            .iter()
+            .filter(|e| e.resource_id == order.session_id)
+            .collect();
+        if let Some(e) = told.first() {
+            assert_eq!(told.len(), 1);
+            assert_eq!(e.r#type, pb::EventType::BindSessionExpired as i32);
+            let Some(pb::event::Resource::BindSession(s)) = &e.resource else {
+                panic!("a session event carries the session");
+            };
+            assert_eq!(s.status, pb::BindSessionStatus::Expired as i32);
+            assert_eq!(
+                s.payment_details
+                    .as_ref()
+                    .map(|p| p.merchant_order_id.as_str()),
+                Some(order.order_id.as_str())
+            );
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no event for the expired session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The shop cancels the order it was paying.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = shop
+            .get_order(mpb::GetOrderRequest {
+                order_id: order.order_id.clone(),
+            })
+            .await?
+            .into_inner()
+            .order
+            .unwrap();
+        if now.status == mpb::OrderStatus::Cancelled as i32 {
+            assert_eq!(now.decline_reason, "SESSION_EXPIRED");
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the order was not cancelled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use paybind_tests::{
     browser::{Browser, DESKTOP},
-    fixtures::{bind_card, pay, shop_user_with_card, PHONE, VISA},
-    mpb, pb, reason, Backend, Stack, OPERATOR, SHOP_A, SHOP_B,
+    fixtures::{bind_card, card_on_file, pay, shop_user_with_card, PHONE, VISA},
+    pb, reason, Backend, Stack, OPERATOR, SHOP_A, SHOP_B,
 };
 
 async fn a_shopper_ends_a_binding_on_the_payment_institutions_page(
@@ -150,21 +150,6 @@ async fn scenario(stack: &Stack, test: &str) -> anyhow::Result<()> {
     b.wait_for("#phone-form").await?;
     b.close().await?;
     Ok(())
-}
-
-async fn card_on_file(
-    shop: &mut mpb::merchant_service_client::MerchantServiceClient<tonic::transport::Channel>,
-    user: &str,
-) -> anyhow::Result<bool> {
-    Ok(shop
-        .get_user(mpb::GetUserRequest {
-            user_id: user.into(),
-        })
-        .await?
-        .into_inner()
-        .user
-        .map(|u| u.card.is_some())
-        .unwrap_or(false))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

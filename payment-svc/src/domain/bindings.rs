@@ -160,7 +160,24 @@ impl Services {
         }
     }
 
-    /// Expires bindings at start and every [`EXPIRY_INTERVAL`].
+    /// Tells merchants of the bind sessions that expired unfinished by
+    /// `now_ms` (`BIND_SESSION_EXPIRED`), once each; how many.
+    pub async fn tell_expired_sessions(&self, now_ms: i64) -> DomainResult<u64> {
+        let mut told = 0;
+        loop {
+            let batch = self.store.expire_sessions(now_ms, EXPIRY_BATCH).await?;
+            told += batch;
+            if batch > 0 {
+                self.events_written();
+            }
+            if (batch as i64) < EXPIRY_BATCH {
+                return Ok(told);
+            }
+        }
+    }
+
+    /// The expiry pass, at start and every [`EXPIRY_INTERVAL`]: bindings
+    /// whose card expired, sessions that expired unfinished.
     pub async fn expire_forever(self: std::sync::Arc<Self>) {
         let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -168,6 +185,9 @@ impl Services {
             tick.tick().await;
             if let Err(e) = self.expire_bindings(now_ms()).await {
                 tracing::warn!(error = %e, "expiring bindings failed");
+            }
+            if let Err(e) = self.tell_expired_sessions(now_ms()).await {
+                tracing::warn!(error = %e, "telling expired sessions failed");
             }
         }
     }

@@ -262,6 +262,7 @@ impl Services {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::debug!(events = n, "events sequenced");
+                    self.metrics.events_sequenced(n);
                     self.event_wake.sequenced.send_modify(|round| *round += 1);
                     if n == SEQUENCE_BATCH as u64 {
                         continue;

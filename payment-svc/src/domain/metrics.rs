@@ -3,7 +3,8 @@
 //! reason, bind sessions opened and ended. Counted where the outcome is
 //! written, once: a retry that finds the payment settled counts nothing.
 use prometheus_client::{
-    encoding::EncodeLabelSet, metrics::counter::Counter, metrics::family::Family,
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
 };
 
 use paybind_shared::metrics::Metrics;
@@ -42,6 +43,8 @@ pub enum PaymentFlow {
 pub struct PaymentMetrics {
     payments: Family<PaymentLabels, Counter>,
     sessions: Family<SessionLabels, Counter>,
+    events_sequenced: Counter,
+    event_streams: Gauge,
 }
 
 impl PaymentMetrics {
@@ -58,7 +61,27 @@ impl PaymentMetrics {
             "Bind sessions opened, and ended by outcome, by kind",
             this.sessions.clone(),
         );
+        metrics.register(
+            "events_sequenced",
+            "Feed events given a cursor (readable by merchants) by this replica",
+            this.events_sequenced.clone(),
+        );
+        metrics.register(
+            "event_streams",
+            "StreamEvents calls open on this replica",
+            this.event_streams.clone(),
+        );
         this
+    }
+
+    pub fn events_sequenced(&self, n: u64) {
+        self.events_sequenced.inc_by(n);
+    }
+
+    /// One more stream open; the guard counts it closed when dropped.
+    pub fn event_stream_opened(&self) -> StreamGuard {
+        self.event_streams.inc();
+        StreamGuard(self.event_streams.clone())
     }
 
     /// A payment's final state, written.
@@ -89,5 +112,14 @@ impl PaymentMetrics {
         self.sessions
             .get_or_create(&SessionLabels { kind, outcome })
             .inc();
+    }
+}
+
+/// Counts an open `StreamEvents` until dropped.
+pub struct StreamGuard(Gauge);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -62,6 +62,7 @@ impl EventService for EventApi {
         let follower = Follower {
             wake: self.services.events_sequenced(),
             closing: self.services.events_closing(),
+            _open: self.services.metrics.event_stream_opened(),
             services: self.services.clone(),
             merchant,
             after,
@@ -88,6 +89,8 @@ struct Follower {
     /// the last cursor it saw.
     closing: tokio::sync::watch::Receiver<bool>,
     last_sent: Instant,
+    /// Counted in `paybind_event_streams` while the stream is open.
+    _open: crate::domain::metrics::StreamGuard,
 }
 
 impl Follower {

@@ -923,6 +923,32 @@ macro_rules! impl_store {
                 Ok(expired)
             }
 
+            async fn expire_sessions(&self, now_ms: i64, limit: i64) -> StoreResult<u64> {
+                let mut tx = self.writer().begin().await?;
+                // A session being charged is not expired: it must finish.
+                let rows: Vec<SessionRow> = sqlx::query_as(
+                    "UPDATE bind_sessions SET expiry_told = TRUE WHERE id IN ( \
+                         SELECT id FROM bind_sessions WHERE expires_ms <= $1 \
+                         AND status IN ('OPEN', 'AWAITING_VERIFICATION') AND NOT expiry_told \
+                         ORDER BY expires_ms LIMIT $2) \
+                     AND NOT expiry_told RETURNING *",
+                )
+                .bind(now_ms)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut told = 0;
+                for row in rows {
+                    let session = row.into_session()?;
+                    if let Some(event) = NewEvent::session_ended(&session, now_ms) {
+                        insert_event(&mut *tx, &event).await?;
+                        told += 1;
+                    }
+                }
+                tx.commit().await?;
+                Ok(told)
+            }
+
             async fn insert_shopper_login(&self, login: &ShopperLogin) -> StoreResult<()> {
                 ShopperLoginRow::from_login(login)
                     .bind_all(sqlx::query_as::<_, (String,)>(&insert_sql(

@@ -338,6 +338,11 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<Vec<Binding>>;
 
+    /// Marks up to `limit` sessions that expired unfinished by `now_ms` as
+    /// told, each with its `BIND_SESSION_EXPIRED` event, in one
+    /// transaction; how many.
+    async fn expire_sessions(&self, now_ms: i64, limit: i64) -> StoreResult<u64>;
+
     // The shopper's page (`domain::my_bindings`).
     async fn insert_shopper_login(&self, login: &ShopperLogin) -> StoreResult<()>;
     async fn shopper_login(&self, id_hash: &str) -> StoreResult<Option<ShopperLogin>>;

@@ -346,6 +346,28 @@ async fn check_invariants(system: &System, ledger: &Ledger) -> anyhow::Result<()
             == 0,
         "a card's usage differs from its payments"
     );
+    // The event feed: every settled payment told exactly once, with its
+    // outcome, and nothing told of a change that did not commit.
+    anyhow::ensure!(
+        p.number(
+            "SELECT COUNT(*) FROM payments x WHERE x.status <> 'PENDING' AND \
+             (SELECT COUNT(*) FROM events e WHERE e.resource_id = x.id AND \
+              e.event_type = CASE x.status WHEN 'SUCCEEDED' THEN 'PAYMENT_SUCCEEDED' \
+                                           ELSE 'PAYMENT_DECLINED' END) <> 1"
+        )
+        .await?
+            == 0,
+        "a settled payment not told exactly once in the event feed"
+    );
+    anyhow::ensure!(
+        p.number(
+            "SELECT COUNT(*) FROM events e WHERE e.event_type LIKE 'PAYMENT_%' AND NOT EXISTS \
+             (SELECT 1 FROM payments x WHERE x.id = e.resource_id AND x.status <> 'PENDING')"
+        )
+        .await?
+            == 0,
+        "an event told of a payment outcome that was not recorded"
+    );
     // The shop's paid orders and payment-svc's successful payments agree.
     let paid_at_payment = p
         .pairs(

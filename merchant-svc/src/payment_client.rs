@@ -209,11 +209,20 @@ fn feed_event(e: pb::Event) -> PaymentResult<FeedEvent> {
         (
             pb::EventType::PaymentSucceeded | pb::EventType::PaymentDeclined,
             Some(pb::event::Resource::Payment(p)),
-        ) => FeedChange::PaymentSettled {
-            order_id: OrderId::from_stored(p.merchant_order_id.clone()),
-            bind_and_pay: p.shopper_authenticated,
-            payment: payment(p)?,
-        },
+        ) => {
+            let order_id = OrderId::from_stored(p.merchant_order_id.clone());
+            let bind_and_pay = p.shopper_authenticated;
+            match payment(p) {
+                Ok(payment) => FeedChange::PaymentSettled {
+                    order_id,
+                    payment,
+                    bind_and_pay,
+                },
+                // Recorded and passed over: one event this build cannot
+                // read must not stop the feed (the settler still asks).
+                Err(_) => FeedChange::Nothing,
+            }
+        }
         (
             pb::EventType::BindSessionCompleted
             | pb::EventType::BindSessionFailed

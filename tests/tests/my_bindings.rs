@@ -55,6 +55,19 @@ async fn scenario(stack: &Stack, test: &str) -> anyhow::Result<()> {
     b.fill("#phone", "12345").await?;
     b.submit("#send-code").await?;
     assert!(b.text("#error").await?.contains("11 digits"));
+    // A number with no binding gets the same answer, and no SMS.
+    b.fill("#phone", "13900139000").await?;
+    b.submit("#send-code").await?;
+    b.wait_for("#code-form").await?;
+    assert!(
+        stack
+            .outbox()
+            .messages()
+            .iter()
+            .all(|m| m.to != "+8613900139000"),
+        "no code to a number without bindings"
+    );
+    b.submit("#start-over").await?;
     b.fill("#phone", "138 0013 8000").await?;
     b.submit("#send-code").await?;
     b.wait_for("#code-form").await?;
@@ -148,6 +161,13 @@ async fn scenario(stack: &Stack, test: &str) -> anyhow::Result<()> {
     }
     b.submit("#sign-out").await?;
     b.wait_for("#phone-form").await?;
+    // Signed out on the server too, not only in the browser.
+    let signed_in = paybind_tests::text_rows(
+        &stack.payment_db_url(),
+        "SELECT CAST(COUNT(*) AS TEXT) FROM shopper_logins WHERE status = 'SIGNED_IN'",
+    )
+    .await?;
+    assert_eq!(signed_in, vec![vec!["0".to_owned()]]);
     b.close().await?;
     Ok(())
 }

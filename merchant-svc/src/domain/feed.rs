@@ -152,6 +152,11 @@ impl Shop {
                 if self.store.session_user(session_id).await?.is_some() {
                     match self.complete_session(session_id).await {
                         Ok(_) | Err(ShopError::SessionNotFound) => {}
+                        // A definite answer that will not change: recorded
+                        // and passed over (the session check still asks).
+                        Err(ShopError::Refused(refusal)) => {
+                            tracing::warn!(session_id = %session_id, reason = %refusal.reason, "a session event could not be applied");
+                        }
                         Err(e) => return Err(e),
                     }
                 }

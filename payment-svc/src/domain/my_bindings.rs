@@ -90,13 +90,15 @@ pub struct ShopperBinding {
 }
 
 /// What a code check came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum CodeCheck {
-    SignedIn,
+    /// Right: signed in under a new secret (the one the code was sent under
+    /// is dropped, so a secret planted in the browser before is worthless).
+    SignedIn(LoginSecret),
+    /// Signed in already.
+    AlreadySignedIn,
     /// Wrong; this many tries are left (none: send a new code).
-    Wrong {
-        tries_left: u32,
-    },
+    Wrong { tries_left: u32 },
     /// Too late, or no code outstanding: send a new one.
     Expired,
 }
@@ -115,13 +117,19 @@ impl Services {
         ])
     }
 
-    /// Sends a one-time code to `phone` and starts a sign-in; the secret
-    /// goes to the browser. Whether the number has any binding is not said
-    /// (the same answer either way).
+    /// Starts a sign-in for `phone` and sends it a one-time code; the
+    /// secret goes to the browser. The code goes only to a number with a
+    /// binding (no SMS to numbers picked at random), but the answer is the
+    /// same either way: whether a number has bindings is not said.
     pub async fn send_shopper_code(&self, phone: Phone) -> DomainResult<LoginSecret> {
         let phone_key = self.phone_key(phone.e164());
-        self.take_allowances(&[(Counter::CodesPerPhone, &phone_key)])
-            .await?;
+        // Per phone, and for the page as a whole (under the per-merchant
+        // code limit, the page counting as one merchant).
+        self.take_allowances(&[
+            (Counter::CodesPerPhone, &phone_key),
+            (Counter::CodesPerMerchant, "payment-institution/my-bindings"),
+        ])
+        .await?;
         let secret = LoginSecret::generate();
         let id_hash = self.login_hash(&secret);
         let code = otp::generate();
@@ -138,6 +146,15 @@ impl Services {
             expires_ms: now + otp::CODE_TTL_MS,
         };
         self.store.insert_shopper_login(&login).await?;
+        if self
+            .store
+            .active_bindings_by_phone(&phone)
+            .await?
+            .is_empty()
+        {
+            tracing::info!("a code asked for a number with no binding; none sent");
+            return Ok(secret);
+        }
         let text = format!(
             "[paybind] {} is your code to manage the cards bound to this number. \
              It expires in 5 minutes. Never share it.",
@@ -168,7 +185,7 @@ impl Services {
             tries_left,
         } = &login.state
         else {
-            return Ok(CodeCheck::SignedIn);
+            return Ok(CodeCheck::AlreadySignedIn);
         };
         let now = now_ms();
         if *code_expires_ms <= now || *tries_left == 0 {
@@ -181,9 +198,11 @@ impl Services {
         let right = bool::from(candidate.as_bytes().ct_eq(code_hash.as_bytes()));
         let mut next = login.clone();
         let check = if right {
+            let fresh = LoginSecret::generate();
+            next.id_hash = self.login_hash(&fresh);
             next.state = LoginState::SignedIn;
             next.expires_ms = now + SIGNED_IN_MS;
-            CodeCheck::SignedIn
+            CodeCheck::SignedIn(fresh)
         } else {
             let left = tries_left.saturating_sub(1);
             next.state = LoginState::AwaitingCode {
@@ -195,15 +214,27 @@ impl Services {
         };
         // Conditional on the tries left as read: two tries at once cannot
         // both use the same one.
-        if !self.store.update_shopper_login(&next, *tries_left).await? {
+        if !self
+            .store
+            .update_shopper_login(&next, &login.id_hash, *tries_left)
+            .await?
+        {
             return Ok(CodeCheck::Wrong {
                 tries_left: tries_left.saturating_sub(1),
             });
         }
-        if check == CodeCheck::SignedIn {
+        if let CodeCheck::SignedIn(_) = check {
             tracing::info!("shopper signed in to manage their bindings");
         }
         Ok(check)
+    }
+
+    /// Ends a sign-in on the server (the browser drops its cookie too).
+    pub async fn sign_out_shopper(&self, secret: &LoginSecret) -> DomainResult<()> {
+        Ok(self
+            .store
+            .delete_shopper_login(&self.login_hash(secret))
+            .await?)
     }
 
     /// Every active binding under the signed-in phone, newest first.

@@ -5,7 +5,7 @@ use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
 
 use futures::Stream;
 use paybind_proto::payment::v1::{self as pb, event_service_server::EventService};
-use paybind_shared::wire::timestamp;
+use paybind_shared::{tls::PeerCertificate, wire::timestamp};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
@@ -56,6 +56,7 @@ impl EventService for EventApi {
         request: Request<pb::StreamEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let merchant = merchant(&request)?;
+        let peer = request.extensions().get::<PeerCertificate>().cloned();
         let pb::StreamEventsRequest { after_cursor } = request.into_inner();
         let after =
             convert::cursor(&after_cursor).map_err(|e| DomainError::from(e.at("after_cursor")))?;
@@ -65,6 +66,7 @@ impl EventService for EventApi {
             _open: self.services.metrics.event_stream_opened(),
             services: self.services.clone(),
             merchant,
+            peer,
             after,
             buffered: VecDeque::new(),
             last_sent: Instant::now(),
@@ -82,6 +84,9 @@ impl EventService for EventApi {
 struct Follower {
     services: Arc<Services>,
     merchant: Arc<Merchant>,
+    /// The caller's certificate, checked again each round: a merchant
+    /// disabled, or a certificate revoked, ends its streams at once.
+    peer: Option<PeerCertificate>,
     after: i64,
     buffered: VecDeque<Event>,
     wake: tokio::sync::watch::Receiver<u64>,
@@ -100,6 +105,14 @@ impl Follower {
         loop {
             if *self.closing.borrow() {
                 return None;
+            }
+            if let Err(refused) = self
+                .services
+                .merchants
+                .authenticate(self.peer.as_ref())
+                .await
+            {
+                return Some(Err(refused.into()));
             }
             if let Some(event) = self.buffered.pop_front() {
                 self.after = event.seq;

@@ -971,24 +971,33 @@ macro_rules! impl_store {
                     .transpose()
             }
 
-            async fn update_shopper_login(&self, login: &ShopperLogin, tries_left_was: u32) -> StoreResult<bool> {
+            async fn update_shopper_login(&self, login: &ShopperLogin, id_hash_was: &str, tries_left_was: u32) -> StoreResult<bool> {
                 let row = ShopperLoginRow::from_login(login);
                 let updated = sqlx::query(
                     "UPDATE shopper_logins SET status = $2, code_hash = $3, code_expires_ms = $4, \
-                     tries_left = $5, expires_ms = $6 \
+                     tries_left = $5, expires_ms = $6, id_hash = $8 \
                      WHERE id_hash = $1 AND status = 'AWAITING_CODE' AND tries_left = $7",
                 )
-                .bind(&row.id_hash)
+                .bind(id_hash_was)
                 .bind(&row.status)
                 .bind(&row.code_hash)
                 .bind(row.code_expires_ms)
                 .bind(row.tries_left)
                 .bind(row.expires_ms)
                 .bind(i64::from(tries_left_was))
+                .bind(&row.id_hash)
                 .execute(self.writer())
                 .await?
                 .rows_affected();
                 Ok(updated == 1)
+            }
+
+            async fn delete_shopper_login(&self, id_hash: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM shopper_logins WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
             }
 
             async fn active_bindings_by_phone(&self, phone: &paybind_shared::person::Phone) -> StoreResult<Vec<Binding>> {

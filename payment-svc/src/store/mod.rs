@@ -346,13 +346,16 @@ pub trait Store: Send + Sync + 'static {
     // The shopper's page (`domain::my_bindings`).
     async fn insert_shopper_login(&self, login: &ShopperLogin) -> StoreResult<()>;
     async fn shopper_login(&self, id_hash: &str) -> StoreResult<Option<ShopperLogin>>;
-    /// Writes a sign-in's new state if its tries left are still
+    /// Writes a sign-in's new state (and key: `login.id_hash`) over the one
+    /// stored under `id_hash_was`, if its tries left are still
     /// `tries_left_was`; `false` if another request changed it first.
     async fn update_shopper_login(
         &self,
         login: &ShopperLogin,
+        id_hash_was: &str,
         tries_left_was: u32,
     ) -> StoreResult<bool>;
+    async fn delete_shopper_login(&self, id_hash: &str) -> StoreResult<()>;
     /// Active bindings whose holder's phone on file is `phone`, at every
     /// merchant, newest first.
     async fn active_bindings_by_phone(&self, phone: &Phone) -> StoreResult<Vec<Binding>>;

@@ -360,7 +360,9 @@ impl PgStore {
                      CASE p.status WHEN 'SUCCEEDED' THEN 'PAYMENT_SUCCEEDED' \
                                    ELSE 'PAYMENT_DECLINED' END, \
                      p.id, p.updated_ms, row_to_json(p)::text \
-                 FROM p JOIN UNNEST($1::text[], $6::text[]) AS e(payment_id, event_id) \
+                 FROM p JOIN (SELECT DISTINCT ON (payment_id) payment_id, event_id \
+                              FROM UNNEST($1::text[], $6::text[]) AS u(payment_id, event_id) \
+                              ORDER BY payment_id, event_id) e \
                      ON e.payment_id = p.id \
                  ORDER BY p.id \
                  RETURNING 1) \

@@ -155,17 +155,21 @@ fn see(lang: Lang, notice: Option<Notice>) -> Response {
 }
 
 impl PageState {
-    /// The sign-in the request's cookie names, while it lasts.
-    async fn my_login(&self, headers: &HeaderMap) -> Result<Option<ShopperLogin>, DomainError> {
-        let secret = headers
+    /// The sign-in secret the request's cookie holds, if any.
+    fn my_secret(&self, headers: &HeaderMap) -> Option<LoginSecret> {
+        headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().split_once('='))
             .find(|(name, _)| *name == COOKIE)
-            .and_then(|(_, value)| LoginSecret::from_cookie(value));
-        match secret {
+            .and_then(|(_, value)| LoginSecret::from_cookie(value))
+    }
+
+    /// The sign-in the request's cookie names, while it lasts.
+    async fn my_login(&self, headers: &HeaderMap) -> Result<Option<ShopperLogin>, DomainError> {
+        match self.my_secret(headers) {
             Some(secret) => self.services.shopper_login(&secret).await,
             None => Ok(None),
         }
@@ -362,7 +366,15 @@ pub async fn verify(
         return see(lang, None);
     }
     match state.services.verify_shopper_code(&login, &form.code).await {
-        Ok(CodeCheck::SignedIn) => see(lang, None),
+        Ok(CodeCheck::SignedIn(secret)) => {
+            let mut response = see(lang, None);
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                state.my_cookie(secret.expose(), SIGNED_IN_MS),
+            );
+            response
+        }
+        Ok(CodeCheck::AlreadySignedIn) => see(lang, None),
         Ok(CodeCheck::Wrong { tries_left: 0 }) | Ok(CodeCheck::Expired) => {
             let mut response = see(lang, Some(Notice::CodeExpired));
             response
@@ -415,6 +427,11 @@ pub async fn sign_out(
     let lang = Lang::choose(form.lang.as_deref(), &headers);
     if let Some(refused) = state.refuse_foreign_origin(lang, &headers) {
         return refused;
+    }
+    if let Some(secret) = state.my_secret(&headers) {
+        if let Err(e) = state.services.sign_out_shopper(&secret).await {
+            return state.my_error(lang, &e);
+        }
     }
     let mut response = see(lang, Some(Notice::SignedOut));
     response

@@ -111,9 +111,13 @@ where
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         Box::pin(async move {
-            match auth.authenticate(peer, &method).await {
+            match auth.authenticate(peer.clone(), &method).await {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
+                    // For a long call (a stream) to ask again later.
+                    if let Some(peer) = peer {
+                        request.extensions_mut().insert(peer);
+                    }
                     inner.call(request).await
                 }
                 Err(status) => Ok(status.into_http()),

@@ -1034,6 +1034,15 @@ macro_rules! impl_store {
             }
 
             async fn sequence_events(&self, limit: i64) -> StoreResult<u64> {
+                // Most rounds find nothing: a read says so without taking
+                // the write lock (SQLite) or the sequencer's lock (PostgreSQL).
+                let waiting: Option<(i64,)> =
+                    sqlx::query_as("SELECT write_no FROM events WHERE seq IS NULL LIMIT 1")
+                        .fetch_optional(self.writer())
+                        .await?;
+                if waiting.is_none() {
+                    return Ok(0);
+                }
                 self.sequence_events_impl(limit).await
             }
 

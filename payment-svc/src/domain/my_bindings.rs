@@ -267,18 +267,22 @@ impl Services {
         login: &ShopperLogin,
         binding_id: &BindingId,
     ) -> DomainResult<Option<Binding>> {
+        if login.state != LoginState::SignedIn {
+            return Ok(None);
+        }
         let mine = self
-            .shopper_bindings(login)
+            .store
+            .active_bindings_by_phone(&login.phone)
             .await?
             .into_iter()
-            .find(|b| &b.binding.id == binding_id);
+            .find(|b| &b.id == binding_id);
         let Some(mine) = mine else {
             return Ok(None);
         };
         let binding = self
             .store
             .revoke_binding(
-                &mine.binding.merchant_id,
+                &mine.merchant_id,
                 binding_id,
                 RevokedBy::Shopper,
                 "ended by the shopper at the payment institution",

@@ -47,6 +47,38 @@ pub(super) static SELECT_BINDINGS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// What binding a card again brings to its binding ($4-$11; $1-$3 are the
+/// merchant, the user and the card): a new expiry, the holder and phone on
+/// file now, a fresh sealed copy.
+const CARD_REFRESH: &str = "exp_month = $4, exp_year = $5, pan_ct = $6, pan_key_id = $7, \
+     holder_name = $8, id_number_ct = $9, id_key_id = $10, phone = $11";
+
+/// The same card bound again after it expired: the newest such binding
+/// comes back, unless the user has an active one for the card.
+pub(super) static REVIVE_BINDING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE bindings SET status = 'ACTIVE', revoked_ms = NULL, revoke_reason = NULL, \
+         revoked_by = NULL, {CARD_REFRESH} \
+         WHERE status = 'REVOKED' AND id = ( \
+             SELECT id FROM bindings WHERE merchant_id = $1 \
+             AND merchant_user_id = $2 AND card_fingerprint = $3 \
+             AND status = 'REVOKED' AND revoked_by = 'EXPIRY' \
+             ORDER BY created_ms DESC LIMIT 1) \
+         AND NOT EXISTS (SELECT 1 FROM bindings WHERE merchant_id = $1 \
+             AND merchant_user_id = $2 AND card_fingerprint = $3 AND status = 'ACTIVE') \
+         RETURNING id"
+    )
+});
+
+/// The same card bound again while its binding is active.
+pub(super) static REFRESH_BINDING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE bindings SET {CARD_REFRESH} \
+         WHERE merchant_id = $1 AND merchant_user_id = $2 \
+         AND card_fingerprint = $3 AND status = 'ACTIVE' RETURNING id"
+    )
+});
+
 pub(super) static INSERT_REFUND: LazyLock<String> = LazyLock::new(|| {
     insert_sql(
         "refunds",
@@ -164,6 +196,26 @@ macro_rules! impl_store {
                 insert_event(&mut *conn, &NewEvent::binding_revoked(binding)).await?;
             }
             Ok(binding)
+        }
+
+        /// `sql` (`REVIVE_BINDING` or `REFRESH_BINDING`) with its binds.
+        fn refresh_query<'q>(
+            sql: &'q str,
+            binding: &'q Binding,
+            row: &'q BindingRow,
+        ) -> sqlx::query::QueryAs<'q, Db, (String,), <Db as sqlx::Database>::Arguments<'q>> {
+            sqlx::query_as(sql)
+                .bind(&binding.merchant_id)
+                .bind(&binding.merchant_user_id)
+                .bind(&binding.card.fingerprint)
+                .bind(row.exp_month)
+                .bind(row.exp_year)
+                .bind(&row.pan_ct)
+                .bind(&row.pan_key_id)
+                .bind(&row.holder_name)
+                .bind(&row.id_number_ct)
+                .bind(&row.id_key_id)
+                .bind(&row.phone)
         }
 
         fn payments(rows: Vec<PaymentRow>) -> StoreResult<Vec<Payment>> {
@@ -691,35 +743,10 @@ macro_rules! impl_store {
                     let row = BindingRow::from_binding(binding);
                     // The same card bound again after it expired: that
                     // binding (and its token) comes back, with the new expiry.
-                    let revived: Option<(String,)> = sqlx::query_as(
-                        "UPDATE bindings SET status = 'ACTIVE', revoked_ms = NULL, \
-                         revoke_reason = NULL, revoked_by = NULL, exp_month = $4, exp_year = $5, \
-                         pan_ct = $6, pan_key_id = $7, holder_name = $8, id_number_ct = $9, \
-                         id_key_id = $10, phone = $11 \
-                         WHERE status = 'REVOKED' AND id = ( \
-                             SELECT id FROM bindings WHERE merchant_id = $1 \
-                             AND merchant_user_id = $2 AND card_fingerprint = $3 \
-                             AND status = 'REVOKED' AND revoked_by = 'EXPIRY' \
-                             ORDER BY created_ms DESC LIMIT 1) \
-                         AND NOT EXISTS (SELECT 1 FROM bindings WHERE merchant_id = $1 \
-                             AND merchant_user_id = $2 AND card_fingerprint = $3 \
-                             AND status = 'ACTIVE') \
-                         RETURNING id",
-                    )
-                    .bind(&binding.merchant_id)
-                    .bind(&binding.merchant_user_id)
-                    .bind(&binding.card.fingerprint)
-                    .bind(row.exp_month)
-                    .bind(row.exp_year)
-                    .bind(&row.pan_ct)
-                    .bind(&row.pan_key_id)
-                    .bind(&row.holder_name)
-                    .bind(&row.id_number_ct)
-                    .bind(&row.id_key_id)
-                    .bind(&row.phone)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(classify)?;
+                    let revived: Option<(String,)> = refresh_query(&REVIVE_BINDING, binding, &row)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(classify)?;
                     let inserted: Option<(String,)> = match revived {
                         Some(revived) => {
                             binding_updated = true;
@@ -738,26 +765,9 @@ macro_rules! impl_store {
                             // card: it is the binding, with what the shopper
                             // and the issuer just gave (a new expiry, the
                             // phone on file now, a fresh sealed copy).
-                            let (id,): (String,) = sqlx::query_as(
-                                "UPDATE bindings SET exp_month = $4, exp_year = $5, pan_ct = $6, \
-                                 pan_key_id = $7, holder_name = $8, id_number_ct = $9, \
-                                 id_key_id = $10, phone = $11 \
-                                 WHERE merchant_id = $1 AND merchant_user_id = $2 \
-                                 AND card_fingerprint = $3 AND status = 'ACTIVE' RETURNING id",
-                            )
-                            .bind(&binding.merchant_id)
-                            .bind(&binding.merchant_user_id)
-                            .bind(&binding.card.fingerprint)
-                            .bind(row.exp_month)
-                            .bind(row.exp_year)
-                            .bind(&row.pan_ct)
-                            .bind(&row.pan_key_id)
-                            .bind(&row.holder_name)
-                            .bind(&row.id_number_ct)
-                            .bind(&row.id_key_id)
-                            .bind(&row.phone)
-                            .fetch_one(&mut *tx)
-                            .await?;
+                            let (id,) = refresh_query(&REFRESH_BINDING, binding, &row)
+                                .fetch_one(&mut *tx)
+                                .await?;
                             binding_updated = true;
                             id
                         }

@@ -155,6 +155,17 @@ fn see(lang: Lang, notice: Option<Notice>) -> Response {
 }
 
 impl PageState {
+    /// A posted form and its language; one posted from another site is
+    /// refused before it is read further.
+    fn my_form(&self, headers: &HeaderMap, body: &[u8]) -> Result<(Lang, MyForm), Box<Response>> {
+        let form: MyForm = serde_urlencoded::from_bytes(body).unwrap_or_default();
+        let lang = Lang::choose(form.lang.as_deref(), headers);
+        match self.refuse_foreign_origin(lang, headers) {
+            Some(refused) => Err(Box::new(refused)),
+            None => Ok((lang, form)),
+        }
+    }
+
     /// The sign-in secret the request's cookie holds, if any.
     fn my_secret(&self, headers: &HeaderMap) -> Option<LoginSecret> {
         headers
@@ -314,11 +325,10 @@ pub async fn send_code(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: MyForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let lang = Lang::choose(form.lang.as_deref(), &headers);
-    if let Some(refused) = state.refuse_foreign_origin(lang, &headers) {
-        return refused;
-    }
+    let (lang, form) = match state.my_form(&headers, &body) {
+        Ok(read) => read,
+        Err(refused) => return *refused,
+    };
     let t = lang.my_texts();
     let Ok(phone) = Phone::parse(&form.phone) else {
         return page_response(
@@ -352,11 +362,10 @@ pub async fn verify(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: MyForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let lang = Lang::choose(form.lang.as_deref(), &headers);
-    if let Some(refused) = state.refuse_foreign_origin(lang, &headers) {
-        return refused;
-    }
+    let (lang, form) = match state.my_form(&headers, &body) {
+        Ok(read) => read,
+        Err(refused) => return *refused,
+    };
     let login = match state.my_login(&headers).await {
         Ok(Some(login)) => login,
         Ok(None) => return see(lang, Some(Notice::CodeExpired)),
@@ -390,11 +399,10 @@ pub async fn verify(
 
 /// `POST /my-bindings/end`: ends one of the shopper's bindings.
 pub async fn end(State(state): State<Arc<PageState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let form: MyForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let lang = Lang::choose(form.lang.as_deref(), &headers);
-    if let Some(refused) = state.refuse_foreign_origin(lang, &headers) {
-        return refused;
-    }
+    let (lang, form) = match state.my_form(&headers, &body) {
+        Ok(read) => read,
+        Err(refused) => return *refused,
+    };
     let login = match state.my_login(&headers).await {
         Ok(Some(login)) if login.state == LoginState::SignedIn => login,
         Ok(_) => return see(lang, Some(Notice::SignedOut)),
@@ -423,11 +431,10 @@ pub async fn sign_out(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: MyForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let lang = Lang::choose(form.lang.as_deref(), &headers);
-    if let Some(refused) = state.refuse_foreign_origin(lang, &headers) {
-        return refused;
-    }
+    let (lang, _) = match state.my_form(&headers, &body) {
+        Ok(read) => read,
+        Err(refused) => return *refused,
+    };
     if let Some(secret) = state.my_secret(&headers) {
         if let Err(e) = state.services.sign_out_shopper(&secret).await {
             return state.my_error(lang, &e);

@@ -49,22 +49,36 @@ async fn reserve_then_die(
     let payment_id = PaymentId::generate();
     let cny_currency = Currency::parse("CNY")?;
     let now = now_ms();
-    let outcomes = store
-        .reserve_payments(&[ReservePayment {
-            payment_id: payment_id.clone(),
-            merchant_id: MerchantId::parse(SHOP_A)?,
-            binding_id: BindingId::parse(&binding.binding_id)?,
-            merchant_user_id: MerchantUserId::parse(user)?,
-            order_id: OrderId::parse(order)?,
-            amount: Money::new(amount, cny_currency)?,
-            description: "Green tea".into(),
-            idempotency_key: IdempotencyKey::parse(key)?,
-            // As payment-svc hashes a Pay request, so a retry matches.
-            request_hash: request_hash(&[user, order, &amount.to_string(), "CNY", "Green tea"]),
-            day: day_number(now, 480),
-            now_ms: now,
-        }])
-        .await?;
+    let request = ReservePayment {
+        payment_id: payment_id.clone(),
+        merchant_id: MerchantId::parse(SHOP_A)?,
+        binding_id: BindingId::parse(&binding.binding_id)?,
+        merchant_user_id: MerchantUserId::parse(user)?,
+        order_id: OrderId::parse(order)?,
+        amount: Money::new(amount, cny_currency)?,
+        description: "Green tea".into(),
+        idempotency_key: IdempotencyKey::parse(key)?,
+        // As payment-svc hashes a Pay request, so a retry matches.
+        request_hash: request_hash(&[user, order, &amount.to_string(), "CNY", "Green tea"]),
+        day: day_number(now, 480),
+        now_ms: now,
+    };
+    // This "process" shares a SQLite file with the running payment-svc,
+    // which SQLite deployments never do (one process owns the file): a
+    // write of the service's own (its event sequencer, say) can land between
+    // this transaction's read and its write, and SQLite then refuses the
+    // write at once rather than waiting. The reservation is sent again, as
+    // a real payment-svc's retry would.
+    let mut tries = 0;
+    let outcomes = loop {
+        match store.reserve_payments(std::slice::from_ref(&request)).await {
+            Err(e) if e.to_string().contains("database is locked") && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            other => break other?,
+        }
+    };
     assert!(matches!(outcomes.as_slice(), [ReserveOutcome::Reserved(_)]));
     drop(store); // the process is gone
     Ok(payment_id)

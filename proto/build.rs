@@ -11,6 +11,7 @@ const CONTRACT: &[&str] = &[
     "paybind/payment/v1/binding_service.proto",
     "paybind/payment/v1/event_service.proto",
     "paybind/merchant/v1/merchant_service.proto",
+    "paybind/merchant/v1/notification_service.proto",
 ];
 /// Only described through reflection, so grpcurl can print error details.
 const REFLECTION_ONLY: &[&str] = &["google/rpc/error_details.proto"];

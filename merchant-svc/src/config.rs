@@ -249,6 +249,15 @@ pub struct PaymentSettings {
     /// Deadline of a read that only decorates an answer (today's limits on
     /// GetUser): tried once, and the answer goes without it if it is late.
     pub quick_timeout_ms: u64,
+    /// The subject CN of payment-svc's client certificate: the one caller
+    /// of this shop's `NotificationService` (its certificate must also be
+    /// signed by `tls.ca_cert` here, payment-svc's CA).
+    #[serde(default = "default_notifier_name")]
+    pub notifier_name: String,
+}
+
+fn default_notifier_name() -> String {
+    "payment-svc".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -301,6 +310,7 @@ impl Settings {
                 attempts: 3,
                 overall_timeout_ms: 12_000,
                 quick_timeout_ms: 500,
+                notifier_name: default_notifier_name(),
             },
             shop: ShopSettings {
                 currency: "CNY".to_owned(),
@@ -349,6 +359,15 @@ impl Settings {
         if self.allowed_clients.is_some() {
             anyhow::bail!(
                 "allowed_clients was replaced by [operators]: name each operator's certificate CN with its roles, e.g. operator = [\"admin\"]"
+            );
+        }
+        if self.payment.notifier_name.trim().is_empty() {
+            anyhow::bail!("payment.notifier_name must name payment-svc's certificate (its CN)");
+        }
+        if self.operators.contains_key(&self.payment.notifier_name) {
+            anyhow::bail!(
+                "[operators] names {:?}, which is payment-svc's certificate (payment.notifier_name): an operator and the payment institution must not share a name",
+                self.payment.notifier_name
             );
         }
         if self.environment.hardened() && self.operators.is_empty() {

@@ -188,7 +188,9 @@ fn session(s: Option<pb::BindSession>) -> PaymentResult<SessionInfo> {
 
 /// An event of the feed; one this build cannot read is recorded as
 /// `Nothing` (a new kind of event must not stop the feed).
-fn feed_event(e: pb::Event) -> PaymentResult<FeedEvent> {
+/// An event as payment-svc sends it (read from the feed, or pushed to the
+/// shop's `NotificationService`), in the shop's terms.
+pub fn feed_event(e: pb::Event) -> PaymentResult<FeedEvent> {
     let pb::Event {
         event_id,
         r#type,

@@ -3,10 +3,14 @@
 //! health, reflection) and the storefront (HTTP), in one runtime.
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use paybind_proto::merchant::v1::merchant_service_server::MerchantServiceServer;
+use paybind_proto::merchant::v1::{
+    merchant_service_server::MerchantServiceServer,
+    notification_service_server::NotificationServiceServer,
+};
 use paybind_shared::{
     grpc::{CallerLayer, MAX_REQUEST_BYTES},
     money::Currency,
+    tls::PeerCertificate,
 };
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -17,7 +21,10 @@ use paybind_shared::metrics::Metrics;
 use crate::{
     config::Settings,
     domain::Shop,
-    grpc::{MerchantApi, OperatorAuth},
+    grpc::{
+        notifications::{NotificationApi, NotifierAuth},
+        MerchantApi, OperatorAuth,
+    },
     payment_client::PaymentClient,
     store, web,
 };
@@ -104,7 +111,17 @@ impl App {
     /// Serves gRPC and the storefront until `shutdown` resolves (or one of
     /// them fails, which stops the other); the settler runs alongside.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let tls = self.settings.tls.server_config()?;
+        // Operators' certificates, and payment-svc's for its notifications.
+        let payment_ca = &self.settings.payment.tls.ca_cert;
+        let tls = self.settings.tls.server_config_also_trusting(payment_ca)?;
+        let notifications = CallerLayer::new(NotifierAuth {
+            name: self.settings.payment.notifier_name.clone(),
+            issuers: PeerCertificate::subjects_in_pem_file(payment_ca)?,
+        })
+        .layer(
+            NotificationServiceServer::new(NotificationApi::new(self.shop.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        );
         let api = CallerLayer::new(OperatorAuth::new(
             self.settings.environment,
             &self.settings.operators,
@@ -155,7 +172,8 @@ impl App {
             self.metrics.rpc.clone(),
         )
         .await?
-        .add_service(api);
+        .add_service(api)
+        .add_service(notifications);
         let grpc = async {
             let served = grpc_router
                 .serve_with_incoming_shutdown(

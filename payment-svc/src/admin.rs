@@ -17,6 +17,7 @@ use paybind_shared::{
 
 use crate::{
     domain::{
+        deliveries::NotifyEndpoint,
         merchants::{self, Merchant, MerchantStatus, TRUSTED_FOR},
         model::Limits,
     },
@@ -75,6 +76,22 @@ pub enum MerchantCommand {
         #[arg(long, default_value_t = 0)]
         overlap_secs: u64,
     },
+    /// Push the merchant's events to its NotificationService at URL
+    /// (https://host:port), called with payment-svc's client certificate.
+    /// Events that happen from then on are pushed (with retries); earlier
+    /// ones stay readable with ListEvents.
+    SetNotify {
+        id: String,
+        #[arg(long)]
+        url: String,
+        /// The name its server certificate carries; the URL's host if not
+        /// given.
+        #[arg(long)]
+        server_name: Option<String>,
+    },
+    /// Stop pushing the merchant's events (they stay readable with
+    /// ListEvents; pending deliveries fail with NO_ENDPOINT).
+    ClearNotify { id: String },
     /// Refuse one certificate at once: by its SHA-256 fingerprint (as
     /// `merchant list` or `openssl x509 -noout -fingerprint -sha256` print
     /// it), or by the certificate file.
@@ -159,6 +176,13 @@ pub async fn run(
                     m.limits.daily,
                     m.bind_and_pay_limit
                 );
+                match store.merchant_endpoint(&m.id).await? {
+                    Some(e) => println!(
+                        "\tnotifications pushed to {} (server name {})",
+                        e.url, e.server_name
+                    ),
+                    None => println!("\tnotifications not pushed (no endpoint)"),
+                }
                 for c in store.merchant_certificates(&m.id).await? {
                     let state = match c.revoked_ms {
                         None => "in force".to_owned(),
@@ -201,6 +225,28 @@ pub async fn run(
                     format!("refused in {overlap_secs} s")
                 }
             );
+        }
+        MerchantCommand::SetNotify {
+            id,
+            url,
+            server_name,
+        } => {
+            let merchant = merchants::find(store, &MerchantId::parse(&id).context("id")?).await?;
+            let endpoint = NotifyEndpoint::parse(&url, server_name.as_deref())?;
+            store
+                .set_merchant_endpoint(&merchant.id, Some(&endpoint), now_ms())
+                .await?;
+            println!(
+                "merchant {id}: events are pushed to {} (server name {})",
+                endpoint.url, endpoint.server_name
+            );
+        }
+        MerchantCommand::ClearNotify { id } => {
+            let merchant = merchants::find(store, &MerchantId::parse(&id).context("id")?).await?;
+            store
+                .set_merchant_endpoint(&merchant.id, None, now_ms())
+                .await?;
+            println!("merchant {id}: events are no longer pushed (ListEvents still reads them)");
         }
         MerchantCommand::RevokeCert { fingerprint, cert } => {
             let fingerprint = match (fingerprint, cert) {

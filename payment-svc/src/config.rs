@@ -13,7 +13,9 @@ use paybind_shared::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::domain::{retention::RetentionSettings, velocity::VelocityLimits};
+use crate::domain::{
+    deliveries::DeliverySettings, retention::RetentionSettings, velocity::VelocityLimits,
+};
 use serde::{Deserialize, Serialize};
 
 const DEFAULTS: &str = r#"
@@ -78,6 +80,10 @@ pub struct Settings {
     /// How long shopper data and the institution's records are kept.
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// Pushing events to merchants' notification endpoints: the retry
+    /// schedule and each attempt's deadline.
+    #[serde(default)]
+    pub notifications: DeliverySettings,
     pub secrets: Secrets,
 }
 
@@ -318,6 +324,7 @@ impl Settings {
         }
         self.velocity.validate()?;
         self.retention.validate()?;
+        self.notifications.validate(self.environment.hardened())?;
         if !(1..=10).contains(&self.sessions.max_card_attempts) {
             anyhow::bail!("sessions.max_card_attempts must be between 1 and 10");
         }
@@ -368,6 +375,7 @@ impl Settings {
             recovery: RecoverySettings { interval_ms: 1000 },
             velocity: VelocityLimits::development(),
             retention: RetentionSettings::default(),
+            notifications: DeliverySettings::default(),
             secrets: Secrets::generate(),
         }
     }

@@ -10,12 +10,13 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::Layer;
 
-use paybind_shared::{config::Environment, metrics::Metrics};
+use paybind_shared::{config::Environment, metrics::Metrics, tls::TlsFiles};
 
 use crate::{
     config::Settings,
     domain::{
         acquirer::{Simulator, Traced},
+        deliveries::Deliverer,
         merchants::MerchantDirectory,
         metrics::PaymentMetrics,
         sms::{DevOutbox, NoGateway, SmsSender},
@@ -23,7 +24,7 @@ use crate::{
         vault::{KeyedHasher, Vault},
         Policy, Services,
     },
-    grpc::{BindingApi, EventApi, MerchantAuth},
+    grpc::{notify_client::GrpcNotifier, BindingApi, EventApi, MerchantAuth},
     store,
     web::PageState,
 };
@@ -213,6 +214,7 @@ impl App {
         let purge = tokio::spawn(async move { services.purge_forever(retention).await });
         let sequencer = tokio::spawn(self.services.clone().sequence_events_forever());
         let expiry = tokio::spawn(self.services.clone().expire_forever());
+        let deliverer = tokio::spawn(self.deliverer()?.deliver_forever());
         let page_state = self.page_state()?;
         tracing::info!(addr = %self.web_addr, public = %self.public_base_url, "payment-svc serving the binding pages");
         let pages = HttpServer::spawn(
@@ -253,10 +255,31 @@ impl App {
         purge.abort();
         sequencer.abort();
         expiry.abort();
+        deliverer.abort();
         pages.stop().await;
         metrics.stop().await;
         served?;
         Ok(())
+    }
+
+    /// Pushes events to merchants with payment-svc's own certificate,
+    /// trusting `notifications.ca_cert` (or `tls.ca_cert`) for theirs.
+    fn deliverer(&self) -> anyhow::Result<Deliverer> {
+        let settings = &self.settings.notifications;
+        let tls = TlsFiles {
+            ca_cert: settings
+                .ca_cert
+                .clone()
+                .unwrap_or_else(|| self.settings.tls.ca_cert.clone()),
+            ..self.settings.tls.clone()
+        };
+        Ok(Deliverer {
+            store: self.services.store.clone(),
+            notifier: GrpcNotifier::new(tls)?,
+            settings: settings.clone(),
+            metrics: self.services.metrics.clone(),
+            wake: self.services.events_sequenced(),
+        })
     }
 
     fn page_state(&self) -> anyhow::Result<Arc<PageState>> {

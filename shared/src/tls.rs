@@ -43,6 +43,22 @@ impl TlsFiles {
             .client_ca_root(self.ca()?))
     }
 
+    /// As [`Self::server_config`], also accepting clients whose certificate
+    /// `other_ca` signed (merchant-svc: its operators' CA, and payment-svc's
+    /// CA for the notifications payment-svc pushes). Which client may call
+    /// what is decided per service, after the handshake.
+    pub fn server_config_also_trusting(&self, other_ca: &Path) -> anyhow::Result<ServerTlsConfig> {
+        let mut roots = read(&self.ca_cert)?;
+        let other = read(other_ca)?;
+        if other != roots {
+            roots.push(b'\n');
+            roots.extend_from_slice(&other);
+        }
+        Ok(ServerTlsConfig::new()
+            .identity(self.identity()?)
+            .client_ca_root(Certificate::from_pem(roots)))
+    }
+
     /// A client config that presents this service's certificate and trusts
     /// only `ca_cert`; `server_name` is checked against the server's SANs.
     pub fn client_config(&self, server_name: &str) -> anyhow::Result<ClientTlsConfig> {
@@ -137,6 +153,8 @@ pub struct PeerCertificate {
     /// Whether it may authenticate a client (its extended key usage names
     /// clientAuth, or it has none).
     pub client_auth: bool,
+    /// Its issuer's distinguished name (RFC 4514): which CA signed it.
+    pub issuer: String,
 }
 
 impl PeerCertificate {
@@ -168,12 +186,31 @@ impl PeerCertificate {
             Err(e) => anyhow::bail!("unreadable extended key usage: {e}"),
         };
         Ok(Self {
+            issuer: cert.issuer().to_string(),
             common_name,
             uris,
             client_auth,
             fingerprint: CertFingerprint::of_der(der),
             not_after_ms: cert.validity().not_after.timestamp().saturating_mul(1000),
         })
+    }
+
+    /// The subject names (RFC 4514) of every certificate in a PEM file: the
+    /// CAs a file of roots holds, to match against a peer's `issuer`.
+    pub fn subjects_in_pem_file(path: &Path) -> anyhow::Result<Vec<String>> {
+        let pem = read(path)?;
+        let mut subjects = Vec::new();
+        for block in x509_parser::pem::Pem::iter_from_buffer(&pem) {
+            let block = block.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&block.contents).map_err(|e| {
+                anyhow::anyhow!("{}: not an X.509 certificate: {e}", path.display())
+            })?;
+            subjects.push(cert.subject().to_string());
+        }
+        if subjects.is_empty() {
+            anyhow::bail!("{}: no PEM certificate", path.display());
+        }
+        Ok(subjects)
     }
 
     /// The first certificate of a PEM file (a chain starts with the leaf).
@@ -390,6 +427,7 @@ mod tests {
             fingerprint: CertFingerprint::of_der(b"x"),
             not_after_ms: 0,
             client_auth: true,
+            issuer: String::new(),
         };
         let two = peer(&["urn:paybind:merchant:a", "urn:paybind:merchant:b"]);
         assert_eq!(two.merchant_name(), None);

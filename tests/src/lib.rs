@@ -451,6 +451,7 @@ impl Stack {
                 attempts: 3,
                 overall_timeout_ms: 6000,
                 quick_timeout_ms: 300,
+                notifier_name: "payment-svc".into(),
             },
             secrets: merchant_svc::config::Secrets::generate(),
             shop: merchant_svc::config::ShopSettings {
@@ -471,6 +472,15 @@ impl Stack {
         let settings_db_url = settings.database.url.expose_secret().to_owned();
         let (settings, running) = spawn_merchant(settings).await?;
         let addr = settings.grpc.listen;
+        // payment-svc pushes the merchant's events to merchant-svc, as an
+        // operator sets it up (`payment-svc merchant set-notify`).
+        stack
+            .admin(payment_svc::admin::MerchantCommand::SetNotify {
+                id: identity.to_owned(),
+                url: format!("https://localhost:{}", addr.port()),
+                server_name: None,
+            })
+            .await?;
         let storefront = format!("http://127.0.0.1:{}", settings.web.listen.port());
         stack.merchant = Some(MerchantPart {
             addr,
@@ -797,7 +807,117 @@ fn test_settings(db_url: &str, server: &TlsFiles, dir: &Path) -> Settings {
     settings.database = DatabaseSettings::new(db_url, 8);
     settings.tls = server.clone();
     settings.velocity = unlimited_velocity();
+    // Notifications retried after 1 s, twice, then given up: a test sees
+    // the whole schedule in seconds (the default spans more than a day).
+    settings.notifications.retry_delays_secs = vec![1, 1];
     settings
+}
+
+/// A `NotificationService` of a test's own, in place of merchant-svc:
+/// records every call (event id, resource, attempt) in arrival order, and
+/// refuses the first `refuse_first_attempts` attempts of each event (or
+/// every attempt, with `u32::MAX`).
+pub struct Recorder {
+    pub addr: std::net::SocketAddr,
+    pub calls: Arc<std::sync::Mutex<Vec<RecordedCall>>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCall {
+    pub event_id: String,
+    pub resource_id: String,
+    pub resource_version: i64,
+    pub attempt: i32,
+    pub acknowledged: bool,
+}
+
+struct RecorderService {
+    calls: Arc<std::sync::Mutex<Vec<RecordedCall>>>,
+    refuse_first_attempts: u32,
+    /// How long each answer takes.
+    delay: Duration,
+}
+
+#[tonic::async_trait]
+impl mpb::notification_service_server::NotificationService for RecorderService {
+    async fn notify(
+        &self,
+        request: tonic::Request<mpb::NotifyRequest>,
+    ) -> Result<tonic::Response<mpb::NotifyResponse>, tonic::Status> {
+        let mpb::NotifyRequest { event, attempt } = request.into_inner();
+        let event = event.ok_or_else(|| tonic::Status::invalid_argument("no event"))?;
+        tokio::time::sleep(self.delay).await;
+        let acknowledged = u32::try_from(attempt).unwrap_or(0) > self.refuse_first_attempts;
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(RecordedCall {
+                event_id: event.event_id,
+                resource_id: event.resource_id,
+                resource_version: event.resource_version,
+                attempt,
+                acknowledged,
+            });
+        if acknowledged {
+            Ok(tonic::Response::new(mpb::NotifyResponse {}))
+        } else {
+            Err(tonic::Status::internal(
+                "the test shop refuses this attempt",
+            ))
+        }
+    }
+}
+
+impl Recorder {
+    /// Serves on a free port with merchant-svc's test certificate.
+    pub async fn start(refuse_first_attempts: u32) -> anyhow::Result<Self> {
+        Self::start_slow(refuse_first_attempts, Duration::ZERO).await
+    }
+
+    /// As [`Self::start`], each answer `delay` late.
+    pub async fn start_slow(refuse_first_attempts: u32, delay: Duration) -> anyhow::Result<Self> {
+        let tls = pki().client_files("merchant-svc").server_config()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let service = RecorderService {
+            calls: calls.clone(),
+            refuse_first_attempts,
+            delay,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .tls_config(tls)?
+                .add_service(
+                    mpb::notification_service_server::NotificationServiceServer::new(service),
+                )
+                .serve_with_incoming_shutdown(
+                    paybind_shared::grpc::incoming(listener, &Default::default()),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ),
+        );
+        Ok(Self {
+            addr,
+            calls,
+            stop: Some(stop),
+        })
+    }
+
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// Velocity limits no test reaches by accident: the suite's one shopper

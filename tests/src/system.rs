@@ -235,6 +235,9 @@ impl System {
         payment.database = DatabaseSettings::new(&payment_db, db);
         // A load test binds the same shopper's card for every worker.
         payment.velocity = crate::unlimited_velocity();
+        // Notifications retried every second for a minute: a fault's
+        // backlog is delivered before the invariants are checked.
+        payment.notifications.retry_delays_secs = vec![1; 60];
         let outbox = payment.sms.outbox_file.clone().context("an SMS outbox")?;
         let acquirer_journal = payment
             .acquirer
@@ -259,7 +262,13 @@ impl System {
         let merchant_config = d.join("merchant.toml");
         write_toml(&merchant_config, "paybind-tests system", &merchant)?;
 
-        register_merchant(&payment_db, options.daily_limit, &shop_tls.cert).await?;
+        register_merchant(
+            &payment_db,
+            options.daily_limit,
+            &shop_tls.cert,
+            &format!("https://localhost:{merchant_port}"),
+        )
+        .await?;
         let mut system = Self {
             backend: options.backend,
             dir,
@@ -490,10 +499,13 @@ impl System {
 }
 
 /// Registers the merchant in payment-svc's database before it starts.
+/// Registers the shop, with merchant-svc (at `notify_url`) taking its
+/// notifications.
 async fn register_merchant(
     payment_db: &str,
     daily_limit: i64,
     cert: &std::path::Path,
+    notify_url: &str,
 ) -> anyhow::Result<()> {
     use paybind_shared::money::{Currency, Money};
     let store = payment_svc::store::connect(payment_db, 2).await?;
@@ -518,5 +530,14 @@ async fn register_merchant(
         &paybind_shared::tls::PeerCertificate::from_pem_file(cert)?,
     )
     .await?;
+    store
+        .set_merchant_endpoint(
+            &paybind_shared::ids::MerchantId::parse(MERCHANT)?,
+            Some(&payment_svc::domain::deliveries::NotifyEndpoint::parse(
+                notify_url, None,
+            )?),
+            paybind_shared::clock::now_ms(),
+        )
+        .await?;
     Ok(())
 }

@@ -42,6 +42,11 @@ enum Command {
         /// merchant's pages return there and may be framed by it).
         #[arg(long, default_value = "http://localhost:8080")]
         storefront_url: String,
+        /// Where payment-svc pushes the demo merchant's events: merchant-svc's
+        /// gRPC address as payment-svc reaches it (its certificate names
+        /// localhost and merchant-svc).
+        #[arg(long, default_value = "https://localhost:50052")]
+        notify_url: String,
     },
 }
 
@@ -84,7 +89,8 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Init {
             dir,
             storefront_url,
-        }) => init(&dir, &storefront_url).await,
+            notify_url,
+        }) => init(&dir, &storefront_url, &notify_url).await,
         None => run(cli.run).await,
     };
     telemetry.shutdown();
@@ -92,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `paybind-local init`: what `run` prepares, for services that run apart.
-async fn init(dir: &Path, storefront: &str) -> anyhow::Result<()> {
+async fn init(dir: &Path, storefront: &str, notify_url: &str) -> anyhow::Result<()> {
     let defaults = Cli::parse_from(["paybind-local"]).run;
     let setup = payment_svc::dev::prepare(dir, defaults.payment_listen)?;
     let payment_settings = payment_svc::config::Settings::load(Some(&setup.config_file))?;
@@ -100,7 +106,7 @@ async fn init(dir: &Path, storefront: &str) -> anyhow::Result<()> {
         payment_svc::store::connect(payment_settings.database.url.expose_secret(), 2)
             .await
             .context("payment-svc's database")?;
-    register_demo_merchant(payment_store.as_ref(), &setup, storefront).await?;
+    register_demo_merchant(payment_store.as_ref(), &setup, storefront, notify_url).await?;
     drop(payment_store);
 
     let mut merchant_settings = merchant_settings(
@@ -139,17 +145,29 @@ async fn init(dir: &Path, storefront: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Registers the demo merchant (once) and where its events are pushed (on
+/// every start: the port may have changed).
 async fn register_demo_merchant(
     store: &dyn payment_svc::store::Store,
     setup: &payment_svc::dev::DevSetup,
     storefront: &str,
+    notify_url: &str,
 ) -> anyhow::Result<()> {
+    let merchant = payment_svc::dev::demo_merchant_at(storefront)?;
     payment_svc::domain::merchants::ensure(
         store,
-        &payment_svc::dev::demo_merchant_at(storefront)?,
+        &merchant,
         &paybind_shared::tls::PeerCertificate::from_pem_file(&setup.merchant_cert)?,
     )
     .await?;
+    let endpoint = payment_svc::domain::deliveries::NotifyEndpoint::parse(notify_url, None)?;
+    store
+        .set_merchant_endpoint(
+            &merchant.id,
+            Some(&endpoint),
+            paybind_shared::clock::now_ms(),
+        )
+        .await?;
     Ok(())
 }
 
@@ -178,7 +196,6 @@ async fn run(cli: RunArgs) -> anyhow::Result<()> {
     let payment = payment_svc::startup::App::build(payment_settings).await?;
     let services = payment.services();
     let storefront = format!("http://localhost:{}", cli.storefront_listen.port());
-    register_demo_merchant(services.store.as_ref(), &setup, &storefront).await?;
 
     let mut merchant_settings = merchant_settings(
         &cli.dir,
@@ -189,6 +206,8 @@ async fn run(cli: RunArgs) -> anyhow::Result<()> {
     )?;
     merchant_settings.metrics.listen = cli.merchant_metrics_listen;
     let merchant = merchant_svc::startup::App::build(merchant_settings).await?;
+    let notify_url = format!("https://localhost:{}", merchant.grpc_addr().port());
+    register_demo_merchant(services.store.as_ref(), &setup, &storefront, &notify_url).await?;
     create_demo_users(&merchant.shop()).await?;
 
     let web = Web {

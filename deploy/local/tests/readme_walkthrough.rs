@@ -117,6 +117,9 @@ fn readme_walkthrough_works_as_written() {
         "REVOKED_BY_MERCHANT",
         "EVENT_TYPE_PAYMENT_SUCCEEDED",
         "\"outcome\": \"APPLIED\"",
+        // The feed's first event, pushed to merchant-svc and acknowledged.
+        "DELIVERY_STATUS_DELIVERED",
+        "ATTEMPT_OUTCOME_ACKNOWLEDGED",
     ] {
         assert!(
             text.contains(expected),

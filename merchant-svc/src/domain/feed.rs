@@ -48,6 +48,18 @@ pub enum FeedChange {
     Nothing,
 }
 
+/// How an event reached the shop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// Read from the feed in cursor order (`ListEvents`, `StreamEvents`):
+    /// the shop's cursor moves past it.
+    Feed,
+    /// Pushed by payment-svc (`NotificationService`): in order per
+    /// resource only, so the cursor stays where it is and the feed reads
+    /// the event again later (and finds it applied).
+    Push,
+}
+
 /// What became of an event here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventOutcome {
@@ -95,8 +107,13 @@ const MAX_PAUSE: Duration = Duration::from_secs(10);
 const SILENCE: Duration = Duration::from_secs(40);
 
 impl Shop {
-    /// Applies one event (once in effect) and moves the cursor past it.
-    pub async fn apply_event(&self, event: &FeedEvent) -> ShopResult<EventOutcome> {
+    /// Applies one event (once in effect) and records it; one read from
+    /// the feed also moves the cursor past it.
+    pub async fn apply_event(
+        &self,
+        event: &FeedEvent,
+        source: EventSource,
+    ) -> ShopResult<EventOutcome> {
         let seen = self.store.applied_event(&event.id).await?;
         let outcome = match seen {
             Some(outcome) => outcome,
@@ -115,18 +132,27 @@ impl Shop {
             }
         };
         self.store
-            .record_event(&AppliedEvent {
-                event_id: event.id.clone(),
-                event_type: event.event_type.clone(),
-                resource_id: event.resource_id.clone(),
-                resource_version: event.version,
-                cursor: event.cursor.clone(),
-                outcome,
-                applied_ms: now_ms(),
-            })
+            .record_event(
+                &AppliedEvent {
+                    event_id: event.id.clone(),
+                    event_type: event.event_type.clone(),
+                    resource_id: event.resource_id.clone(),
+                    resource_version: event.version,
+                    cursor: event.cursor.clone(),
+                    outcome,
+                    applied_ms: now_ms(),
+                },
+                source == EventSource::Feed,
+            )
             .await?;
+        // A session's answer read before this revocation may have put the
+        // card back on file meanwhile; from the record on, it cannot.
+        if let (FeedChange::BindingRevoked { .. }, EventOutcome::Applied) = (&event.change, outcome)
+        {
+            self.apply_change(&event.change).await?;
+        }
         if seen.is_none() {
-            tracing::info!(event_id = %event.id, event_type = %event.event_type, resource_id = %event.resource_id, ?outcome, "event applied");
+            tracing::info!(event_id = %event.id, event_type = %event.event_type, resource_id = %event.resource_id, ?outcome, ?source, "event applied");
         }
         Ok(outcome)
     }
@@ -208,7 +234,7 @@ impl Shop {
             let page = self.payments.events_after(&cursor, CATCH_UP_PAGE).await?;
             let full = page.len() == CATCH_UP_PAGE as usize;
             for event in &page {
-                self.apply_event(event).await?;
+                self.apply_event(event, EventSource::Feed).await?;
                 applied += 1;
             }
             if !full {
@@ -255,7 +281,7 @@ impl Shop {
                 Ok(Some(Err(e))) => return Err(e.into()),
                 Ok(Some(Ok(FeedItem::Heartbeat))) => {}
                 Ok(Some(Ok(FeedItem::Event(event)))) => {
-                    self.apply_event(&event).await?;
+                    self.apply_event(&event, EventSource::Feed).await?;
                 }
             }
         }
@@ -330,14 +356,18 @@ mod tests {
         let (bob, binding) = bound_user(&shop, &payments, "bob").await;
         let revocation = payments.publish(revoked("evt_2", &binding, &bob, 20));
         assert_eq!(
-            shop.apply_event(&revocation).await.expect("apply"),
+            shop.apply_event(&revocation, EventSource::Feed)
+                .await
+                .expect("apply"),
             EventOutcome::Applied
         );
         assert!(shop.user(&bob).await.expect("user").card.is_none());
 
         // Delivered again: recorded once, with what became of it the first time.
         assert_eq!(
-            shop.apply_event(&revocation).await.expect("again"),
+            shop.apply_event(&revocation, EventSource::Feed)
+                .await
+                .expect("again"),
             EventOutcome::Applied
         );
         // An older change of the same binding arriving late changes nothing:
@@ -359,7 +389,9 @@ mod tests {
         late.resource_id = binding.as_str().into();
         let late = payments.publish(late);
         assert_eq!(
-            shop.apply_event(&late).await.expect("late"),
+            shop.apply_event(&late, EventSource::Feed)
+                .await
+                .expect("late"),
             EventOutcome::Stale
         );
         assert!(shop.user(&bob).await.expect("user").card.is_some());
@@ -369,6 +401,35 @@ mod tests {
         let ids: Vec<&str> = status.recent.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids.len(), 2, "{ids:?}");
         assert!(ids.contains(&"evt_1") && ids.contains(&"evt_2"));
+    }
+
+    #[tokio::test]
+    async fn a_pushed_revocation_keeps_the_card_off_file_and_the_cursor_still() {
+        let (shop, payments, _dir) = fake::shop().await;
+        let (cy, binding) = bound_user(&shop, &payments, "cy").await;
+        let card = shop.user(&cy).await.expect("user").card.expect("card");
+        let revocation = payments.publish(revoked("evt_r", &binding, &cy, 7));
+        assert_eq!(
+            shop.apply_event(&revocation, EventSource::Push)
+                .await
+                .expect("apply"),
+            EventOutcome::Applied
+        );
+        assert!(shop.user(&cy).await.expect("user").card.is_none());
+        // A session's answer read before the revocation, written after it:
+        // the revoked binding does not come back.
+        shop.store.set_card(&cy, Some(&card)).await.expect("set");
+        assert!(shop.user(&cy).await.expect("user").card.is_none());
+        // Pushed, not read from the feed: the cursor stays.
+        let status = shop.feed_status(5).await.expect("status");
+        assert_eq!(status.position.cursor, "");
+        assert_eq!(status.recent.len(), 1);
+        // Read from the feed later: nothing applied twice, the cursor moves.
+        assert_eq!(shop.reconcile().await.expect("reconcile"), 1);
+        assert_eq!(
+            shop.feed_status(1).await.expect("status").position.cursor,
+            revocation.cursor
+        );
     }
 
     #[tokio::test]

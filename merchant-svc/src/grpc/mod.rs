@@ -16,6 +16,7 @@ use crate::domain::{Shop, ShopError};
 pub mod access;
 pub mod convert;
 mod errors;
+pub mod notifications;
 
 pub use access::{Operator, OperatorAuth, Role};
 

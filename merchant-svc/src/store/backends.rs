@@ -232,9 +232,16 @@ macro_rules! impl_store {
             }
 
             async fn set_card(&self, user_id: &MerchantUserId, card: Option<&CardOnFile>) -> StoreResult<()> {
+                // A binding whose newest news is its revocation never goes
+                // (back) on file: a session's answer read before the
+                // revocation may be written after it.
                 sqlx::query(
                     "UPDATE users SET binding_id = $2, binding_token = $3, card_brand = $4, \
-                     card_last4 = $5, exp_month = $6, exp_year = $7, bound_ms = $8 WHERE id = $1",
+                     card_last4 = $5, exp_month = $6, exp_year = $7, bound_ms = $8 WHERE id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM applied_events a \
+                       JOIN resource_versions v ON v.resource_id = a.resource_id \
+                       AND v.version = a.resource_version \
+                       WHERE a.resource_id = $2 AND a.event_type = 'EVENT_TYPE_BINDING_REVOKED')",
                 )
                 .bind(user_id)
                 .bind(card.map(|c| &c.binding_id))
@@ -440,7 +447,7 @@ macro_rules! impl_store {
                 Ok(row.map(|(v,)| v))
             }
 
-            async fn record_event(&self, e: &AppliedEvent) -> StoreResult<()> {
+            async fn record_event(&self, e: &AppliedEvent, moves_cursor: bool) -> StoreResult<()> {
                 db::retry_transient("record an event", TRIES, || async {
                     let mut tx = self.writer.begin().await?;
                     let new = sqlx::query(
@@ -471,15 +478,17 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    sqlx::query(
-                        "INSERT INTO feed_position (id, cursor, updated_ms) VALUES (1, $1, $2) \
-                         ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
-                         updated_ms = excluded.updated_ms",
-                    )
-                    .bind(&e.cursor)
-                    .bind(e.applied_ms)
-                    .execute(&mut *tx)
-                    .await?;
+                    if moves_cursor {
+                        sqlx::query(
+                            "INSERT INTO feed_position (id, cursor, updated_ms) VALUES (1, $1, $2) \
+                             ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
+                             updated_ms = excluded.updated_ms",
+                        )
+                        .bind(&e.cursor)
+                        .bind(e.applied_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     tx.commit().await?;
                     Ok(())
                 })

@@ -49,7 +49,8 @@ pub trait Store: Send + Sync + 'static {
         id: &MerchantUserId,
         presentation: Presentation,
     ) -> StoreResult<bool>;
-    /// Stores (or, with `None`, forgets) the user's card on file.
+    /// Stores (or, with `None`, forgets) the user's card on file; not a
+    /// binding whose newest applied event is its revocation.
     async fn set_card(
         &self,
         user_id: &MerchantUserId,
@@ -120,10 +121,11 @@ pub trait Store: Send + Sync + 'static {
     async fn applied_event(&self, event_id: &str) -> StoreResult<Option<EventOutcome>>;
     /// The newest version of a resource applied so far.
     async fn resource_version(&self, resource_id: &str) -> StoreResult<Option<i64>>;
-    /// Records an event as applied, raises its resource's version and moves
-    /// the cursor to it, in one transaction. An event recorded before is
-    /// left as it was (the cursor still moves).
-    async fn record_event(&self, event: &AppliedEvent) -> StoreResult<()>;
+    /// Records an event as applied, raises its resource's version and (if
+    /// `moves_cursor`: read from the feed, not pushed) moves the cursor to
+    /// it, in one transaction. An event recorded before is left as it was
+    /// (the cursor still moves).
+    async fn record_event(&self, event: &AppliedEvent, moves_cursor: bool) -> StoreResult<()>;
     /// The latest events applied, newest first.
     async fn recent_events(&self, limit: i64) -> StoreResult<Vec<AppliedEvent>>;
 }

@@ -73,6 +73,8 @@ pub enum DomainError {
     RequestInProgress,
     #[error("payment not found")]
     PaymentNotFound,
+    #[error("no delivery of this event for this merchant")]
+    DeliveryNotFound,
     #[error("only a succeeded payment can be refunded")]
     PaymentNotRefundable,
     #[error("the refund exceeds what is left to refund ({refundable} minor units)")]

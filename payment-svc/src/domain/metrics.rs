@@ -11,6 +11,7 @@ use paybind_shared::metrics::Metrics;
 
 use super::{
     acquirer::DeclineReason,
+    deliveries::AttemptOutcome,
     model::{PaymentState, SessionKind},
 };
 
@@ -33,6 +34,11 @@ struct SessionLabels {
 }
 
 /// Where a settled payment came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    outcome: &'static str,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum PaymentFlow {
     Pay,
@@ -45,6 +51,8 @@ pub struct PaymentMetrics {
     sessions: Family<SessionLabels, Counter>,
     events_sequenced: Counter,
     event_streams: Gauge,
+    delivery_attempts: Family<AttemptLabels, Counter>,
+    delivery_backlog: Gauge,
 }
 
 impl PaymentMetrics {
@@ -71,7 +79,35 @@ impl PaymentMetrics {
             "StreamEvents calls open on this replica",
             this.event_streams.clone(),
         );
+        metrics.register(
+            "delivery_attempts",
+            "Notification attempts made by this replica, by outcome",
+            this.delivery_attempts.clone(),
+        );
+        metrics.register(
+            "delivery_backlog",
+            "Notifications not yet acknowledged by their merchants (all replicas)",
+            this.delivery_backlog.clone(),
+        );
         this
+    }
+
+    pub fn delivery_attempt(&self, outcome: AttemptOutcome) {
+        let outcome = match outcome {
+            AttemptOutcome::Acknowledged => "acknowledged",
+            AttemptOutcome::Refused => "refused",
+            AttemptOutcome::Unreachable => "unreachable",
+            AttemptOutcome::TimedOut => "timed_out",
+            AttemptOutcome::NoEndpoint => "no_endpoint",
+            AttemptOutcome::Abandoned => "abandoned",
+        };
+        self.delivery_attempts
+            .get_or_create(&AttemptLabels { outcome })
+            .inc();
+    }
+
+    pub fn delivery_backlog(&self, pending: i64) {
+        self.delivery_backlog.set(pending);
     }
 
     pub fn events_sequenced(&self, n: u64) {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 pub mod acquirer;
 pub mod bindings;
 pub mod card;
+pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod in_flight;

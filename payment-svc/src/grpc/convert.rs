@@ -17,6 +17,7 @@ use paybind_shared::{
 
 use crate::domain::{
     bindings::{BindingListing, BindingView},
+    deliveries::{AttemptOutcome, Delivery, DeliveryState, DeliveryStatus},
     events::{BindingSnapshot, Event, EventState, EventType, RevokedBy, SessionSnapshot},
     model::{AttemptError, Payment, PaymentState, Refund, SessionKind, SessionState},
     payments::{PayInput, RefundInput},
@@ -348,6 +349,70 @@ pub fn list_events(r: pb::ListEventsRequest) -> Result<(i64, i64), Rejected> {
         page_size(size).at("page_size"),
     )
         .all_ok()
+}
+
+/// A ListDeliveries request: the state wanted (none: all), the cursor and
+/// the page size.
+pub fn list_deliveries(
+    r: pb::ListDeliveriesRequest,
+) -> Result<(Option<DeliveryState>, i64, i64), Rejected> {
+    let pb::ListDeliveriesRequest {
+        status,
+        after_cursor,
+        page_size: size,
+    } = r;
+    let state = match pb::DeliveryStatus::try_from(status) {
+        Ok(pb::DeliveryStatus::Unspecified) => Ok(None),
+        Ok(pb::DeliveryStatus::Pending) => Ok(Some(DeliveryState::Pending)),
+        Ok(pb::DeliveryStatus::Delivered) => Ok(Some(DeliveryState::Delivered)),
+        Ok(pb::DeliveryStatus::Failed) => Ok(Some(DeliveryState::Failed)),
+        Err(_) => Err(Invalid::argument("not a DeliveryStatus")),
+    };
+    (
+        state.at("status"),
+        cursor(&after_cursor).at("after_cursor"),
+        page_size(size).at("page_size"),
+    )
+        .all_ok()
+}
+
+pub fn delivery(d: Delivery) -> pb::Delivery {
+    let (status, next_attempt_time) = match d.status {
+        DeliveryStatus::Pending { next_attempt_ms } => (
+            pb::DeliveryStatus::Pending,
+            Some(timestamp(next_attempt_ms)),
+        ),
+        DeliveryStatus::Delivered { .. } => (pb::DeliveryStatus::Delivered, None),
+        DeliveryStatus::Failed { .. } => (pb::DeliveryStatus::Failed, None),
+    };
+    pb::Delivery {
+        event_id: d.event_id,
+        cursor: cursor_to_wire(d.seq),
+        status: status as i32,
+        attempts: d
+            .attempts
+            .into_iter()
+            .map(|a| pb::DeliveryAttempt {
+                attempt: i32::try_from(a.attempt).unwrap_or(i32::MAX),
+                start_time: Some(timestamp(a.started_ms)),
+                outcome: attempt_outcome_to_wire(a.outcome) as i32,
+                latency_ms: a.latency_ms,
+                detail: a.detail,
+            })
+            .collect(),
+        next_attempt_time,
+    }
+}
+
+fn attempt_outcome_to_wire(o: AttemptOutcome) -> pb::AttemptOutcome {
+    match o {
+        AttemptOutcome::Acknowledged => pb::AttemptOutcome::Acknowledged,
+        AttemptOutcome::Refused => pb::AttemptOutcome::Refused,
+        AttemptOutcome::Unreachable => pb::AttemptOutcome::Unreachable,
+        AttemptOutcome::TimedOut => pb::AttemptOutcome::TimedOut,
+        AttemptOutcome::NoEndpoint => pb::AttemptOutcome::NoEndpoint,
+        AttemptOutcome::Abandoned => pb::AttemptOutcome::Abandoned,
+    }
 }
 
 pub fn event(e: Event) -> pb::Event {

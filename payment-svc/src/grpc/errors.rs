@@ -72,6 +72,7 @@ impl From<DomainError> for Status {
             }
             DomainError::RequestInProgress => status(Code::Aborted, "REQUEST_IN_PROGRESS"),
             DomainError::PaymentNotFound => status(Code::NotFound, "PAYMENT_NOT_FOUND"),
+            DomainError::DeliveryNotFound => status(Code::NotFound, "DELIVERY_NOT_FOUND"),
             DomainError::PaymentNotRefundable => {
                 status(Code::FailedPrecondition, "PAYMENT_NOT_REFUNDABLE")
             }

@@ -49,6 +49,36 @@ impl EventService for EventApi {
         }))
     }
 
+    async fn get_delivery(
+        &self,
+        request: Request<pb::GetDeliveryRequest>,
+    ) -> Result<Response<pb::GetDeliveryResponse>, Status> {
+        let merchant = merchant(&request)?;
+        let event_id = request.into_inner().event_id;
+        let delivery = self.services.get_delivery(&merchant, &event_id).await?;
+        Ok(Response::new(pb::GetDeliveryResponse {
+            delivery: Some(convert::delivery(delivery)),
+        }))
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<pb::ListDeliveriesRequest>,
+    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+        let merchant = merchant(&request)?;
+        let (state, after, limit) =
+            convert::list_deliveries(request.into_inner()).map_err(DomainError::from)?;
+        let deliveries = self
+            .services
+            .list_deliveries(&merchant, state, after, limit)
+            .await?;
+        let next = deliveries.last().map_or(after, |d| d.seq);
+        Ok(Response::new(pb::ListDeliveriesResponse {
+            deliveries: deliveries.into_iter().map(convert::delivery).collect(),
+            next_cursor: convert::cursor_to_wire(next),
+        }))
+    }
+
     type StreamEventsStream = EventStream;
 
     async fn stream_events(

@@ -18,6 +18,7 @@ use crate::domain::{error::DomainError, merchants::Merchant, sessions::RawSubmis
 pub mod convert;
 mod errors;
 mod events;
+pub mod notify_client;
 
 pub use events::EventApi;
 

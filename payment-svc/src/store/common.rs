@@ -113,7 +113,42 @@ pub(super) const SEQUENCE_EVENTS: &str = "WITH todo AS ( \
          WHERE seq IS NULL ORDER BY write_no LIMIT $1), \
      top AS (SELECT COALESCE(MAX(seq), 0) AS seq FROM events) \
      UPDATE events SET seq = top.seq + todo.n FROM todo, top \
-     WHERE events.write_no = todo.write_no";
+     WHERE events.write_no = todo.write_no RETURNING events.seq";
+
+/// A pending delivery for each event sequenced from `$1` whose merchant
+/// has a notification endpoint, due at once (`$2`, now).
+pub(super) const INSERT_DELIVERIES: &str = "INSERT INTO deliveries \
+     (seq, merchant_id, resource_id, status, attempts, next_attempt_ms, created_ms) \
+     SELECT e.seq, e.merchant_id, e.resource_id, 'PENDING', 0, $2, $2 \
+     FROM events e JOIN merchant_endpoints m ON m.merchant_id = e.merchant_id \
+     WHERE e.seq >= $1 ON CONFLICT (seq) DO NOTHING";
+
+/// Claims what is due (`$1`, now) until `$2` (the lease), at most `$3`,
+/// oldest first, none while an earlier event of its resource is pending;
+/// `{lock}` is PostgreSQL's `FOR UPDATE ... SKIP LOCKED` (SQLite has one
+/// writer).
+pub(super) fn claim_deliveries_sql(lock: &str) -> String {
+    format!(
+        "UPDATE deliveries SET attempts = attempts + 1, next_attempt_ms = $2 \
+         WHERE seq IN (SELECT d.seq FROM deliveries d \
+           WHERE d.status = 'PENDING' AND d.next_attempt_ms <= $1 \
+           AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.status = 'PENDING' \
+             AND p.merchant_id = d.merchant_id AND p.resource_id = d.resource_id \
+             AND p.seq < d.seq) \
+           ORDER BY d.seq LIMIT $3{lock}) \
+         RETURNING seq, merchant_id, attempts"
+    )
+}
+
+/// An attempt, kept; a late record of an attempt first marked abandoned
+/// replaces that mark.
+pub(super) const UPSERT_DELIVERY_ATTEMPT: &str = "INSERT INTO delivery_attempts \
+     (seq, attempt, started_ms, latency_ms, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (seq, attempt) DO UPDATE SET started_ms = excluded.started_ms, \
+     latency_ms = excluded.latency_ms, outcome = excluded.outcome, detail = excluded.detail";
+
+pub(super) const SELECT_DELIVERY: &str = "SELECT d.seq, e.event_id, d.status, \
+     d.next_attempt_ms, d.finished_ms FROM deliveries d JOIN events e ON e.seq = d.seq";
 
 pub(super) const SELECT_PAYMENT_BY_KEY: &str =
     "SELECT * FROM payments WHERE merchant_id = $1 AND idempotency_key = $2";
@@ -133,6 +168,10 @@ macro_rules! impl_store {
         use $crate::store::common::*;
         use $crate::domain::vault::Sealed;
         use $crate::domain::events::{Event, NewEvent, RevokedBy};
+        use $crate::domain::deliveries::{
+            AfterAttempt, ClaimedDelivery, Delivery, DeliveryAttempt, DeliveryState,
+            NotifyEndpoint,
+        };
         use $crate::domain::my_bindings::ShopperLogin;
         use $crate::store::rows::*;
         use $crate::store::*;
@@ -592,6 +631,18 @@ macro_rules! impl_store {
                 .execute(self.writer())
                 .await?
                 .rows_affected();
+                // Finished deliveries go with the events (their attempts first).
+                sqlx::query(
+                    "DELETE FROM delivery_attempts WHERE seq IN (SELECT seq FROM deliveries \
+                     WHERE status <> 'PENDING' AND finished_ms < $1)",
+                )
+                .bind(cutoffs.events_before_ms)
+                .execute(self.writer())
+                .await?;
+                sqlx::query("DELETE FROM deliveries WHERE status <> 'PENDING' AND finished_ms < $1")
+                    .bind(cutoffs.events_before_ms)
+                    .execute(self.writer())
+                    .await?;
                 let shopper_logins = sqlx::query("DELETE FROM shopper_logins WHERE expires_ms < $1")
                     .bind(cutoffs.shopper_logins_before_ms)
                     .execute(self.writer())
@@ -1054,6 +1105,248 @@ macro_rules! impl_store {
                     return Ok(0);
                 }
                 self.sequence_events_impl(limit).await
+            }
+
+            async fn set_merchant_endpoint(
+                &self,
+                merchant_id: &MerchantId,
+                endpoint: Option<&NotifyEndpoint>,
+                now_ms: i64,
+            ) -> StoreResult<bool> {
+                // One statement, writing first: an operator's command from
+                // another process never reads a snapshot a service's write
+                // then invalidates (SQLite).
+                match endpoint {
+                    Some(e) => Ok(sqlx::query(
+                        "INSERT INTO merchant_endpoints (merchant_id, url, server_name, updated_ms) \
+                         SELECT id, $2, $3, $4 FROM merchants WHERE id = $1 \
+                         ON CONFLICT (merchant_id) DO UPDATE SET \
+                         url = excluded.url, server_name = excluded.server_name, \
+                         updated_ms = excluded.updated_ms",
+                    )
+                    .bind(merchant_id)
+                    .bind(&e.url)
+                    .bind(&e.server_name)
+                    .bind(now_ms)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected()
+                        == 1),
+                    None => {
+                        sqlx::query("DELETE FROM merchant_endpoints WHERE merchant_id = $1")
+                            .bind(merchant_id)
+                            .execute(self.writer())
+                            .await?;
+                        let known: Option<(String,)> =
+                            sqlx::query_as("SELECT id FROM merchants WHERE id = $1")
+                                .bind(merchant_id)
+                                .fetch_optional(self.reader())
+                                .await?;
+                        Ok(known.is_some())
+                    }
+                }
+            }
+
+            async fn merchant_endpoint(
+                &self,
+                merchant_id: &MerchantId,
+            ) -> StoreResult<Option<NotifyEndpoint>> {
+                let row: Option<(String, String)> = sqlx::query_as(
+                    "SELECT url, server_name FROM merchant_endpoints WHERE merchant_id = $1",
+                )
+                .bind(merchant_id)
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(row.map(|(url, server_name)| NotifyEndpoint { url, server_name }))
+            }
+
+            async fn claim_deliveries(
+                &self,
+                now_ms: i64,
+                lease_until_ms: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<ClaimedDelivery>> {
+                let mut tx = self.writer().begin().await?;
+                let claimed: Vec<(i64, String, i64)> =
+                    sqlx::query_as(&claim_deliveries_sql(Self::CLAIM_LOCKING))
+                        .bind(now_ms)
+                        .bind(lease_until_ms)
+                        .bind(limit)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                let mut endpoints: std::collections::HashMap<String, Option<NotifyEndpoint>> =
+                    Default::default();
+                let mut out = Vec::with_capacity(claimed.len());
+                for (seq, merchant_id, attempts) in claimed {
+                    if attempts > 1 {
+                        // Claimed again while its last attempt has no record:
+                        // the replica making it stopped before the answer.
+                        sqlx::query(
+                            "INSERT INTO delivery_attempts \
+                             (seq, attempt, started_ms, latency_ms, outcome, detail) \
+                             VALUES ($1, $2, $3, 0, 'ABANDONED', \
+                             'the replica making this attempt stopped before the answer') \
+                             ON CONFLICT (seq, attempt) DO NOTHING",
+                        )
+                        .bind(seq)
+                        .bind(attempts - 1)
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    let event = sqlx::query_as::<_, EventRow>("SELECT * FROM events WHERE seq = $1")
+                        .bind(seq)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let Some(event) = event else {
+                        // Its event is gone (kept 30 days): nothing to send.
+                        sqlx::query(
+                            "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 WHERE seq = $1",
+                        )
+                        .bind(seq)
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                        continue;
+                    };
+                    if !endpoints.contains_key(&merchant_id) {
+                        let row: Option<(String, String)> = sqlx::query_as(
+                            "SELECT url, server_name FROM merchant_endpoints WHERE merchant_id = $1",
+                        )
+                        .bind(&merchant_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        endpoints.insert(
+                            merchant_id.clone(),
+                            row.map(|(url, server_name)| NotifyEndpoint { url, server_name }),
+                        );
+                    }
+                    out.push(ClaimedDelivery {
+                        event: event.into_event()?,
+                        endpoint: endpoints.get(&merchant_id).cloned().flatten(),
+                        merchant_id: MerchantId::from_stored(merchant_id),
+                        attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    });
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn record_delivery_attempt(
+                &self,
+                seq: i64,
+                attempt: &DeliveryAttempt,
+                next: &AfterAttempt,
+                now_ms: i64,
+            ) -> StoreResult<bool> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(UPSERT_DELIVERY_ATTEMPT)
+                    .bind(seq)
+                    .bind(i64::from(attempt.attempt))
+                    .bind(attempt.started_ms)
+                    .bind(attempt.latency_ms)
+                    .bind(attempt_outcome::to_stored(attempt.outcome))
+                    .bind(&attempt.detail)
+                    .execute(&mut *tx)
+                    .await?;
+                let moved = match next {
+                    // Acknowledged is delivered, whichever attempt it was.
+                    AfterAttempt::Delivered => sqlx::query(
+                        "UPDATE deliveries SET status = 'DELIVERED', finished_ms = $2 \
+                         WHERE seq = $1 AND status = 'PENDING'",
+                    )
+                    .bind(seq)
+                    .bind(now_ms),
+                    AfterAttempt::RetryAt(at_ms) => sqlx::query(
+                        "UPDATE deliveries SET next_attempt_ms = $2 \
+                         WHERE seq = $1 AND status = 'PENDING' AND attempts = $3",
+                    )
+                    .bind(seq)
+                    .bind(*at_ms)
+                    .bind(i64::from(attempt.attempt)),
+                    AfterAttempt::GiveUp => sqlx::query(
+                        "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 \
+                         WHERE seq = $1 AND status = 'PENDING' AND attempts = $3",
+                    )
+                    .bind(seq)
+                    .bind(now_ms)
+                    .bind(i64::from(attempt.attempt)),
+                }
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                tx.commit().await?;
+                Ok(moved)
+            }
+
+            async fn get_delivery(
+                &self,
+                merchant_id: &MerchantId,
+                event_id: &str,
+            ) -> StoreResult<Option<Delivery>> {
+                let row: Option<DeliveryRow> = sqlx::query_as(&format!(
+                    "{SELECT_DELIVERY} WHERE d.merchant_id = $1 AND e.event_id = $2"
+                ))
+                .bind(merchant_id)
+                .bind(event_id)
+                .fetch_optional(self.reader())
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let attempts: Vec<DeliveryAttemptRow> =
+                    sqlx::query_as("SELECT * FROM delivery_attempts WHERE seq = $1")
+                        .bind(row.seq)
+                        .fetch_all(self.reader())
+                        .await?;
+                Ok(Some(row.into_delivery(attempts)?))
+            }
+
+            async fn list_deliveries(
+                &self,
+                merchant_id: &MerchantId,
+                state: Option<DeliveryState>,
+                after_seq: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<Delivery>> {
+                let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
+                    "{SELECT_DELIVERY} WHERE d.merchant_id = $1 AND d.seq > $2 \
+                     AND ($3 = '' OR d.status = $3) ORDER BY d.seq LIMIT $4"
+                ))
+                .bind(merchant_id)
+                .bind(after_seq)
+                .bind(state.map(delivery_state::to_stored).unwrap_or(""))
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?;
+                let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+                    return Ok(Vec::new());
+                };
+                let attempts: Vec<DeliveryAttemptRow> = sqlx::query_as(
+                    "SELECT * FROM delivery_attempts WHERE seq >= $1 AND seq <= $2",
+                )
+                .bind(first.seq)
+                .bind(last.seq)
+                .fetch_all(self.reader())
+                .await?;
+                let mut by_seq: std::collections::HashMap<i64, Vec<DeliveryAttemptRow>> =
+                    Default::default();
+                for a in attempts {
+                    by_seq.entry(a.seq).or_default().push(a);
+                }
+                rows.into_iter()
+                    .map(|row| {
+                        let attempts = by_seq.remove(&row.seq).unwrap_or_default();
+                        row.into_delivery(attempts)
+                    })
+                    .collect()
+            }
+
+            async fn delivery_backlog(&self) -> StoreResult<i64> {
+                let (n,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM deliveries WHERE status = 'PENDING'")
+                        .fetch_one(self.reader())
+                        .await?;
+                Ok(n)
             }
 
             async fn reserve_payments(&self, requests: &[ReservePayment]) -> StoreResult<Vec<ReserveOutcome>> {

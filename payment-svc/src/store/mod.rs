@@ -24,6 +24,9 @@ use paybind_shared::{
 
 use crate::domain::{
     acquirer::VerificationRefusal,
+    deliveries::{
+        AfterAttempt, ClaimedDelivery, Delivery, DeliveryAttempt, DeliveryState, NotifyEndpoint,
+    },
     events::{Event, RevokedBy},
     model::{
         BindSession, Binding, ChargeableCard, Merchant, MerchantCertificate, MerchantStatus,
@@ -371,8 +374,61 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Event>>;
     /// Gives cursors to up to `limit` committed events that have none, in
     /// the order they were written; how many. Safe to run on every replica
-    /// at once: one sequences at a time.
+    /// at once: one sequences at a time. Each event whose merchant has a
+    /// notification endpoint gets a pending delivery, in the same
+    /// transaction.
     async fn sequence_events(&self, limit: i64) -> StoreResult<u64>;
+
+    // Pushing the feed (domain/deliveries.rs).
+    /// Sets (or with `None` removes) a merchant's notification endpoint;
+    /// false if there is no such merchant.
+    async fn set_merchant_endpoint(
+        &self,
+        merchant_id: &MerchantId,
+        endpoint: Option<&NotifyEndpoint>,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+    async fn merchant_endpoint(
+        &self,
+        merchant_id: &MerchantId,
+    ) -> StoreResult<Option<NotifyEndpoint>>;
+    /// Claims up to `limit` pending deliveries due at `now_ms`, oldest
+    /// first, none while an earlier event of its resource is pending: each
+    /// gets its next attempt number and is kept from every other claim
+    /// until `lease_until_ms`. An attempt whose lease ran out unrecorded is
+    /// recorded as abandoned.
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records an attempt, and moves its delivery on if that attempt is
+    /// still the delivery's latest (a slower replica's late record does
+    /// not undo a later attempt); false if it was not.
+    async fn record_delivery_attempt(
+        &self,
+        seq: i64,
+        attempt: &DeliveryAttempt,
+        next: &AfterAttempt,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+    async fn get_delivery(
+        &self,
+        merchant_id: &MerchantId,
+        event_id: &str,
+    ) -> StoreResult<Option<Delivery>>;
+    /// A merchant's deliveries with an event cursor above `after_seq`, in
+    /// cursor order, in `state` if given.
+    async fn list_deliveries(
+        &self,
+        merchant_id: &MerchantId,
+        state: Option<DeliveryState>,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// Pending deliveries, all merchants.
+    async fn delivery_backlog(&self) -> StoreResult<i64>;
 
     // Payments.
     /// The hot path, for a batch of payments committed together: for each,

@@ -88,6 +88,9 @@ impl PgStore {
     }
 
     const BACKEND: Backend = Backend::Postgres;
+    /// Replicas claim deliveries side by side: each skips what another
+    /// has locked.
+    const CLAIM_LOCKING: &'static str = " FOR UPDATE OF d SKIP LOCKED";
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let pool = paybind_shared::db::pg_pool(url, max_connections).await?;
@@ -257,13 +260,20 @@ impl PgStore {
         if !mine {
             return Ok(0);
         }
-        let n = sqlx::query(SEQUENCE_EVENTS)
+        // Writes first (SQLite: no snapshot read before the write lock).
+        let given: Vec<(i64,)> = sqlx::query_as(SEQUENCE_EVENTS)
             .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut *tx)
+            .await?;
+        if let Some(first) = given.iter().map(|(seq,)| *seq).min() {
+            sqlx::query(INSERT_DELIVERIES)
+                .bind(first)
+                .bind(paybind_shared::clock::now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(n)
+        Ok(given.len() as u64)
     }
 
     /// Records outcomes, trying again after a transient failure.

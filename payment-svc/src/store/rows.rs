@@ -21,6 +21,7 @@ use paybind_shared::{
 use crate::domain::{
     acquirer::{DeclineReason, VerificationRefusal},
     card::Expiry,
+    deliveries::{AttemptOutcome, Delivery, DeliveryAttempt, DeliveryState, DeliveryStatus},
     events::{
         BindingSnapshot, Event, EventState, EventType, NewEvent, RevokedBy, RevokedSnapshot,
         SessionSnapshot,
@@ -66,6 +67,19 @@ stored_enum!(pub event_type: EventType, "events.event_type", {
     BindSessionCompleted => "BIND_SESSION_COMPLETED",
     BindSessionFailed => "BIND_SESSION_FAILED",
     BindSessionExpired => "BIND_SESSION_EXPIRED",
+});
+stored_enum!(pub delivery_state: DeliveryState, "deliveries.status", {
+    Pending => "PENDING",
+    Delivered => "DELIVERED",
+    Failed => "FAILED",
+});
+stored_enum!(pub attempt_outcome: AttemptOutcome, "delivery_attempts.outcome", {
+    Acknowledged => "ACKNOWLEDGED",
+    Refused => "REFUSED",
+    Unreachable => "UNREACHABLE",
+    TimedOut => "TIMED_OUT",
+    NoEndpoint => "NO_ENDPOINT",
+    Abandoned => "ABANDONED",
 });
 stored_enum!(session_status: SessionStatus, "events.state.status", {
     Open => "OPEN",
@@ -1087,5 +1101,65 @@ mod tests {
         let err = payment_status::from_stored("SETTLED").expect_err("unknown");
         assert!(err.to_string().contains("payments.status"), "{err}");
         assert!(err.to_string().contains("SETTLED"), "{err}");
+    }
+}
+
+// ------------------------------------------------------------ deliveries
+
+table_row!(DeliveryRow {
+    seq: i64,
+    event_id: String,
+    status: String,
+    next_attempt_ms: i64,
+    finished_ms: Option<i64>,
+});
+
+table_row!(DeliveryAttemptRow {
+    seq: i64,
+    attempt: i64,
+    started_ms: i64,
+    latency_ms: i64,
+    outcome: String,
+    detail: String,
+});
+
+impl DeliveryAttemptRow {
+    pub fn into_attempt(self) -> StoreResult<DeliveryAttempt> {
+        Ok(DeliveryAttempt {
+            attempt: u32::try_from(self.attempt)
+                .map_err(|_| corrupt(format!("delivery_attempts.attempt {}", self.attempt)))?,
+            started_ms: self.started_ms,
+            latency_ms: self.latency_ms,
+            outcome: attempt_outcome::from_stored(&self.outcome)?,
+            detail: self.detail,
+        })
+    }
+}
+
+impl DeliveryRow {
+    /// With its attempts (any order; sorted here).
+    pub fn into_delivery(self, attempts: Vec<DeliveryAttemptRow>) -> StoreResult<Delivery> {
+        let finished = || {
+            self.finished_ms
+                .ok_or_else(|| corrupt(format!("deliveries.finished_ms of {}", self.seq)))
+        };
+        let status = match delivery_state::from_stored(&self.status)? {
+            DeliveryState::Pending => DeliveryStatus::Pending {
+                next_attempt_ms: self.next_attempt_ms,
+            },
+            DeliveryState::Delivered => DeliveryStatus::Delivered { at_ms: finished()? },
+            DeliveryState::Failed => DeliveryStatus::Failed { at_ms: finished()? },
+        };
+        let mut attempts = attempts
+            .into_iter()
+            .map(DeliveryAttemptRow::into_attempt)
+            .collect::<StoreResult<Vec<_>>>()?;
+        attempts.sort_by_key(|a| a.attempt);
+        Ok(Delivery {
+            event_id: self.event_id,
+            seq: self.seq,
+            status,
+            attempts,
+        })
     }
 }

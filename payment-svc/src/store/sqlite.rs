@@ -20,6 +20,8 @@ impl SqliteStore {
     }
 
     const BACKEND: Backend = Backend::Sqlite;
+    /// One writer: claims never overlap.
+    const CLAIM_LOCKING: &'static str = "";
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let (writer, reader) = paybind_shared::db::sqlite_pools(url, max_connections).await?;
@@ -212,10 +214,20 @@ impl SqliteStore {
 
     /// One writer: nothing else sequences meanwhile.
     async fn sequence_events_impl(&self, limit: i64) -> StoreResult<u64> {
-        Ok(sqlx::query(SEQUENCE_EVENTS)
+        let mut tx = self.writer.begin().await?;
+        // Writes first (SQLite: no snapshot read before the write lock).
+        let given: Vec<(i64,)> = sqlx::query_as(SEQUENCE_EVENTS)
             .bind(limit)
-            .execute(&self.writer)
-            .await?
-            .rows_affected())
+            .fetch_all(&mut *tx)
+            .await?;
+        if let Some(first) = given.iter().map(|(seq,)| *seq).min() {
+            sqlx::query(INSERT_DELIVERIES)
+                .bind(first)
+                .bind(paybind_shared::clock::now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(given.len() as u64)
     }
 }

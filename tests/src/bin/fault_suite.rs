@@ -368,6 +368,43 @@ async fn check_invariants(system: &System, ledger: &Ledger) -> anyhow::Result<()
             == 0,
         "an event told of a payment outcome that was not recorded"
     );
+    // Pushed notifications: every event of the shop delivered (waiting out
+    // retries after the fault), none given up, each attempt made once, and
+    // one acknowledgement at most.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending = p
+            .number("SELECT COUNT(*) FROM deliveries WHERE status = 'PENDING'")
+            .await?;
+        if pending == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{pending} notifications still pending 30 s after the fault"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::ensure!(
+        p.number(
+            "SELECT COUNT(*) FROM events e WHERE e.seq IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM deliveries d WHERE d.seq = e.seq AND d.status = 'DELIVERED')"
+        )
+        .await?
+            == 0,
+        "an event not delivered to the shop"
+    );
+    anyhow::ensure!(
+        p.number(
+            "SELECT COUNT(*) FROM deliveries d WHERE d.attempts < \
+             (SELECT COUNT(*) FROM delivery_attempts a WHERE a.seq = d.seq) \
+             OR (SELECT COUNT(*) FROM delivery_attempts a WHERE a.seq = d.seq \
+                 AND a.outcome = 'ACKNOWLEDGED') > 1"
+        )
+        .await?
+            == 0,
+        "a notification attempt made twice, or acknowledged twice"
+    );
     // The shop's paid orders and payment-svc's successful payments agree.
     let paid_at_payment = p
         .pairs(

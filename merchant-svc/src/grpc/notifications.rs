@@ -1,0 +1,100 @@
+//! `paybind.merchant.v1.NotificationService`: payment-svc pushes each event
+//! of the shop's feed here. Only payment-svc may call it
+//! ([`NotifierAuth`]); an event is acknowledged (OK) only once it is
+//! applied and recorded, so an answer payment-svc does not get is an
+//! attempt it makes again, and applying it again is harmless.
+use std::sync::Arc;
+
+use paybind_proto::merchant::v1::{
+    notification_service_server::NotificationService, NotifyRequest, NotifyResponse,
+};
+use paybind_shared::{
+    grpc::{Authenticate, ErrorStatus},
+    tls::PeerCertificate,
+};
+use tonic::{Code, Request, Response, Status};
+
+use crate::{
+    domain::{feed::EventSource, Shop},
+    payment_client,
+};
+
+/// payment-svc, as the layer admitted it.
+#[derive(Debug, Clone)]
+pub struct PaymentInstitution;
+
+/// Admits payment-svc's certificate only: its subject CN is
+/// `payment.notifier_name` and one of the CAs of `payment.tls.ca_cert`
+/// signed it (an operator's CA signing a certificate of that name is not
+/// enough).
+pub struct NotifierAuth {
+    pub name: String,
+    pub issuers: Vec<String>,
+}
+
+fn refused(message: &str) -> Status {
+    ErrorStatus::new(Code::PermissionDenied, "CLIENT_NOT_ALLOWED", message).build()
+}
+
+impl Authenticate for NotifierAuth {
+    type Caller = PaymentInstitution;
+
+    async fn authenticate(
+        &self,
+        peer: Option<PeerCertificate>,
+        method: &str,
+    ) -> Result<PaymentInstitution, Status> {
+        let Some(peer) = peer else {
+            return Err(refused(
+                "notifications come from payment-svc's certificate only",
+            ));
+        };
+        let named = peer.common_name.as_deref() == Some(self.name.as_str());
+        if !named || !self.issuers.contains(&peer.issuer) {
+            return Err(refused(
+                "notifications come from payment-svc's certificate only",
+            ));
+        }
+        if method != "Notify" {
+            return Err(refused("not a method of NotificationService"));
+        }
+        paybind_shared::telemetry::rpc::record_caller(&self.name);
+        Ok(PaymentInstitution)
+    }
+}
+
+pub struct NotificationApi {
+    shop: Arc<Shop>,
+}
+
+impl NotificationApi {
+    pub fn new(shop: Arc<Shop>) -> Self {
+        Self { shop }
+    }
+}
+
+#[tonic::async_trait]
+impl NotificationService for NotificationApi {
+    async fn notify(
+        &self,
+        request: Request<NotifyRequest>,
+    ) -> Result<Response<NotifyResponse>, Status> {
+        paybind_shared::grpc::caller::<PaymentInstitution, _>(&request)?;
+        let NotifyRequest { event, attempt: _ } = request.into_inner();
+        let event = event
+            .ok_or_else(|| {
+                ErrorStatus::new(Code::InvalidArgument, "MISSING_FIELD", "event is required")
+                    .field("event")
+                    .build()
+            })
+            .and_then(|event| {
+                payment_client::feed_event(event).map_err(|e| {
+                    ErrorStatus::new(Code::InvalidArgument, "MALFORMED_EVENT", e.to_string())
+                        .field("event")
+                        .build()
+                })
+            })?;
+        self.shop.apply_event(&event, EventSource::Push).await?;
+        Ok(Response::new(NotifyResponse {}))
+    }
+}

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use paybind_shared::{
     clock::now_ms,
     config::{require_https, Environment},
-    ids::MerchantId,
+    ids::{BindingId, MerchantId},
     money::{Currency, Money},
     tls::{CertFingerprint, PeerCertificate},
 };
@@ -18,6 +18,7 @@ use paybind_shared::{
 use crate::{
     domain::{
         deliveries::NotifyEndpoint,
+        events::RevokedBy,
         merchants::{self, Merchant, MerchantStatus, TRUSTED_FOR},
         model::Limits,
     },
@@ -92,6 +93,17 @@ pub enum MerchantCommand {
     /// Stop pushing the merchant's events (they stay readable with
     /// ListEvents; pending deliveries fail with NO_ENDPOINT).
     ClearNotify { id: String },
+    /// End one of the merchant's bindings as the payment institution (a
+    /// card reported stolen, a complaint): its token pays no more at once,
+    /// and the merchant is told (BINDING_REVOKED, revoked_by OPERATOR).
+    RevokeBinding {
+        id: String,
+        /// The binding's id (`bnd_…`), as ListBindings and the events name it.
+        binding_id: String,
+        /// Why, as the merchant will read it.
+        #[arg(long)]
+        reason: String,
+    },
     /// Refuse one certificate at once: by its SHA-256 fingerprint (as
     /// `merchant list` or `openssl x509 -noout -fingerprint -sha256` print
     /// it), or by the certificate file.
@@ -247,6 +259,36 @@ pub async fn run(
                 .set_merchant_endpoint(&merchant.id, None, now_ms())
                 .await?;
             println!("merchant {id}: events are no longer pushed (ListEvents still reads them)");
+        }
+        MerchantCommand::RevokeBinding {
+            id,
+            binding_id,
+            reason,
+        } => {
+            let merchant = merchants::find(store, &MerchantId::parse(&id).context("id")?).await?;
+            let reason = reason.trim();
+            if reason.is_empty() || reason.chars().count() > 200 {
+                anyhow::bail!("--reason must be 1 to 200 characters");
+            }
+            let binding_id = BindingId::parse(&binding_id).context("binding id")?;
+            let Some(binding) = store
+                .revoke_binding(
+                    &merchant.id,
+                    &binding_id,
+                    RevokedBy::Operator,
+                    reason,
+                    now_ms(),
+                )
+                .await?
+            else {
+                anyhow::bail!("merchant {id} has no binding {binding_id}");
+            };
+            match binding.revocation().map(|r| r.by) {
+                Some(RevokedBy::Operator) => println!(
+                    "binding {binding_id} of merchant {id} is ended: its token pays no more, and the merchant is told"
+                ),
+                _ => println!("binding {binding_id} of merchant {id} was already ended"),
+            }
         }
         MerchantCommand::RevokeCert { fingerprint, cert } => {
             let fingerprint = match (fingerprint, cert) {

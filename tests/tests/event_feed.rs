@@ -28,6 +28,7 @@ paybind_tests::on_both_backends!(with_merchant = false;
     listed_and_streamed_feeds_are_the_same_sequence,
     events_committed_before_a_crash_are_sequenced_after_restart,
     bad_cursors_and_page_sizes_are_refused,
+    a_cursor_older_than_the_feed_keeps_is_refused,
 );
 
 /// Replicas share a PostgreSQL database; a SQLite file belongs to one
@@ -474,5 +475,49 @@ async fn the_shop_shows_its_cursor_and_the_events_it_applied(stack: &Stack) -> R
         .await
         .expect_err("refund role only");
     assert_eq!(err.code(), Code::PermissionDenied);
+    Ok(())
+}
+
+async fn a_cursor_older_than_the_feed_keeps_is_refused(stack: &Stack) -> R {
+    let mut c = stack.client(SHOP_A).await?;
+    let binding = bind_card(stack, &mut c, "hal", VISA).await?;
+    pay(&mut c, &binding, "hal", 300, "k-hal").await?;
+    let mut feed = stack.events_client(SHOP_A).await?;
+    let events = wait_for_events(&mut feed, 3).await?;
+    // Everything is older than the cutoff: all but the newest event go.
+    let now = paybind_shared::clock::now_ms();
+    stack
+        .payment_services()
+        .store
+        .purge(&payment_svc::domain::retention::PurgeCutoffs {
+            sessions_expired_before_ms: 0,
+            card_checks_before_ms: 0,
+            velocity_before_ms: 0,
+            events_before_ms: now + 1,
+            shopper_logins_before_ms: 0,
+        })
+        .await?;
+    let first = events[0].cursor.clone();
+    let err = feed
+        .list_events(pb::ListEventsRequest {
+            after_cursor: first.clone(),
+            page_size: 10,
+        })
+        .await
+        .expect_err("events after it are gone");
+    assert_eq!(err.code(), Code::OutOfRange);
+    assert_eq!(reason(&err), "CURSOR_EXPIRED");
+    let err = feed
+        .stream_events(pb::StreamEventsRequest {
+            after_cursor: first,
+        })
+        .await
+        .expect_err("the stream refuses it too");
+    assert_eq!(reason(&err), "CURSOR_EXPIRED");
+    // From an empty cursor: what is kept, the newest event.
+    let kept = list_all(&mut feed, "", 10).await?;
+    assert_eq!(kept, events[events.len() - 1..].to_vec());
+    let newest = kept[0].cursor.clone();
+    assert!(list_all(&mut feed, &newest, 10).await?.is_empty());
     Ok(())
 }

@@ -24,6 +24,7 @@ mod with_merchant {
         a_pushed_event_reaches_the_shop_while_its_feed_link_is_down,
         a_notification_twice_or_late_changes_the_shop_once_and_only_payment_svc_may_send_one,
         an_event_committed_while_the_shop_was_down_is_delivered_after_payment_svc_restarts,
+        an_operator_ends_a_binding_and_the_shop_is_told,
     );
     use super::*;
 }
@@ -637,5 +638,52 @@ async fn an_attempt_cut_off_by_a_stop_is_made_again_after_its_lease(stack: &Stac
         .map(|c| c.attempt)
         .collect();
     assert_eq!(resent, [2]);
+    Ok(())
+}
+
+async fn an_operator_ends_a_binding_and_the_shop_is_told(stack: &Stack) -> R {
+    let mut shop = stack.merchant_client(OPERATOR).await?;
+    shop_user_with_card(stack, &mut shop, "gil", VISA).await?;
+    let binding = active_binding(stack, "gil").await?;
+    stack
+        .admin(payment_svc::admin::MerchantCommand::RevokeBinding {
+            id: SHOP_A.into(),
+            binding_id: binding.binding_id.clone(),
+            reason: "card reported stolen".into(),
+        })
+        .await?;
+    until_card_forgotten(stack, "gil", Duration::from_secs(5)).await?;
+    let mut feed = stack.events_client(SHOP_A).await?;
+    let revoked = event_of(
+        &mut feed,
+        pb::EventType::BindingRevoked,
+        &binding.binding_id,
+    )
+    .await?;
+    let Some(pb::event::Resource::Binding(b)) = revoked.resource else {
+        anyhow::bail!("a binding event without its binding");
+    };
+    assert_eq!(b.revoked_by, pb::RevokedBy::Operator as i32);
+    assert_eq!(b.revoke_reason, "card reported stolen");
+    let err = paybind_tests::fixtures::pay(
+        &mut stack.client(SHOP_A).await?,
+        &binding,
+        "gil",
+        100,
+        "k-gil",
+    )
+    .await
+    .expect_err("the token pays no more");
+    assert_eq!(reason(&err), "BINDING_REVOKED");
+    // Another merchant's binding is not the operator's to end by mistake.
+    let err = stack
+        .admin(payment_svc::admin::MerchantCommand::RevokeBinding {
+            id: paybind_tests::SHOP_B.into(),
+            binding_id: binding.binding_id.clone(),
+            reason: "wrong merchant".into(),
+        })
+        .await
+        .expect_err("not SHOP_B's binding");
+    assert!(err.to_string().contains("has no binding"), "{err}");
     Ok(())
 }

@@ -251,6 +251,19 @@ impl Shop {
         loop {
             match self.follow_once().await {
                 Ok(()) => pause = FIRST_PAUSE,
+                Err(ShopError::Refused(refusal)) if refusal.reason == "CURSOR_EXPIRED" => {
+                    // Down longer than payment-svc keeps events: what came
+                    // after the stored cursor may be gone. Start over at
+                    // the oldest kept; the settler and the session check
+                    // still ask after every pending order and session.
+                    tracing::error!(
+                        "the shop's feed cursor is older than what payment-svc keeps: events were missed; reading from the oldest kept"
+                    );
+                    if let Err(e) = self.store.reset_feed_position(now_ms()).await {
+                        tracing::warn!(error = %e, "could not reset the feed cursor");
+                        tokio::time::sleep(pause).await;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, ?pause, "event feed broke off; reading it again");
                     tokio::time::sleep(pause).await;

@@ -438,6 +438,17 @@ macro_rules! impl_store {
                 row.map(|(o,)| event_outcome::from_stored(&o)).transpose()
             }
 
+            async fn reset_feed_position(&self, now_ms: i64) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO feed_position (id, cursor, updated_ms) VALUES (1, '', $1) \
+                     ON CONFLICT (id) DO UPDATE SET cursor = '', updated_ms = excluded.updated_ms",
+                )
+                .bind(now_ms)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
             async fn resource_version(&self, resource_id: &str) -> StoreResult<Option<i64>> {
                 let row: Option<(i64,)> =
                     sqlx::query_as("SELECT version FROM resource_versions WHERE resource_id = $1")

@@ -117,6 +117,9 @@ pub trait Store: Send + Sync + 'static {
     // payment-svc's event feed.
     /// Where the shop is in the feed (empty cursor before the first event).
     async fn feed_position(&self) -> StoreResult<FeedPosition>;
+    /// Starts the shop over at the oldest event payment-svc keeps (its
+    /// stored cursor is older than that).
+    async fn reset_feed_position(&self, now_ms: i64) -> StoreResult<()>;
     /// What became of an event, if it was applied before.
     async fn applied_event(&self, event_id: &str) -> StoreResult<Option<EventOutcome>>;
     /// The newest version of a resource applied so far.

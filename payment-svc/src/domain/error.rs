@@ -75,6 +75,8 @@ pub enum DomainError {
     PaymentNotFound,
     #[error("no delivery of this event for this merchant")]
     DeliveryNotFound,
+    #[error("events after this cursor were purged (the feed keeps 30 days): read from an empty cursor, and reconcile orders and bindings with GetPayment and ListBindings")]
+    CursorExpired,
     #[error("only a succeeded payment can be refunded")]
     PaymentNotRefundable,
     #[error("the refund exceeds what is left to refund ({refundable} minor units)")]

@@ -19,7 +19,7 @@ use paybind_shared::{
 };
 
 use super::{
-    error::DomainResult,
+    error::{DomainError, DomainResult},
     merchants::Merchant,
     model::{BindSession, Binding, CardOnFile, Limits, Payment, PaymentState, Refund},
     Services,
@@ -248,10 +248,20 @@ impl Services {
         after_seq: i64,
         limit: i64,
     ) -> DomainResult<Vec<Event>> {
+        self.check_cursor(after_seq).await?;
         Ok(self
             .store
             .list_events(&merchant.id, after_seq, limit)
             .await?)
+    }
+
+    /// Refuses a cursor below the purge horizon: events after it may be
+    /// gone, and reading on would skip them without a word.
+    pub async fn check_cursor(&self, after_seq: i64) -> DomainResult<()> {
+        if after_seq > 0 && after_seq < self.store.event_horizon().await? {
+            return Err(DomainError::CursorExpired);
+        }
+        Ok(())
     }
 
     /// Gives cursors to committed events until the task is dropped; wakes

@@ -73,6 +73,9 @@ impl From<DomainError> for Status {
             DomainError::RequestInProgress => status(Code::Aborted, "REQUEST_IN_PROGRESS"),
             DomainError::PaymentNotFound => status(Code::NotFound, "PAYMENT_NOT_FOUND"),
             DomainError::DeliveryNotFound => status(Code::NotFound, "DELIVERY_NOT_FOUND"),
+            DomainError::CursorExpired => {
+                status(Code::OutOfRange, "CURSOR_EXPIRED").field("after_cursor")
+            }
             DomainError::PaymentNotRefundable => {
                 status(Code::FailedPrecondition, "PAYMENT_NOT_REFUNDABLE")
             }

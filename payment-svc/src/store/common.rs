@@ -623,14 +623,26 @@ macro_rules! impl_store {
                 // Sequenced events only (one still without a cursor has not
                 // been readable yet), and never the newest: the sequencer
                 // counts on from it, so cursors are never given twice.
+                // The horizon moves with the deletion, in one transaction:
+                // a cursor below it is refused, never silently skipped past.
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "UPDATE event_horizon SET purged_through = COALESCE((SELECT MAX(seq) \
+                     FROM events WHERE occurred_ms < $1 AND seq IS NOT NULL \
+                     AND seq < (SELECT MAX(seq) FROM events)), purged_through) WHERE id = 1",
+                )
+                .bind(cutoffs.events_before_ms)
+                .execute(&mut *tx)
+                .await?;
                 let events = sqlx::query(
                     "DELETE FROM events WHERE occurred_ms < $1 AND seq IS NOT NULL \
                      AND seq < (SELECT MAX(seq) FROM events)",
                 )
                 .bind(cutoffs.events_before_ms)
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                tx.commit().await?;
                 // Finished deliveries go with the events (their attempts first).
                 sqlx::query(
                     "DELETE FROM delivery_attempts WHERE seq IN (SELECT seq FROM deliveries \
@@ -1339,6 +1351,14 @@ macro_rules! impl_store {
                         row.into_delivery(attempts)
                     })
                     .collect()
+            }
+
+            async fn event_horizon(&self) -> StoreResult<i64> {
+                let (through,): (i64,) =
+                    sqlx::query_as("SELECT purged_through FROM event_horizon WHERE id = 1")
+                        .fetch_one(self.reader())
+                        .await?;
+                Ok(through)
             }
 
             async fn delivery_backlog(&self) -> StoreResult<i64> {

@@ -10,7 +10,7 @@ use paybind_proto::merchant::v1::{
 use paybind_shared::{
     grpc::{CallerLayer, MAX_REQUEST_BYTES},
     money::Currency,
-    tls::PeerCertificate,
+    tls::IssuerSet,
 };
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -116,16 +116,17 @@ impl App {
         let tls = self.settings.tls.server_config_also_trusting(payment_ca)?;
         let notifications = CallerLayer::new(NotifierAuth {
             name: self.settings.payment.notifier_name.clone(),
-            issuers: PeerCertificate::subjects_in_pem_file(payment_ca)?,
+            issuers: IssuerSet::from_pem_file(payment_ca)?,
         })
         .layer(
             NotificationServiceServer::new(NotificationApi::new(self.shop.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         );
-        let api = CallerLayer::new(OperatorAuth::new(
-            self.settings.environment,
-            &self.settings.operators,
-        ))
+        let api = CallerLayer::new(
+            OperatorAuth::new(self.settings.environment, &self.settings.operators)
+                // Not payment-svc's CA, which this server also trusts.
+                .issued_by(IssuerSet::from_pem_file(&self.settings.tls.ca_cert)?),
+        )
         .layer(
             MerchantServiceServer::new(MerchantApi::new(self.shop.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),

@@ -91,6 +91,53 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// The CAs trusted for one purpose, told apart by their keys: a
+/// certificate counts as issued by one of them only if its signature
+/// verifies against that CA's public key (names can be copied; a server
+/// that trusts several CAs must know which one vouched for a caller).
+#[derive(Clone)]
+pub struct IssuerSet {
+    cas: Vec<Vec<u8>>,
+}
+
+impl IssuerSet {
+    /// Every certificate of a PEM file of CAs.
+    pub fn from_pem_file(path: &Path) -> anyhow::Result<Self> {
+        let pem = read(path)?;
+        let mut cas = Vec::new();
+        for block in x509_parser::pem::Pem::iter_from_buffer(&pem) {
+            let block = block.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            x509_parser::parse_x509_certificate(&block.contents).map_err(|e| {
+                anyhow::anyhow!("{}: not an X.509 certificate: {e}", path.display())
+            })?;
+            cas.push(block.contents);
+        }
+        if cas.is_empty() {
+            anyhow::bail!("{}: no PEM certificate", path.display());
+        }
+        Ok(Self { cas })
+    }
+
+    /// Whether one of these CAs signed `peer`'s certificate.
+    pub fn issued(&self, peer: &PeerCertificate) -> bool {
+        let Ok((_, leaf)) = x509_parser::parse_x509_certificate(&peer.der) else {
+            return false;
+        };
+        self.cas.iter().any(|der| {
+            x509_parser::parse_x509_certificate(der).is_ok_and(|(_, ca)| {
+                leaf.issuer() == ca.subject()
+                    && leaf.verify_signature(Some(ca.public_key())).is_ok()
+            })
+        })
+    }
+}
+
+impl std::fmt::Debug for IssuerSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IssuerSet({} CAs)", self.cas.len())
+    }
+}
+
 /// The URI a merchant's client certificate carries among its subject
 /// alternative names, naming the merchant: `urn:paybind:merchant:NAME`.
 pub const MERCHANT_URI_PREFIX: &str = "urn:paybind:merchant:";
@@ -153,8 +200,8 @@ pub struct PeerCertificate {
     /// Whether it may authenticate a client (its extended key usage names
     /// clientAuth, or it has none).
     pub client_auth: bool,
-    /// Its issuer's distinguished name (RFC 4514): which CA signed it.
-    pub issuer: String,
+    /// Its DER encoding, to check which CA signed it ([`IssuerSet`]).
+    pub der: Vec<u8>,
 }
 
 impl PeerCertificate {
@@ -186,31 +233,13 @@ impl PeerCertificate {
             Err(e) => anyhow::bail!("unreadable extended key usage: {e}"),
         };
         Ok(Self {
-            issuer: cert.issuer().to_string(),
+            der: der.to_vec(),
             common_name,
             uris,
             client_auth,
             fingerprint: CertFingerprint::of_der(der),
             not_after_ms: cert.validity().not_after.timestamp().saturating_mul(1000),
         })
-    }
-
-    /// The subject names (RFC 4514) of every certificate in a PEM file: the
-    /// CAs a file of roots holds, to match against a peer's `issuer`.
-    pub fn subjects_in_pem_file(path: &Path) -> anyhow::Result<Vec<String>> {
-        let pem = read(path)?;
-        let mut subjects = Vec::new();
-        for block in x509_parser::pem::Pem::iter_from_buffer(&pem) {
-            let block = block.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let (_, cert) = x509_parser::parse_x509_certificate(&block.contents).map_err(|e| {
-                anyhow::anyhow!("{}: not an X.509 certificate: {e}", path.display())
-            })?;
-            subjects.push(cert.subject().to_string());
-        }
-        if subjects.is_empty() {
-            anyhow::bail!("{}: no PEM certificate", path.display());
-        }
-        Ok(subjects)
     }
 
     /// The first certificate of a PEM file (a chain starts with the leaf).
@@ -411,6 +440,22 @@ mod tests {
     }
 
     #[test]
+    fn an_issuer_is_known_by_its_key_not_its_name() {
+        let ours = tempfile::tempdir().expect("tempdir");
+        let theirs = tempfile::tempdir().expect("tempdir");
+        // Two development CAs: the same subject name, different keys.
+        let mine = dev::ensure_client(ours.path(), "payment-svc").expect("cert");
+        let forged = dev::ensure_client(theirs.path(), "payment-svc").expect("cert");
+        let issuers = IssuerSet::from_pem_file(&mine.ca_cert).expect("CA");
+        let peer = |files: &TlsFiles| PeerCertificate::from_pem_file(&files.cert).expect("parse");
+        assert!(issuers.issued(&peer(&mine)));
+        assert!(!issuers.issued(&peer(&forged)), "same names, another key");
+        let mut unreadable = peer(&mine);
+        unreadable.der.truncate(10);
+        assert!(!issuers.issued(&unreadable));
+    }
+
+    #[test]
     fn an_operator_certificate_names_no_merchant() {
         let dir = tempfile::tempdir().expect("tempdir");
         let operator = dev::ensure_client(dir.path(), "demo-shop").expect("cert");
@@ -427,7 +472,7 @@ mod tests {
             fingerprint: CertFingerprint::of_der(b"x"),
             not_after_ms: 0,
             client_auth: true,
-            issuer: String::new(),
+            der: Vec::new(),
         };
         let two = peer(&["urn:paybind:merchant:a", "urn:paybind:merchant:b"]);
         assert_eq!(two.merchant_name(), None);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use paybind_shared::{
     config::Environment,
     grpc::{Authenticate, ErrorStatus},
-    tls::PeerCertificate,
+    tls::{IssuerSet, PeerCertificate},
 };
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Status};
@@ -60,6 +60,9 @@ pub struct Operator {
 /// The operators and their roles, from the configuration.
 pub struct OperatorAuth {
     operators: BTreeMap<String, BTreeSet<Role>>,
+    /// The operators' CA (`tls.ca_cert`): the server also trusts
+    /// payment-svc's CA, whose certificates must not pass for operators.
+    issuers: Option<IssuerSet>,
     /// Development with no operators listed: any certificate the CA signed
     /// may do everything (production refuses such a configuration).
     open: bool,
@@ -73,7 +76,14 @@ impl OperatorAuth {
                 .map(|(cn, roles)| (cn.clone(), roles.iter().copied().collect()))
                 .collect(),
             open: environment == Environment::Development && operators.is_empty(),
+            issuers: None,
         }
+    }
+
+    /// Admits only certificates one of `issuers` signed.
+    pub fn issued_by(mut self, issuers: IssuerSet) -> Self {
+        self.issuers = Some(issuers);
+        self
     }
 
     fn may(&self, identity: &str, needed: Role) -> bool {
@@ -97,6 +107,7 @@ impl Authenticate for OperatorAuth {
         peer: Option<PeerCertificate>,
         method: &str,
     ) -> Result<Operator, Status> {
+        let peer = peer.filter(|p| self.issuers.as_ref().is_none_or(|set| set.issued(p)));
         let Some(identity) = peer.and_then(|p| p.common_name) else {
             return Err(refused(
                 Code::PermissionDenied,
@@ -163,6 +174,31 @@ mod tests {
         assert!(!a.may("finance", Role::Read));
         assert!(a.may("ops", Role::Refund) && a.may("ops", Role::Checkout));
         assert!(!a.may("stranger", Role::Read));
+    }
+
+    #[tokio::test]
+    async fn an_operator_certificate_from_another_ca_is_refused() {
+        use paybind_shared::tls::dev;
+        let ours = tempfile::tempdir().expect("tempdir");
+        let theirs = tempfile::tempdir().expect("tempdir");
+        let mine = dev::ensure_client(ours.path(), "ops").expect("cert");
+        // payment-svc's CA, say, which the server also trusts.
+        let other = dev::ensure_client(theirs.path(), "ops").expect("cert");
+        let a = auth(Environment::Production, &[("ops", &[Role::Admin])])
+            .issued_by(IssuerSet::from_pem_file(&mine.ca_cert).expect("CA"));
+        let peer = |f: &paybind_shared::tls::TlsFiles| {
+            Some(PeerCertificate::from_pem_file(&f.cert).expect("parse"))
+        };
+        assert!(a.authenticate(peer(&mine), "RefundOrder").await.is_ok());
+        let err = a
+            .authenticate(peer(&other), "RefundOrder")
+            .await
+            .expect_err("another CA");
+        assert_eq!(err.code(), Code::PermissionDenied);
+        assert_eq!(
+            paybind_shared::grpc::reason_of(&err).as_deref(),
+            Some("CLIENT_NOT_ALLOWED")
+        );
     }
 
     #[test]

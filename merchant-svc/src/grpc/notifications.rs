@@ -10,7 +10,7 @@ use paybind_proto::merchant::v1::{
 };
 use paybind_shared::{
     grpc::{Authenticate, ErrorStatus},
-    tls::PeerCertificate,
+    tls::{IssuerSet, PeerCertificate},
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -25,11 +25,11 @@ pub struct PaymentInstitution;
 
 /// Admits payment-svc's certificate only: its subject CN is
 /// `payment.notifier_name` and one of the CAs of `payment.tls.ca_cert`
-/// signed it (an operator's CA signing a certificate of that name is not
-/// enough).
+/// signed it, checked by that CA's key (another CA, even one with the same
+/// name, signing a certificate of that name is not enough).
 pub struct NotifierAuth {
     pub name: String,
-    pub issuers: Vec<String>,
+    pub issuers: IssuerSet,
 }
 
 fn refused(message: &str) -> Status {
@@ -50,7 +50,7 @@ impl Authenticate for NotifierAuth {
             ));
         };
         let named = peer.common_name.as_deref() == Some(self.name.as_str());
-        if !named || !self.issuers.contains(&peer.issuer) {
+        if !named || !self.issuers.issued(&peer) {
             return Err(refused(
                 "notifications come from payment-svc's certificate only",
             ));
@@ -96,5 +96,44 @@ impl NotificationService for NotificationApi {
             })?;
         self.shop.apply_event(&event, EventSource::Push).await?;
         Ok(Response::new(NotifyResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paybind_shared::tls::{dev, TlsFiles};
+
+    use super::*;
+
+    fn peer(files: &TlsFiles) -> Option<PeerCertificate> {
+        Some(PeerCertificate::from_pem_file(&files.cert).expect("parse"))
+    }
+
+    #[tokio::test]
+    async fn only_payment_svcs_certificate_from_its_ca_may_notify() {
+        let payment_ca = tempfile::tempdir().expect("tempdir");
+        let operators_ca = tempfile::tempdir().expect("tempdir");
+        let payment_svc = dev::ensure_client(payment_ca.path(), "payment-svc").expect("cert");
+        let auth = NotifierAuth {
+            name: "payment-svc".into(),
+            issuers: IssuerSet::from_pem_file(&payment_svc.ca_cert).expect("CA"),
+        };
+        assert!(auth
+            .authenticate(peer(&payment_svc), "Notify")
+            .await
+            .is_ok());
+        // The name, from another CA the server trusts (the operators').
+        let impostor = dev::ensure_client(operators_ca.path(), "payment-svc").expect("cert");
+        // Another name, from payment-svc's CA.
+        let other = dev::ensure_client(payment_ca.path(), "someone").expect("cert");
+        for (who, method) in [
+            (peer(&impostor), "Notify"),
+            (peer(&other), "Notify"),
+            (None, "Notify"),
+            (peer(&payment_svc), "Other"),
+        ] {
+            let err = auth.authenticate(who, method).await.expect_err("refused");
+            assert_eq!(err.code(), Code::PermissionDenied);
+        }
     }
 }

@@ -1,9 +1,9 @@
--- The feed's purge horizon: the highest cursor among the events the
--- retention purge deleted. A merchant whose stored cursor is below it may
--- have missed events that are gone: ListEvents and StreamEvents refuse
--- that cursor (OUT_OF_RANGE, CURSOR_EXPIRED) instead of skipping them.
-CREATE TABLE event_horizon (
-    id              BIGINT PRIMARY KEY CHECK (id = 1),
+-- Each merchant's purge horizon: the highest cursor among its events the
+-- retention purge deleted. A cursor of the merchant's below it may be
+-- followed by events that are gone: ListEvents and StreamEvents refuse it
+-- (OUT_OF_RANGE, CURSOR_EXPIRED) instead of skipping them. Per merchant: a
+-- quiet shop's cursor is not refused for other shops' purged events.
+CREATE TABLE event_horizons (
+    merchant_id     TEXT PRIMARY KEY,
     purged_through  BIGINT NOT NULL
 );
-INSERT INTO event_horizon (id, purged_through) VALUES (1, 0);

@@ -189,6 +189,9 @@ pub const DEFAULT_RETRY_DELAYS_SECS: [u64; 11] = [
     5, 30, 120, 600, 1800, 3600, 7200, 14_400, 21_600, 28_800, 28_800,
 ];
 
+/// The longest wait between two attempts.
+pub const MAX_WAIT_SECS: u64 = 7 * 24 * 3600;
+
 /// Sandbox and production try for at least this long before giving up.
 pub const MIN_RETRY_WINDOW_SECS: u64 = 24 * 3600;
 
@@ -216,6 +219,15 @@ impl DeliverySettings {
         if self.retry_delays_secs.len() > 100 {
             anyhow::bail!("notifications.retry_delays_secs may list at most 100 waits");
         }
+        if self
+            .retry_delays_secs
+            .iter()
+            .any(|wait| *wait > MAX_WAIT_SECS)
+        {
+            anyhow::bail!(
+                "notifications.retry_delays_secs: each wait is at most 7 days ({MAX_WAIT_SECS} s)"
+            );
+        }
         let window: u64 = self.retry_delays_secs.iter().sum();
         if hardened && window < MIN_RETRY_WINDOW_SECS {
             anyhow::bail!(
@@ -227,10 +239,14 @@ impl DeliverySettings {
 
     /// What to record after attempt `attempt` (1-based) failed at `now_ms`.
     pub fn after_failure(&self, attempt: u32, now_ms: i64) -> AfterAttempt {
-        match self.retry_delays_secs.get(attempt as usize - 1) {
-            Some(wait) => AfterAttempt::RetryAt(
-                now_ms.saturating_add(i64::try_from(*wait).unwrap_or(i64::MAX / 2) * 1000),
-            ),
+        let index = (attempt as usize).saturating_sub(1);
+        match self.retry_delays_secs.get(index) {
+            Some(wait) => {
+                let wait_ms = i64::try_from(*wait)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1000);
+                AfterAttempt::RetryAt(now_ms.saturating_add(wait_ms))
+            }
             None => AfterAttempt::GiveUp,
         }
     }
@@ -379,8 +395,38 @@ impl Attempts {
             .await?)
     }
 
+    /// The attempts a delivery gets: the first and one after each wait.
+    fn max_attempts(&self) -> u32 {
+        u32::try_from(self.settings.retry_delays_secs.len()).unwrap_or(u32::MAX - 1) + 1
+    }
+
     async fn attempt(&self, claim: ClaimedDelivery) {
         let started_ms = now_ms();
+        if claim.attempt > self.max_attempts() {
+            // Its attempts were all cut off (replicas stopping before the
+            // answer): given up, not tried forever.
+            let record = DeliveryAttempt {
+                attempt: claim.attempt,
+                started_ms,
+                latency_ms: 0,
+                outcome: AttemptOutcome::Abandoned,
+                detail: "not made: the schedule's attempts were used up".into(),
+            };
+            tracing::warn!(event_id = %claim.event.id, merchant_id = %claim.merchant_id, "notification given up: its attempts were cut off");
+            if let Err(e) = self
+                .store
+                .record_delivery_attempt(
+                    claim.event.seq,
+                    &record,
+                    &AfterAttempt::GiveUp,
+                    started_ms,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, event_id = %claim.event.id, "could not record a notification given up");
+            }
+            return;
+        }
         let started = std::time::Instant::now();
         let result = match &claim.endpoint {
             Some(endpoint) => {

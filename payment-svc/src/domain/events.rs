@@ -248,7 +248,7 @@ impl Services {
         after_seq: i64,
         limit: i64,
     ) -> DomainResult<Vec<Event>> {
-        self.check_cursor(after_seq).await?;
+        self.check_cursor(merchant, after_seq).await?;
         Ok(self
             .store
             .list_events(&merchant.id, after_seq, limit)
@@ -257,8 +257,8 @@ impl Services {
 
     /// Refuses a cursor below the purge horizon: events after it may be
     /// gone, and reading on would skip them without a word.
-    pub async fn check_cursor(&self, after_seq: i64) -> DomainResult<()> {
-        if after_seq > 0 && after_seq < self.store.event_horizon().await? {
+    pub async fn check_cursor(&self, merchant: &Merchant, after_seq: i64) -> DomainResult<()> {
+        if after_seq > 0 && after_seq < self.store.event_horizon(&merchant.id).await? {
             return Err(DomainError::CursorExpired);
         }
         Ok(())

@@ -90,7 +90,7 @@ impl EventService for EventApi {
         let pb::StreamEventsRequest { after_cursor } = request.into_inner();
         let after =
             convert::cursor(&after_cursor).map_err(|e| DomainError::from(e.at("after_cursor")))?;
-        self.services.check_cursor(after).await?;
+        self.services.check_cursor(&merchant, after).await?;
         let follower = Follower {
             wake: self.services.events_sequenced(),
             closing: self.services.events_closing(),

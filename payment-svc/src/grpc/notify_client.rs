@@ -92,9 +92,14 @@ impl Notifier for GrpcNotifier {
         attempt: u32,
         deadline: Duration,
     ) -> Result<(), NotifyFailure> {
-        let mut client = self.client(endpoint, deadline).map_err(|e| NotifyFailure {
-            outcome: AttemptOutcome::Unreachable,
-            detail: detail(format!("{e:#}")),
+        let mut client = self.client(endpoint, deadline).map_err(|e| {
+            // Its own files or the registered URL: told in payment-svc's
+            // log, not to the merchant.
+            tracing::warn!(error = %e, url = %endpoint.url, "cannot connect to a notification endpoint");
+            NotifyFailure {
+                outcome: AttemptOutcome::Unreachable,
+                detail: "payment-svc could not set up a connection to this endpoint".into(),
+            }
         })?;
         let mut request = Request::new(NotifyRequest {
             event: Some(convert::event(event.clone())),

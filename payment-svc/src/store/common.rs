@@ -623,25 +623,35 @@ macro_rules! impl_store {
                 // Sequenced events only (one still without a cursor has not
                 // been readable yet), and never the newest: the sequencer
                 // counts on from it, so cursors are never given twice.
-                // The horizon moves with the deletion, in one transaction:
-                // a cursor below it is refused, never silently skipped past.
+                // Each merchant's horizon moves with the deletion, in one
+                // transaction, to the highest cursor actually deleted: a
+                // cursor below it is refused, never silently read past.
                 let mut tx = self.writer().begin().await?;
-                sqlx::query(
-                    "UPDATE event_horizon SET purged_through = COALESCE((SELECT MAX(seq) \
-                     FROM events WHERE occurred_ms < $1 AND seq IS NOT NULL \
-                     AND seq < (SELECT MAX(seq) FROM events)), purged_through) WHERE id = 1",
-                )
-                .bind(cutoffs.events_before_ms)
-                .execute(&mut *tx)
-                .await?;
-                let events = sqlx::query(
+                let deleted: Vec<(String, i64)> = sqlx::query_as(
                     "DELETE FROM events WHERE occurred_ms < $1 AND seq IS NOT NULL \
-                     AND seq < (SELECT MAX(seq) FROM events)",
+                     AND seq < (SELECT MAX(seq) FROM events) RETURNING merchant_id, seq",
                 )
                 .bind(cutoffs.events_before_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .fetch_all(&mut *tx)
+                .await?;
+                let events = deleted.len() as u64;
+                let mut horizons: std::collections::BTreeMap<String, i64> = Default::default();
+                for (merchant_id, seq) in deleted {
+                    let through = horizons.entry(merchant_id).or_insert(seq);
+                    *through = (*through).max(seq);
+                }
+                for (merchant_id, through) in horizons {
+                    sqlx::query(
+                        "INSERT INTO event_horizons (merchant_id, purged_through) VALUES ($1, $2) \
+                         ON CONFLICT (merchant_id) DO UPDATE SET purged_through = CASE \
+                         WHEN excluded.purged_through > event_horizons.purged_through \
+                         THEN excluded.purged_through ELSE event_horizons.purged_through END",
+                    )
+                    .bind(&merchant_id)
+                    .bind(through)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
                 // Finished deliveries go with the events (their attempts first).
                 sqlx::query(
@@ -1233,8 +1243,25 @@ macro_rules! impl_store {
                             row.map(|(url, server_name)| NotifyEndpoint { url, server_name }),
                         );
                     }
+                    let event = match event.into_event() {
+                        Ok(event) => event,
+                        Err(e) => {
+                            // One event this build cannot read (a newer
+                            // replica's, in a rolling upgrade) fails alone
+                            // instead of stopping every delivery.
+                            tracing::warn!(error = %e, seq, "an event that cannot be read is not pushed");
+                            sqlx::query(
+                                "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 WHERE seq = $1",
+                            )
+                            .bind(seq)
+                            .bind(now_ms)
+                            .execute(&mut *tx)
+                            .await?;
+                            continue;
+                        }
+                    };
                     out.push(ClaimedDelivery {
-                        event: event.into_event()?,
+                        event,
                         endpoint: endpoints.get(&merchant_id).cloned().flatten(),
                         merchant_id: MerchantId::from_stored(merchant_id),
                         attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
@@ -1334,8 +1361,10 @@ macro_rules! impl_store {
                     return Ok(Vec::new());
                 };
                 let attempts: Vec<DeliveryAttemptRow> = sqlx::query_as(
-                    "SELECT * FROM delivery_attempts WHERE seq >= $1 AND seq <= $2",
+                    "SELECT a.* FROM delivery_attempts a JOIN deliveries d ON d.seq = a.seq \
+                     WHERE d.merchant_id = $1 AND a.seq >= $2 AND a.seq <= $3",
                 )
+                .bind(merchant_id)
                 .bind(first.seq)
                 .bind(last.seq)
                 .fetch_all(self.reader())
@@ -1353,12 +1382,14 @@ macro_rules! impl_store {
                     .collect()
             }
 
-            async fn event_horizon(&self) -> StoreResult<i64> {
-                let (through,): (i64,) =
-                    sqlx::query_as("SELECT purged_through FROM event_horizon WHERE id = 1")
-                        .fetch_one(self.reader())
-                        .await?;
-                Ok(through)
+            async fn event_horizon(&self, merchant_id: &MerchantId) -> StoreResult<i64> {
+                let through: Option<(i64,)> = sqlx::query_as(
+                    "SELECT purged_through FROM event_horizons WHERE merchant_id = $1",
+                )
+                .bind(merchant_id)
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(through.map_or(0, |(t,)| t))
             }
 
             async fn delivery_backlog(&self) -> StoreResult<i64> {

@@ -427,8 +427,9 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: i64,
     ) -> StoreResult<Vec<Delivery>>;
-    /// The highest cursor among the events the purge deleted (0: none).
-    async fn event_horizon(&self) -> StoreResult<i64>;
+    /// The highest cursor among the merchant's events the purge deleted
+    /// (0: none).
+    async fn event_horizon(&self, merchant_id: &MerchantId) -> StoreResult<i64>;
     /// Pending deliveries, all merchants.
     async fn delivery_backlog(&self) -> StoreResult<i64>;
 

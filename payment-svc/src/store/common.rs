@@ -1220,16 +1220,24 @@ macro_rules! impl_store {
                         .bind(seq)
                         .fetch_optional(&mut *tx)
                         .await?;
-                    let Some(event) = event else {
-                        // Its event is gone (kept 30 days): nothing to send.
-                        sqlx::query(
-                            "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 WHERE seq = $1",
-                        )
-                        .bind(seq)
-                        .bind(now_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                        continue;
+                    let event = match event.map(EventRow::into_event) {
+                        Some(Ok(event)) => event,
+                        // Its event is gone (kept 30 days), or this build
+                        // cannot read it (a newer replica's, in a rolling
+                        // upgrade): it fails alone, nothing else waits.
+                        gone_or_unreadable => {
+                            if let Some(Err(e)) = gone_or_unreadable {
+                                tracing::warn!(error = %e, seq, "an event that cannot be read is not pushed");
+                            }
+                            sqlx::query(
+                                "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 WHERE seq = $1",
+                            )
+                            .bind(seq)
+                            .bind(now_ms)
+                            .execute(&mut *tx)
+                            .await?;
+                            continue;
+                        }
                     };
                     if !endpoints.contains_key(&merchant_id) {
                         let row: Option<(String, String)> = sqlx::query_as(
@@ -1243,23 +1251,6 @@ macro_rules! impl_store {
                             row.map(|(url, server_name)| NotifyEndpoint { url, server_name }),
                         );
                     }
-                    let event = match event.into_event() {
-                        Ok(event) => event,
-                        Err(e) => {
-                            // One event this build cannot read (a newer
-                            // replica's, in a rolling upgrade) fails alone
-                            // instead of stopping every delivery.
-                            tracing::warn!(error = %e, seq, "an event that cannot be read is not pushed");
-                            sqlx::query(
-                                "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 WHERE seq = $1",
-                            )
-                            .bind(seq)
-                            .bind(now_ms)
-                            .execute(&mut *tx)
-                            .await?;
-                            continue;
-                        }
-                    };
                     out.push(ClaimedDelivery {
                         event,
                         endpoint: endpoints.get(&merchant_id).cloned().flatten(),

@@ -182,15 +182,32 @@ async fn feed_status(stack: &Stack) -> anyhow::Result<mpb::GetEventFeedResponse>
         .into_inner())
 }
 
-/// Points SHOP_A's notifications at `recorder`.
-async fn notify_recorder(stack: &Stack, recorder: &Recorder) -> R {
+/// SHOP_A's notifications going to a new [`Recorder`] (refusing the first
+/// `refuse` attempts of each event).
+async fn start_recorder(stack: &Stack, refuse: u32) -> anyhow::Result<Recorder> {
+    let recorder = Recorder::start(refuse).await?;
     stack
         .admin(payment_svc::admin::MerchantCommand::SetNotify {
             id: SHOP_A.into(),
             url: format!("https://localhost:{}", recorder.addr.port()),
             server_name: None,
         })
-        .await
+        .await?;
+    Ok(recorder)
+}
+
+/// `user` bound at SHOP_A: the feed, the binding and its creation event.
+async fn bound(stack: &Stack, user: &str) -> anyhow::Result<(Feed, pb::Binding, pb::Event)> {
+    let mut c = stack.client(SHOP_A).await?;
+    let binding = bind_card(stack, &mut c, user, VISA).await?;
+    let mut feed = stack.events_client(SHOP_A).await?;
+    let created = event_of(
+        &mut feed,
+        pb::EventType::BindingCreated,
+        &binding.binding_id,
+    )
+    .await?;
+    Ok((feed, binding, created))
 }
 
 // -------------------------------------------------------------- scenarios
@@ -421,17 +438,8 @@ async fn an_event_committed_while_the_shop_was_down_is_delivered_after_payment_s
 
 async fn attempts_follow_the_schedule_are_kept_and_end_failed(stack: &Stack) -> R {
     // A shop that refuses every notification.
-    let recorder = Recorder::start(u32::MAX).await?;
-    notify_recorder(stack, &recorder).await?;
-    let mut c = stack.client(SHOP_A).await?;
-    let binding = bind_card(stack, &mut c, "dee", VISA).await?;
-    let mut feed = stack.events_client(SHOP_A).await?;
-    let created = event_of(
-        &mut feed,
-        pb::EventType::BindingCreated,
-        &binding.binding_id,
-    )
-    .await?;
+    let recorder = start_recorder(stack, u32::MAX).await?;
+    let (mut feed, _, created) = bound(stack, "dee").await?;
     // The tests' schedule: at once, then 1 s and 1 s later, then given up.
     let failed = delivery_when(&mut feed, &created.event_id, |d| {
         d.status == pb::DeliveryStatus::Failed as i32
@@ -506,13 +514,10 @@ async fn attempts_follow_the_schedule_are_kept_and_end_failed(stack: &Stack) -> 
 async fn a_resources_events_arrive_in_order(stack: &Stack) -> R {
     // Each event's first attempt is refused: the next event of the same
     // binding must wait until the earlier one is acknowledged.
-    let recorder = Recorder::start(1).await?;
-    notify_recorder(stack, &recorder).await?;
-    let mut c = stack.client(SHOP_A).await?;
-    let binding = bind_card(stack, &mut c, "eli", VISA).await?;
+    let recorder = start_recorder(stack, 1).await?;
+    let (mut feed, binding, _) = bound(stack, "eli").await?;
     let binding_id = end_at_payment_svc(stack, "eli").await?;
     assert_eq!(binding_id, binding.binding_id);
-    let mut feed = stack.events_client(SHOP_A).await?;
     let revoked = event_of(&mut feed, pb::EventType::BindingRevoked, &binding_id).await?;
     delivery_when(&mut feed, &revoked.event_id, delivered).await?;
     let calls: Vec<_> = recorder
@@ -536,8 +541,7 @@ async fn a_resources_events_arrive_in_order(stack: &Stack) -> R {
 }
 
 async fn two_replicas_deliver_each_attempt_once(stack: &Stack) -> R {
-    let recorder = Recorder::start(0).await?;
-    notify_recorder(stack, &recorder).await?;
+    let recorder = start_recorder(stack, 0).await?;
     let _replica = stack.start_replica().await?;
     let mut c = stack.client(SHOP_A).await?;
     let mut bindings = Vec::new();
@@ -577,17 +581,8 @@ async fn two_replicas_deliver_each_attempt_once(stack: &Stack) -> R {
 }
 
 async fn an_attempt_cut_off_by_a_stop_is_made_again_after_its_lease(stack: &Stack) -> R {
-    let recorder = Recorder::start(0).await?;
-    notify_recorder(stack, &recorder).await?;
-    let mut c = stack.client(SHOP_A).await?;
-    let binding = bind_card(stack, &mut c, "fay", VISA).await?;
-    let mut feed = stack.events_client(SHOP_A).await?;
-    let created = event_of(
-        &mut feed,
-        pb::EventType::BindingCreated,
-        &binding.binding_id,
-    )
-    .await?;
+    let recorder = start_recorder(stack, 0).await?;
+    let (mut feed, _, created) = bound(stack, "fay").await?;
     delivery_when(&mut feed, &created.event_id, delivered).await?;
     stack.stop_payment().await?;
     // As if it had never been delivered, and a replica then claimed it

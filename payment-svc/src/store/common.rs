@@ -1126,7 +1126,24 @@ macro_rules! impl_store {
                 if waiting.is_none() {
                     return Ok(0);
                 }
-                self.sequence_events_impl(limit).await
+                let mut tx = self.writer().begin().await?;
+                if !Self::sequencer_lock(&mut tx).await? {
+                    return Ok(0);
+                }
+                // Writes first (SQLite: no snapshot read before the write lock).
+                let given: Vec<(i64,)> = sqlx::query_as(SEQUENCE_EVENTS)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if let Some(first) = given.iter().map(|(seq,)| *seq).min() {
+                    sqlx::query(INSERT_DELIVERIES)
+                        .bind(first)
+                        .bind(paybind_shared::clock::now_ms())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(given.len() as u64)
             }
 
             async fn set_merchant_endpoint(

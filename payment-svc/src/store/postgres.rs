@@ -252,28 +252,11 @@ impl PgStore {
     /// One sequencer at a time across replicas (class 2 of the two-key
     /// advisory locks); a replica that finds it taken leaves the round to
     /// the other.
-    async fn sequence_events_impl(&self, limit: i64) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+    async fn sequencer_lock(tx: &mut sqlx::Transaction<'_, Db>) -> StoreResult<bool> {
         let (mine,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock(2, 0)")
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
-        if !mine {
-            return Ok(0);
-        }
-        // Writes first (SQLite: no snapshot read before the write lock).
-        let given: Vec<(i64,)> = sqlx::query_as(SEQUENCE_EVENTS)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        if let Some(first) = given.iter().map(|(seq,)| *seq).min() {
-            sqlx::query(INSERT_DELIVERIES)
-                .bind(first)
-                .bind(paybind_shared::clock::now_ms())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(given.len() as u64)
+        Ok(mine)
     }
 
     /// Records outcomes, trying again after a transient failure.

@@ -213,21 +213,7 @@ impl SqliteStore {
     }
 
     /// One writer: nothing else sequences meanwhile.
-    async fn sequence_events_impl(&self, limit: i64) -> StoreResult<u64> {
-        let mut tx = self.writer.begin().await?;
-        // Writes first (SQLite: no snapshot read before the write lock).
-        let given: Vec<(i64,)> = sqlx::query_as(SEQUENCE_EVENTS)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        if let Some(first) = given.iter().map(|(seq,)| *seq).min() {
-            sqlx::query(INSERT_DELIVERIES)
-                .bind(first)
-                .bind(paybind_shared::clock::now_ms())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(given.len() as u64)
+    async fn sequencer_lock(_tx: &mut sqlx::Transaction<'_, Db>) -> StoreResult<bool> {
+        Ok(true)
     }
 }

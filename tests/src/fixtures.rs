@@ -32,6 +32,27 @@ pub fn card(number: &str) -> pb::CardInfo {
     }
 }
 
+/// Card `i` of the simulated issuer's load-test range (README, "Test
+/// cards"): `40000200`, `i` in seven digits, and the Luhn check digit.
+pub fn load_test_card(i: u32) -> String {
+    let body = format!("40000200{:07}", i % 10_000_000);
+    // The check digit: from the right of the body, every first digit doubled.
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(pos, b)| {
+            let d = u32::from(b - b'0');
+            match pos % 2 {
+                0 if d * 2 > 9 => d * 2 - 9,
+                0 => d * 2,
+                _ => d,
+            }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
 /// Opens a Bind session for `user` (redirect, the test return URL); its id.
 pub async fn open_session(c: &mut Client, user: &str) -> anyhow::Result<String> {
     Ok(c.bind(pb::BindRequest {
@@ -211,4 +232,32 @@ pub async fn card_on_file(shop: &mut Shop, user: &str) -> anyhow::Result<bool> {
         .into_inner()
         .user
         .is_some_and(|u| u.card.is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn load_test_cards_are_luhn_valid_and_distinct() {
+        assert_eq!(super::load_test_card(1), "4000020000000018");
+        let cards: std::collections::BTreeSet<String> =
+            (0..200).map(super::load_test_card).collect();
+        assert_eq!(cards.len(), 200);
+        for card in &cards {
+            assert_eq!(card.len(), 16);
+            let sum: u32 = card
+                .bytes()
+                .rev()
+                .enumerate()
+                .map(|(i, b)| {
+                    let d = u32::from(b - b'0');
+                    if i % 2 == 1 {
+                        (d * 2) / 10 + (d * 2) % 10
+                    } else {
+                        d
+                    }
+                })
+                .sum();
+            assert_eq!(sum % 10, 0, "{card} passes the Luhn check");
+        }
+    }
 }

@@ -482,6 +482,76 @@ impl System {
         Ok(())
     }
 
+    /// Fills payment-svc's database up to `total` bindings (with their
+    /// cards' usage rows) by copying one existing binding under new ids,
+    /// users and card fingerprints: tables and indexes of a busy
+    /// institution, for a benchmark to run against. The copies are never
+    /// paid with. Written straight to the database, in chunks.
+    pub async fn preload_bindings(&self, total: u64) -> anyhow::Result<u64> {
+        const CHUNK: u64 = 50_000;
+        let mut have = self.count_bindings().await?;
+        let mut db = Db::connect(self.backend, &self.payment_db).await?;
+        let columns = db
+            .strings(match self.backend {
+                Backend::Sqlite => "SELECT name FROM pragma_table_info('bindings')",
+                Backend::Postgres => {
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_name = 'bindings' ORDER BY ordinal_position"
+                }
+            })
+            .await?;
+        // Row numbers: generate_series on PostgreSQL, a recursive CTE on SQLite.
+        let series = match self.backend {
+            Backend::Sqlite => {
+                "WITH RECURSIVE n(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM n \
+                 WHERE i < $2) SELECT i FROM n"
+            }
+            Backend::Postgres => "SELECT i FROM generate_series($1::bigint, $2::bigint) AS g(i)",
+        };
+        let copied = |column: &str| -> String {
+            match column {
+                "id" => "'bnd_preload_' || n.i".into(),
+                "merchant_user_id" => "'preload-' || n.i".into(),
+                "card_fingerprint" => "'preload-card-' || n.i".into(),
+                other => format!("t.{other}"),
+            }
+        };
+        let select: Vec<String> = columns.iter().map(|c| copied(c)).collect();
+        let insert = format!(
+            "INSERT INTO bindings ({}) SELECT {} FROM ({series}) n, \
+             (SELECT * FROM bindings WHERE id NOT LIKE 'bnd_preload_%' LIMIT 1) t",
+            columns.join(", "),
+            select.join(", ")
+        );
+        let usage = format!(
+            "INSERT INTO card_usage (merchant_id, card_fingerprint, usage_day, usage_amount) \
+             SELECT t.merchant_id, 'preload-card-' || n.i, 0, 0 FROM ({series}) n, \
+             (SELECT merchant_id FROM bindings LIMIT 1) t"
+        );
+        while have < total {
+            let from = i64::try_from(have + 1)?;
+            let to = i64::try_from((have + CHUNK).min(total))?;
+            db.execute(&insert, from, to).await?;
+            db.execute(&usage, from, to).await?;
+            have = u64::try_from(to)?;
+        }
+        if self.backend == Backend::Postgres {
+            // Planned with what is there now, as autovacuum would soon.
+            db.execute("ANALYZE bindings", 0, 0).await?;
+            db.execute("ANALYZE card_usage", 0, 0).await?;
+        }
+        self.count_bindings().await
+    }
+
+    /// How many bindings payment-svc's database holds.
+    pub async fn count_bindings(&self) -> anyhow::Result<u64> {
+        let mut db = Db::connect(self.backend, &self.payment_db).await?;
+        let n = db
+            .strings("SELECT CAST(COUNT(*) AS TEXT) FROM bindings")
+            .await?;
+        Ok(n.first().context("a count")?.parse()?)
+    }
+
     /// Stops both services and drops the PostgreSQL databases made for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.kill_merchant();
@@ -540,4 +610,53 @@ async fn register_merchant(
         )
         .await?;
     Ok(())
+}
+
+/// A plain connection to either backend, for the few statements the
+/// harness runs itself.
+enum Db {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Db {
+    async fn connect(backend: Backend, url: &str) -> anyhow::Result<Self> {
+        Ok(match backend {
+            Backend::Sqlite => {
+                let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+                Self::Sqlite(
+                    sqlx::SqliteConnection::connect_with(
+                        &options.busy_timeout(Duration::from_secs(30)),
+                    )
+                    .await?,
+                )
+            }
+            Backend::Postgres => Self::Postgres(sqlx::PgConnection::connect(url).await?),
+        })
+    }
+
+    /// Runs `sql`, binding `$1` and `$2` if it has them.
+    async fn execute(&mut self, sql: &str, first: i64, second: i64) -> anyhow::Result<()> {
+        let binds = sql.contains("$1");
+        match self {
+            Self::Sqlite(c) => {
+                let q = sqlx::query(sql);
+                let q = if binds { q.bind(first).bind(second) } else { q };
+                q.execute(c).await?;
+            }
+            Self::Postgres(c) => {
+                let q = sqlx::query(sql);
+                let q = if binds { q.bind(first).bind(second) } else { q };
+                q.execute(c).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn strings(&mut self, sql: &str) -> anyhow::Result<Vec<String>> {
+        Ok(match self {
+            Self::Sqlite(c) => sqlx::query_scalar(sql).fetch_all(c).await?,
+            Self::Postgres(c) => sqlx::query_scalar(sql).fetch_all(c).await?,
+        })
+    }
 }

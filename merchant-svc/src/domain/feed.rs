@@ -96,6 +96,9 @@ pub struct FeedStatus {
     pub recent: Vec<AppliedEvent>,
 }
 
+/// How often the cursor past events applied before is saved while the
+/// stream runs.
+const CURSOR_SAVE_EVERY: Duration = Duration::from_millis(250);
 /// Events read per page while catching up.
 const CATCH_UP_PAGE: i32 = 100;
 /// The pause after the feed broke off (payment-svc down or restarting),
@@ -114,22 +117,38 @@ impl Shop {
         event: &FeedEvent,
         source: EventSource,
     ) -> ShopResult<EventOutcome> {
-        let seen = self.store.applied_event(&event.id).await?;
-        let outcome = match seen {
-            Some(outcome) => outcome,
-            None => {
-                let newer = self
-                    .store
-                    .resource_version(&event.resource_id)
-                    .await?
-                    .is_some_and(|applied| applied >= event.version);
-                if newer {
-                    EventOutcome::Stale
-                } else {
-                    self.apply_change(&event.change).await?;
-                    EventOutcome::Applied
-                }
-            }
+        let (outcome, unsaved) = self.apply(event, source).await?;
+        if unsaved {
+            self.store
+                .move_feed_position(&event.cursor, now_ms())
+                .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Applies one event; `true` beside the outcome when it is one read
+    /// from the feed that was applied before (pushed, most often) and the
+    /// cursor past it is left for the caller to save. Nothing is written
+    /// for such an event, nor for one pushed again: under load every event
+    /// reaches the shop twice, and the second sighting costs one read.
+    async fn apply(
+        &self,
+        event: &FeedEvent,
+        source: EventSource,
+    ) -> ShopResult<(EventOutcome, bool)> {
+        if let Some(outcome) = self.store.applied_event(&event.id).await? {
+            return Ok((outcome, source == EventSource::Feed));
+        }
+        let newer = self
+            .store
+            .resource_version(&event.resource_id)
+            .await?
+            .is_some_and(|applied| applied >= event.version);
+        let outcome = if newer {
+            EventOutcome::Stale
+        } else {
+            self.apply_change(&event.change).await?;
+            EventOutcome::Applied
         };
         self.store
             .record_event(
@@ -151,10 +170,8 @@ impl Shop {
         {
             self.apply_change(&event.change).await?;
         }
-        if seen.is_none() {
-            tracing::info!(event_id = %event.id, event_type = %event.event_type, resource_id = %event.resource_id, ?outcome, ?source, "event applied");
-        }
-        Ok(outcome)
+        tracing::info!(event_id = %event.id, event_type = %event.event_type, resource_id = %event.resource_id, ?outcome, ?source, "event applied");
+        Ok((outcome, false))
     }
 
     /// Every effect is idempotent and conditional: applying it again, or
@@ -200,6 +217,12 @@ impl Shop {
             PaymentStatus::Declined => false,
             PaymentStatus::Pending => return Ok(()),
         };
+        // Most outcomes find their order settled by the checkout that paid
+        // it (or no order of this shop at all): a read, not a write, says so.
+        let pending = self.store.get_order(order_id).await?;
+        if pending.is_none_or(|o| o.status != OrderStatus::PendingPayment) {
+            return Ok(());
+        }
         let update = OrderUpdate {
             decline_reason: (!paid).then(|| payment.decline_reason.clone()),
             payment_id: Some(payment.id.clone()),
@@ -233,9 +256,14 @@ impl Shop {
             let cursor = self.store.feed_position().await?.cursor;
             let page = self.payments.events_after(&cursor, CATCH_UP_PAGE).await?;
             let full = page.len() == CATCH_UP_PAGE as usize;
+            let mut unsaved = None;
             for event in &page {
-                self.apply_event(event, EventSource::Feed).await?;
+                let (_, deferred) = self.apply(event, EventSource::Feed).await?;
+                unsaved = deferred.then(|| event.cursor.clone());
                 applied += 1;
+            }
+            if let Some(cursor) = unsaved {
+                self.store.move_feed_position(&cursor, now_ms()).await?;
             }
             if !full {
                 return Ok(applied);
@@ -283,21 +311,63 @@ impl Shop {
         }
         let cursor = self.store.feed_position().await?.cursor;
         let mut stream = self.payments.follow_events(&cursor).await?;
+        // The cursor past events applied before (pushed first) is saved at
+        // most every `CURSOR_SAVE_EVERY`, and whenever the stream pauses or
+        // ends: lost in a crash, those events are read again and found
+        // applied.
+        let mut unsaved: Option<String> = None;
+        let mut saved = tokio::time::Instant::now();
         loop {
-            let item = tokio::time::timeout(SILENCE, stream.next()).await;
-            match item {
-                Err(_) => {
-                    tracing::warn!("event stream silent too long; opening it again");
-                    return Ok(());
+            let item = match &unsaved {
+                Some(_) => tokio::time::timeout(CURSOR_SAVE_EVERY, stream.next()).await,
+                None => tokio::time::timeout(SILENCE, stream.next()).await,
+            };
+            let event = match item {
+                Ok(Some(Ok(FeedItem::Event(event)))) => event,
+                Err(_) if unsaved.is_some() => {
+                    self.save_cursor(&mut unsaved, &mut saved).await?;
+                    continue;
                 }
-                Ok(None) => return Ok(()),
-                Ok(Some(Err(e))) => return Err(e.into()),
-                Ok(Some(Ok(FeedItem::Heartbeat))) => {}
-                Ok(Some(Ok(FeedItem::Event(event)))) => {
-                    self.apply_event(&event, EventSource::Feed).await?;
+                other => {
+                    self.save_cursor(&mut unsaved, &mut saved).await?;
+                    match other {
+                        Err(_) => {
+                            tracing::warn!("event stream silent too long; opening it again");
+                            return Ok(());
+                        }
+                        Ok(None) => return Ok(()),
+                        Ok(Some(Err(e))) => return Err(e.into()),
+                        Ok(Some(Ok(_))) => continue,
+                    }
+                }
+            };
+            match self.apply(&event, EventSource::Feed).await {
+                Ok((_, true)) => unsaved = Some(event.cursor.clone()),
+                Ok((_, false)) => {
+                    unsaved = None;
+                    saved = tokio::time::Instant::now();
+                }
+                Err(e) => {
+                    self.save_cursor(&mut unsaved, &mut saved).await?;
+                    return Err(e);
                 }
             }
+            if unsaved.is_some() && saved.elapsed() >= CURSOR_SAVE_EVERY {
+                self.save_cursor(&mut unsaved, &mut saved).await?;
+            }
         }
+    }
+
+    async fn save_cursor(
+        &self,
+        unsaved: &mut Option<String>,
+        saved: &mut tokio::time::Instant,
+    ) -> ShopResult<()> {
+        if let Some(cursor) = unsaved.take() {
+            self.store.move_feed_position(&cursor, now_ms()).await?;
+            *saved = tokio::time::Instant::now();
+        }
+        Ok(())
     }
 
     /// The cursor and the latest `limit` events applied.

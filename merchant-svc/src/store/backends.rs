@@ -433,9 +433,22 @@ macro_rules! impl_store {
                 let row: Option<(String,)> =
                     sqlx::query_as("SELECT outcome FROM applied_events WHERE event_id = $1")
                         .bind(event_id)
-                        .fetch_optional(&self.writer)
+                        .fetch_optional(&self.reader)
                         .await?;
                 row.map(|(o,)| event_outcome::from_stored(&o)).transpose()
+            }
+
+            async fn move_feed_position(&self, cursor: &str, now_ms: i64) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO feed_position (id, cursor, updated_ms) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
+                     updated_ms = excluded.updated_ms",
+                )
+                .bind(cursor)
+                .bind(now_ms)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
             }
 
             async fn reset_feed_position(&self, now_ms: i64) -> StoreResult<()> {

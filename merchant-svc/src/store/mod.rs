@@ -117,6 +117,8 @@ pub trait Store: Send + Sync + 'static {
     // payment-svc's event feed.
     /// Where the shop is in the feed (empty cursor before the first event).
     async fn feed_position(&self) -> StoreResult<FeedPosition>;
+    /// Moves the feed's cursor to `cursor` (events before it applied).
+    async fn move_feed_position(&self, cursor: &str, now_ms: i64) -> StoreResult<()>;
     /// Starts the shop over at the oldest event payment-svc keeps (its
     /// stored cursor is older than that).
     async fn reset_feed_position(&self, now_ms: i64) -> StoreResult<()>;

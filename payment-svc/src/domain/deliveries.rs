@@ -15,7 +15,7 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use paybind_shared::{clock::now_ms, ids::MerchantId};
+use paybind_shared::{batch::Batcher, clock::now_ms, db::StoreError, ids::MerchantId};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -136,6 +136,15 @@ pub struct ClaimedDelivery {
     pub merchant_id: MerchantId,
     pub attempt: u32,
     pub endpoint: Option<NotifyEndpoint>,
+}
+
+/// An attempt to record, and what becomes of its delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub seq: i64,
+    pub attempt: DeliveryAttempt,
+    pub next: AfterAttempt,
+    pub now_ms: i64,
 }
 
 /// What a worker records after an attempt.
@@ -319,11 +328,22 @@ impl Deliverer {
             metrics,
             mut wake,
         } = self;
+        let record_store = store.clone();
+        let records = Batcher::spawn(2, move |records: Vec<AttemptRecord>| {
+            let store = record_store.clone();
+            async move {
+                store
+                    .record_delivery_attempts(&records)
+                    .await
+                    .map_err(Arc::new)
+            }
+        });
         let attempts = Arc::new(Attempts {
             store,
             notifier,
             settings,
             metrics,
+            records,
         });
         let slots = Arc::new(tokio::sync::Semaphore::new(attempts.settings.concurrency));
         let finished = Arc::new(tokio::sync::Notify::new());
@@ -381,6 +401,9 @@ struct Attempts {
     notifier: Arc<dyn Notifier>,
     settings: DeliverySettings,
     metrics: PaymentMetrics,
+    /// Attempts' records, written together (one commit for the attempts
+    /// that finished meanwhile).
+    records: Batcher<AttemptRecord, bool, Arc<StoreError>>,
 }
 
 impl Attempts {
@@ -414,13 +437,13 @@ impl Attempts {
             };
             tracing::warn!(event_id = %claim.event.id, merchant_id = %claim.merchant_id, "notification given up: its attempts were cut off");
             if let Err(e) = self
-                .store
-                .record_delivery_attempt(
-                    claim.event.seq,
-                    &record,
-                    &AfterAttempt::GiveUp,
-                    started_ms,
-                )
+                .records
+                .submit(AttemptRecord {
+                    seq: claim.event.seq,
+                    attempt: record,
+                    next: AfterAttempt::GiveUp,
+                    now_ms: started_ms,
+                })
                 .await
             {
                 tracing::warn!(error = %e, event_id = %claim.event.id, "could not record a notification given up");
@@ -482,8 +505,13 @@ impl Attempts {
             ),
         }
         if let Err(e) = self
-            .store
-            .record_delivery_attempt(claim.event.seq, &record, &next, now_ms())
+            .records
+            .submit(AttemptRecord {
+                seq: claim.event.seq,
+                attempt: record,
+                next,
+                now_ms: now_ms(),
+            })
             .await
         {
             // The lease runs out and the event is tried again: at least once.

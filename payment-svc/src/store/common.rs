@@ -169,8 +169,8 @@ macro_rules! impl_store {
         use $crate::domain::vault::Sealed;
         use $crate::domain::events::{Event, NewEvent, RevokedBy};
         use $crate::domain::deliveries::{
-            AfterAttempt, ClaimedDelivery, Delivery, DeliveryAttempt, DeliveryState,
-            NotifyEndpoint,
+            AfterAttempt, AttemptRecord, ClaimedDelivery, Delivery,
+            DeliveryState, NotifyEndpoint,
         };
         use $crate::domain::my_bindings::ShopperLogin;
         use $crate::store::rows::*;
@@ -1279,50 +1279,51 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
-            async fn record_delivery_attempt(
+            async fn record_delivery_attempts(
                 &self,
-                seq: i64,
-                attempt: &DeliveryAttempt,
-                next: &AfterAttempt,
-                now_ms: i64,
-            ) -> StoreResult<bool> {
+                records: &[AttemptRecord],
+            ) -> StoreResult<Vec<bool>> {
                 let mut tx = self.writer().begin().await?;
-                sqlx::query(UPSERT_DELIVERY_ATTEMPT)
-                    .bind(seq)
-                    .bind(i64::from(attempt.attempt))
-                    .bind(attempt.started_ms)
-                    .bind(attempt.latency_ms)
-                    .bind(attempt_outcome::to_stored(attempt.outcome))
-                    .bind(&attempt.detail)
+                let mut moved = Vec::with_capacity(records.len());
+                for AttemptRecord { seq, attempt, next, now_ms } in records {
+                    sqlx::query(UPSERT_DELIVERY_ATTEMPT)
+                        .bind(seq)
+                        .bind(i64::from(attempt.attempt))
+                        .bind(attempt.started_ms)
+                        .bind(attempt.latency_ms)
+                        .bind(attempt_outcome::to_stored(attempt.outcome))
+                        .bind(&attempt.detail)
+                        .execute(&mut *tx)
+                        .await?;
+                    let one = match next {
+                        // Acknowledged is delivered, whichever attempt it was.
+                        AfterAttempt::Delivered => sqlx::query(
+                            "UPDATE deliveries SET status = 'DELIVERED', finished_ms = $2 \
+                             WHERE seq = $1 AND status = 'PENDING'",
+                        )
+                        .bind(seq)
+                        .bind(now_ms),
+                        AfterAttempt::RetryAt(at_ms) => sqlx::query(
+                            "UPDATE deliveries SET next_attempt_ms = $2 \
+                             WHERE seq = $1 AND status = 'PENDING' AND attempts = $3",
+                        )
+                        .bind(seq)
+                        .bind(*at_ms)
+                        .bind(i64::from(attempt.attempt)),
+                        AfterAttempt::GiveUp => sqlx::query(
+                            "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 \
+                             WHERE seq = $1 AND status = 'PENDING' AND attempts = $3",
+                        )
+                        .bind(seq)
+                        .bind(now_ms)
+                        .bind(i64::from(attempt.attempt)),
+                    }
                     .execute(&mut *tx)
-                    .await?;
-                let moved = match next {
-                    // Acknowledged is delivered, whichever attempt it was.
-                    AfterAttempt::Delivered => sqlx::query(
-                        "UPDATE deliveries SET status = 'DELIVERED', finished_ms = $2 \
-                         WHERE seq = $1 AND status = 'PENDING'",
-                    )
-                    .bind(seq)
-                    .bind(now_ms),
-                    AfterAttempt::RetryAt(at_ms) => sqlx::query(
-                        "UPDATE deliveries SET next_attempt_ms = $2 \
-                         WHERE seq = $1 AND status = 'PENDING' AND attempts = $3",
-                    )
-                    .bind(seq)
-                    .bind(*at_ms)
-                    .bind(i64::from(attempt.attempt)),
-                    AfterAttempt::GiveUp => sqlx::query(
-                        "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 \
-                         WHERE seq = $1 AND status = 'PENDING' AND attempts = $3",
-                    )
-                    .bind(seq)
-                    .bind(now_ms)
-                    .bind(i64::from(attempt.attempt)),
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    moved.push(one);
                 }
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
                 tx.commit().await?;
                 Ok(moved)
             }

@@ -24,9 +24,7 @@ use paybind_shared::{
 
 use crate::domain::{
     acquirer::VerificationRefusal,
-    deliveries::{
-        AfterAttempt, ClaimedDelivery, Delivery, DeliveryAttempt, DeliveryState, NotifyEndpoint,
-    },
+    deliveries::{AttemptRecord, ClaimedDelivery, Delivery, DeliveryState, NotifyEndpoint},
     events::{Event, RevokedBy},
     model::{
         BindSession, Binding, ChargeableCard, Merchant, MerchantCertificate, MerchantStatus,
@@ -403,16 +401,11 @@ pub trait Store: Send + Sync + 'static {
         lease_until_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
-    /// Records an attempt, and moves its delivery on if that attempt is
-    /// still the delivery's latest (a slower replica's late record does
-    /// not undo a later attempt); false if it was not.
-    async fn record_delivery_attempt(
-        &self,
-        seq: i64,
-        attempt: &DeliveryAttempt,
-        next: &AfterAttempt,
-        now_ms: i64,
-    ) -> StoreResult<bool>;
+    /// Records attempts (one commit for all), and moves each delivery on
+    /// if its attempt is still the delivery's latest (a slower replica's
+    /// late record does not undo a later attempt); per record, false if it
+    /// was not.
+    async fn record_delivery_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<bool>>;
     async fn get_delivery(
         &self,
         merchant_id: &MerchantId,

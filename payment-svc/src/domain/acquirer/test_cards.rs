@@ -3,6 +3,7 @@
 //! ("Test cards") lists the same table; a card not in it has no issuer, so
 //! it never binds.
 use super::DeclineReason;
+use crate::domain::card::luhn_valid;
 
 /// A cardholder as the issuer knows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,15 +81,27 @@ pub const TEST_CARDS: [TestCard; 12] = [
     charge_declined("4000000000000341", DeclineReason::DoNotHonor),
 ];
 
+/// The load-test range: every 16-digit number that starts with these eight
+/// digits and passes the Luhn check is one more of Zhang San's cards,
+/// verified and approved — so a benchmark can bind as many distinct cards
+/// as it needs (each card has its own daily usage, as real shoppers' do).
+pub const LOAD_TEST_PREFIX: &str = "40000200";
+
+/// The record every card of the load-test range shares.
+const LOAD_TEST_CARD: TestCard = card("40000200########", ZHANG_SAN);
+
 /// The issuer's record of `number`, if any issuer has one.
 pub fn test_card(number: &str) -> Option<&'static TestCard> {
+    if number.len() == 16 && number.starts_with(LOAD_TEST_PREFIX) && luhn_valid(number) {
+        return Some(&LOAD_TEST_CARD);
+    }
     TEST_CARDS.iter().find(|c| c.number == number)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{card::luhn_valid, shopper::id_check_char};
+    use crate::domain::shopper::id_check_char;
     use paybind_shared::person::{FullName, Phone};
 
     #[test]
@@ -105,5 +118,19 @@ mod tests {
         numbers.sort_unstable();
         numbers.dedup();
         assert_eq!(numbers.len(), TEST_CARDS.len(), "one record per card");
+        assert!(numbers.iter().all(|n| !n.starts_with(LOAD_TEST_PREFIX)));
+    }
+
+    #[test]
+    fn the_load_test_range_is_luhn_valid_numbers_under_its_prefix_only() {
+        let record = test_card("4000020000000018").expect("in the range");
+        assert_eq!(record.holder, ZHANG_SAN);
+        assert_eq!((record.at_verification, record.at_charge), (None, None));
+        assert!(
+            test_card("4000020000000011").is_none(),
+            "fails the Luhn check"
+        );
+        assert!(test_card("400002000000000").is_none(), "15 digits");
+        assert!(test_card("4000030000000017").is_none(), "another prefix");
     }
 }

@@ -22,6 +22,8 @@ impl SqliteStore {
     const BACKEND: Backend = Backend::Sqlite;
     /// One writer: claims never overlap.
     const CLAIM_LOCKING: &'static str = "";
+    /// SQLite plans the claim through its indexes as it is.
+    const CLAIM_PLAN: Option<&'static str> = None;
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let (writer, reader) = paybind_shared::db::sqlite_pools(url, max_connections).await?;

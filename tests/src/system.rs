@@ -420,7 +420,17 @@ impl System {
 
     /// Binds `card_number` for `user` at payment-svc by direct entry; the token.
     pub async fn bind_direct(&self, user: &str, card_number: &str) -> anyhow::Result<String> {
-        let mut c = self.payment_client().await?;
+        self.bind_direct_as(&self.shop_tls, user, card_number).await
+    }
+
+    /// As [`Self::bind_direct`], as the merchant whose certificate is `tls`.
+    pub async fn bind_direct_as(
+        &self,
+        tls: &TlsFiles,
+        user: &str,
+        card_number: &str,
+    ) -> anyhow::Result<String> {
+        let mut c = BindingServiceClient::new(self.channel(tls, self.payment_port).await?);
         let s = c
             .bind(pb::BindRequest {
                 merchant_user_id: user.into(),
@@ -480,6 +490,22 @@ impl System {
         })
         .await?;
         Ok(())
+    }
+
+    /// Registers one more merchant at the running payment-svc, with a
+    /// certificate of its own and no notification endpoint (its events are
+    /// kept for its feed, none pushed); its certificate.
+    pub async fn add_merchant(&self, name: &str) -> anyhow::Result<TlsFiles> {
+        let tls = pki::ensure_merchant(&self.dir.path().join("certs"), name)?;
+        register_merchant_named(
+            &self.payment_db,
+            name,
+            paybind_shared::money::MAX_AMOUNT_MINOR,
+            &tls.cert,
+            None,
+        )
+        .await?;
+        Ok(tls)
     }
 
     /// Fills payment-svc's database up to `total` bindings (with their
@@ -577,15 +603,27 @@ async fn register_merchant(
     cert: &std::path::Path,
     notify_url: &str,
 ) -> anyhow::Result<()> {
+    register_merchant_named(payment_db, MERCHANT, daily_limit, cert, Some(notify_url)).await
+}
+
+/// Registers merchant `name` (certificate identity = id), with its
+/// notifications sent to `notify_url` if given (none made otherwise).
+async fn register_merchant_named(
+    payment_db: &str,
+    name: &str,
+    daily_limit: i64,
+    cert: &std::path::Path,
+    notify_url: Option<&str>,
+) -> anyhow::Result<()> {
     use paybind_shared::money::{Currency, Money};
     let store = payment_svc::store::connect(payment_db, 2).await?;
     let cny = Currency::parse("CNY")?;
     payment_svc::domain::merchants::register(
         store.as_ref(),
         &payment_svc::domain::model::Merchant {
-            id: paybind_shared::ids::MerchantId::parse(MERCHANT)?,
+            id: paybind_shared::ids::MerchantId::parse(name)?,
             display_name: "Load Shop".into(),
-            cert_identity: MERCHANT.into(),
+            cert_identity: name.into(),
             status: payment_svc::domain::model::MerchantStatus::Enabled,
             allowed_origins: vec![],
             return_urls: vec!["https://shop.example/return".into()],
@@ -600,15 +638,17 @@ async fn register_merchant(
         &paybind_shared::tls::PeerCertificate::from_pem_file(cert)?,
     )
     .await?;
-    store
-        .set_merchant_endpoint(
-            &paybind_shared::ids::MerchantId::parse(MERCHANT)?,
-            Some(&payment_svc::domain::deliveries::NotifyEndpoint::parse(
-                notify_url, None,
-            )?),
-            paybind_shared::clock::now_ms(),
-        )
-        .await?;
+    if let Some(url) = notify_url {
+        store
+            .set_merchant_endpoint(
+                &paybind_shared::ids::MerchantId::parse(name)?,
+                Some(&payment_svc::domain::deliveries::NotifyEndpoint::parse(
+                    url, None,
+                )?),
+                paybind_shared::clock::now_ms(),
+            )
+            .await?;
+    }
     Ok(())
 }
 

@@ -66,6 +66,11 @@ struct Args {
     /// tables and indexes are those of a busy institution.
     #[arg(long, default_value_t = 1_000)]
     bindings: u64,
+    /// Merchants paying in the `pay` phases (worker w pays as merchant
+    /// w mod M, each with a certificate of its own); checkouts stay the one
+    /// shop merchant-svc runs.
+    #[arg(long, default_value_t = 1)]
+    merchants: usize,
     /// Database connections of each service.
     #[arg(long, default_value_t = 16)]
     db_connections: u32,
@@ -98,6 +103,7 @@ struct Report {
     backend: String,
     concurrency: usize,
     bindings: u64,
+    merchants: usize,
     phases: Vec<PhaseResult>,
 }
 
@@ -212,10 +218,25 @@ async fn main() -> anyhow::Result<()> {
     );
     let n = args.concurrency.max(1);
     let channels = n.clamp(1, 8);
+    let merchants = args.merchants.clamp(1, n);
+    // The shop's own certificate first, then one more merchant each.
+    let mut merchant_tls = vec![system.shop_tls.clone()];
+    for m in 1..merchants {
+        merchant_tls.push(system.add_merchant(&format!("load-shop-{}", m + 1)).await?);
+    }
+    // Per merchant, its share of the channels (at least one).
     let mut pay_clients = Vec::new();
+    for tls in &merchant_tls {
+        let mut own = Vec::new();
+        for _ in 0..(channels / merchants).max(1) {
+            own.push(pb::binding_service_client::BindingServiceClient::new(
+                system.channel(tls, system.payment_port).await?,
+            ));
+        }
+        pay_clients.push(own);
+    }
     let mut shop_clients = Vec::new();
     for _ in 0..channels {
-        pay_clients.push(system.payment_client().await?);
         shop_clients.push(system.shop_client().await?);
     }
     let health = HealthClient::new(
@@ -232,7 +253,11 @@ async fn main() -> anyhow::Result<()> {
         let w32 = u32::try_from(w)?;
         tokens.push(
             system
-                .bind_direct(&format!("direct-{w}"), &load_test_card(2 * w32))
+                .bind_direct_as(
+                    &merchant_tls[w % merchants],
+                    &format!("direct-{w}"),
+                    &load_test_card(2 * w32),
+                )
                 .await?,
         );
         system
@@ -264,7 +289,8 @@ async fn main() -> anyhow::Result<()> {
     let pay: Call = {
         let (clients, tokens, run_id) = (pay_clients.clone(), tokens.clone(), run_id.clone());
         Arc::new(move |w, i| {
-            let mut c = clients[w % clients.len()].clone();
+            let own = &clients[w % clients.len()];
+            let mut c = own[(w / clients.len()) % own.len()].clone();
             let token = tokens[w].clone();
             let run_id = run_id.clone();
             Box::pin(async move {
@@ -382,12 +408,13 @@ async fn main() -> anyhow::Result<()> {
         backend: args.backend.clone(),
         concurrency: n,
         bindings,
+        merchants,
         phases,
     };
 
     println!(
-        "paybind benchmark — backend {}, concurrency {}, {} s per phase, {} bindings",
-        report.backend, n, secs, report.bindings
+        "paybind benchmark — backend {}, concurrency {}, {} s per phase, {} bindings, {} merchants",
+        report.backend, n, secs, report.bindings, report.merchants
     );
     println!("machine: {}", report.machine);
     println!(

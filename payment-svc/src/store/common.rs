@@ -126,30 +126,21 @@ pub(super) const INSERT_DELIVERIES: &str = "INSERT INTO deliveries \
 /// Claims what is due (`$1`, now) until `$2` (the lease), at most `$3`,
 /// oldest first, none while an earlier event of its resource is pending;
 /// `{lock}` is PostgreSQL's `FOR UPDATE ... SKIP LOCKED` (SQLite has one
-/// writer). The candidates are the `$4` oldest due (read in order from the
-/// pending deliveries' own index), each checked by one probe of the
-/// by-resource index: the claim's cost is bounded by that window, not by
-/// the backlog, which is largest exactly when claims must be quick. A
-/// candidate held back by its resource's earlier delivery leaves its place
-/// to the next one in the window.
+/// writer). Meant to run as a stream: the pending deliveries read in order
+/// from their own index, each checked by one probe of the by-resource
+/// index, stopping at `$3` claimed — its cost is what it skips, not the
+/// backlog (PostgreSQL is held to that plan: `CLAIM_PLAN`).
 pub(super) fn claim_deliveries_sql(lock: &str) -> String {
     format!(
         "UPDATE deliveries SET attempts = attempts + 1, next_attempt_ms = $2 \
-         WHERE seq IN (SELECT c.seq FROM \
-           (SELECT d.seq, d.merchant_id, d.resource_id FROM deliveries d \
-            WHERE d.status = 'PENDING' AND d.next_attempt_ms <= $1 \
-            ORDER BY d.seq LIMIT $4{lock}) c \
-           WHERE NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.status = 'PENDING' \
-             AND p.merchant_id = c.merchant_id AND p.resource_id = c.resource_id \
-             AND p.seq < c.seq) \
-           ORDER BY c.seq LIMIT $3) \
+         WHERE seq IN (SELECT d.seq FROM deliveries d \
+           WHERE d.status = 'PENDING' AND d.next_attempt_ms <= $1 \
+           AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.status = 'PENDING' \
+             AND p.merchant_id = d.merchant_id AND p.resource_id = d.resource_id \
+             AND p.seq < d.seq) \
+           ORDER BY d.seq LIMIT $3{lock}) \
          RETURNING seq, merchant_id, attempts"
     )
-}
-
-/// How many of the oldest due deliveries a claim of `limit` considers.
-pub(super) fn claim_window(limit: i64) -> i64 {
-    limit.saturating_mul(4).max(64)
 }
 
 /// An attempt, kept; a late record of an attempt first marked abandoned
@@ -1233,7 +1224,6 @@ macro_rules! impl_store {
                         .bind(now_ms)
                         .bind(lease_until_ms)
                         .bind(limit)
-                        .bind(claim_window(limit))
                         .persistent(false)
                         .fetch_all(&mut *tx)
                         .await?;

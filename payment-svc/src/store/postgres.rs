@@ -92,14 +92,14 @@ impl PgStore {
     /// has locked.
     const CLAIM_LOCKING: &'static str = " FOR UPDATE OF d SKIP LOCKED";
     /// The claim's one good plan, whatever the statistics say: the pending
-    /// deliveries' index read in order up to the window, each candidate
-    /// checked by a probe of the by-resource index. A backlog grows fastest
-    /// right after a burst or an endpoint's outage, before the table is
-    /// analysed again; a planner that still thinks it small compares every
-    /// candidate with every pending row (seen: 480 ms per claim at 1,500
-    /// pending, the deliverer falling further behind with each claim). For
-    /// this transaction only; JIT off too, which the disabled paths' costs
-    /// would otherwise switch on.
+    /// deliveries' index read in seq order, each candidate checked by a
+    /// probe of the by-resource index, stopping at the limit. A backlog
+    /// grows fastest right after a burst or an endpoint's outage, before
+    /// the table is analysed again; a planner that still thinks it small
+    /// compares every candidate with every pending row (seen: 480 ms per
+    /// claim at 1,500 pending, the deliverer falling further behind with
+    /// each claim). For this transaction only; JIT off too, which the
+    /// disabled paths' costs would otherwise switch on.
     const CLAIM_PLAN: Option<&'static str> = Some(
         "SELECT set_config('enable_seqscan', 'off', true), \
          set_config('enable_bitmapscan', 'off', true), \

@@ -8,10 +8,20 @@
 //! that sees an event twice, or an older one after a newer one, can tell.
 //!
 //! Merchants read the feed by cursor (`ListEvents`) or follow it live
-//! (`StreamEvents`). The cursor is given after commit by one sequencer at a
-//! time ([`Services::sequence_events_forever`]): a merchant that has read up
-//! to a cursor never finds an earlier event appear later.
-use std::{sync::Arc, time::Duration};
+//! (`StreamEvents`). The store gives each event its cursor as it writes it,
+//! last in the change's transaction, under a lock held to commit (SQLite's
+//! one writer; PostgreSQL's event-order lock): transactions commit in
+//! cursor order, so a merchant that has read up to a cursor never finds an
+//! earlier event appear later. [`Services::sequence_events_forever`] gives
+//! cursors to any event written without one (by an older replica during a
+//! rolling upgrade).
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use paybind_shared::{
     ids::{BindingId, EventId, MerchantId, MerchantUserId, OrderId, PaymentId, SessionId},
@@ -234,9 +244,9 @@ pub struct Event {
     pub state: EventState,
 }
 
-/// How often the sequencer looks for committed events without a cursor.
-/// Writes also wake it, so an event usually gets its cursor at once.
-const SEQUENCE_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the sequencer looks for committed events without a cursor
+/// (only a replica of an older version writes them).
+const SEQUENCE_INTERVAL: Duration = Duration::from_secs(1);
 /// The most events sequenced in one transaction.
 const SEQUENCE_BATCH: i64 = 1000;
 
@@ -264,8 +274,10 @@ impl Services {
         Ok(())
     }
 
-    /// Gives cursors to committed events until the task is dropped; wakes
-    /// the feed's followers when it did.
+    /// Gives cursors to committed events written without one (by a replica
+    /// of an older version) until the task is dropped; wakes the feed's
+    /// followers when it did. Each round that finds none is one read of an
+    /// index that stays empty.
     pub async fn sequence_events_forever(self: Arc<Self>) {
         loop {
             match self.store.sequence_events(SEQUENCE_BATCH).await {
@@ -280,15 +292,13 @@ impl Services {
                 }
                 Err(e) => tracing::warn!(error = %e, "could not sequence events"),
             }
-            tokio::select! {
-                () = tokio::time::sleep(SEQUENCE_INTERVAL) => {}
-                () = self.event_wake.written.notified() => {}
-            }
+            tokio::time::sleep(SEQUENCE_INTERVAL).await;
         }
     }
 
-    /// A receiver that changes whenever events got cursors: what
-    /// `StreamEvents` waits on between pages.
+    /// A receiver that changes whenever events were written here (or given
+    /// cursors by the sequencer): what `StreamEvents` and the deliverer wait
+    /// on between pages. Other replicas' events are found by polling.
     pub fn events_sequenced(&self) -> tokio::sync::watch::Receiver<u64> {
         self.event_wake.sequenced.subscribe()
     }
@@ -304,24 +314,33 @@ impl Services {
         self.event_wake.closing.send_replace(true);
     }
 
-    /// Called after a change that wrote events has committed.
+    /// Called after a change that wrote events has committed: they have
+    /// their cursors.
     pub(crate) fn events_written(&self) {
-        self.event_wake.written.notify_one();
+        // The store counts what committed; the metric catches up with it
+        // (a concurrent caller adds only what this one has not).
+        let total = self.store.events_written();
+        let counted = self.event_wake.counted.fetch_max(total, Ordering::Relaxed);
+        if total > counted {
+            self.metrics.events_sequenced(total - counted);
+        }
+        self.event_wake.sequenced.send_modify(|round| *round += 1);
     }
 }
 
-/// Wakes the sequencer after a write, and the feed's followers after it ran.
+/// Wakes the feed's followers and the deliverer after events were written.
 pub struct EventWake {
-    written: tokio::sync::Notify,
     sequenced: tokio::sync::watch::Sender<u64>,
+    /// The store's count of events written, as far as the metrics have it.
+    counted: AtomicU64,
     closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for EventWake {
     fn default() -> Self {
         Self {
-            written: tokio::sync::Notify::new(),
             sequenced: tokio::sync::watch::Sender::new(0),
+            counted: AtomicU64::new(0),
             closing: tokio::sync::watch::Sender::new(false),
         }
     }

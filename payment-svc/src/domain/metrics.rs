@@ -71,7 +71,7 @@ impl PaymentMetrics {
         );
         metrics.register(
             "events_sequenced",
-            "Feed events given a cursor (readable by merchants) by this replica",
+            "Feed events written with their cursor (readable by merchants from then on) by this replica",
             this.events_sequenced.clone(),
         );
         metrics.register(

@@ -177,7 +177,10 @@ impl Services {
             reserve_batches.observe("payment_reservations", requests.len());
             async move { store.reserve_payments(&requests).await.map_err(Arc::new) }
         });
-        let outcomes = Batcher::spawn(in_flight, move |outcomes: Vec<PaymentOutcome>| {
+        // One outcome batch at a time: each writes its payments' events,
+        // and event writers commit one after another anyway (the store gives
+        // cursors in commit order); what arrives meanwhile joins the next.
+        let outcomes = Batcher::spawn(1, move |outcomes: Vec<PaymentOutcome>| {
             let store = store.clone();
             batches.observe("payment_outcomes", outcomes.len());
             async move {

@@ -101,13 +101,22 @@ pub(super) static INSERT_CERTIFICATE: LazyLock<String> = LazyLock::new(|| {
 pub(super) const BUMP_MERCHANT_REVISION: &str =
     "UPDATE merchant_revision SET revision = revision + 1";
 
+/// An event with its cursor (`$1`): see `write_events` in each backend.
 pub(super) const INSERT_EVENT: &str = "INSERT INTO events \
-     (event_id, merchant_id, event_type, resource_id, occurred_ms, state) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
+     (seq, event_id, merchant_id, event_type, resource_id, occurred_ms, state) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// The highest cursor given: the next event's is one above. Read under
+/// the event-order lock (PostgreSQL) or the write lock (SQLite), in a
+/// statement of its own after the lock is held, so that its snapshot
+/// sees every event committed before.
+pub(super) const TOP_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
 
 /// Gives the next cursors to committed events without one, in the order
 /// they were written; run by one sequencer at a time (SQLite has one
-/// writer; PostgreSQL takes an advisory lock first).
+/// writer; PostgreSQL takes the event-order lock first). Events are
+/// written with their cursors; this is for those an older replica wrote
+/// without one during a rolling upgrade.
 pub(super) const SEQUENCE_EVENTS: &str = "WITH todo AS ( \
          SELECT write_no, ROW_NUMBER() OVER (ORDER BY write_no) AS n FROM events \
          WHERE seq IS NULL ORDER BY write_no LIMIT $1), \
@@ -179,30 +188,63 @@ macro_rules! impl_store {
         use $crate::store::rows::*;
         use $crate::store::*;
 
-        /// Writes an event in the transaction of the change it tells of.
-        async fn insert_event<'c, E>(conn: E, event: &NewEvent) -> StoreResult<()>
-        where
-            E: sqlx::Executor<'c, Database = Db>,
-        {
-            let row = NewEventRow::from_event(event);
-            sqlx::query(INSERT_EVENT)
-                .bind(row.event_id)
-                .bind(row.merchant_id)
-                .bind(row.event_type)
-                .bind(row.resource_id)
-                .bind(row.occurred_ms)
-                .bind(row.state)
-                .execute(conn)
-                .await
-                .map_err(classify)?;
-            Ok(())
+        /// Records attempts one statement at a time, on `conn` (a
+        /// transaction); whether each moved its delivery (a record of an
+        /// attempt superseded meanwhile does not).
+        async fn record_attempts_each(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            records: &[AttemptRecord],
+        ) -> StoreResult<Vec<bool>> {
+            let mut moved = Vec::with_capacity(records.len());
+            for AttemptRecord { seq, attempt, next, now_ms } in records {
+                sqlx::query(UPSERT_DELIVERY_ATTEMPT)
+                    .bind(seq)
+                    .bind(i64::from(attempt.attempt))
+                    .bind(attempt.started_ms)
+                    .bind(attempt.latency_ms)
+                    .bind(attempt_outcome::to_stored(attempt.outcome))
+                    .bind(&attempt.detail)
+                    .execute(&mut *conn)
+                    .await?;
+                let one = match next {
+                    // Acknowledged is delivered, whichever attempt it was.
+                    AfterAttempt::Delivered => sqlx::query(
+                        "UPDATE deliveries SET status = 'DELIVERED', finished_ms = $2 \
+                         WHERE seq = $1 AND status = 'PENDING'",
+                    )
+                    .bind(seq)
+                    .bind(now_ms),
+                    AfterAttempt::RetryAt(at_ms) => sqlx::query(
+                        "UPDATE deliveries SET next_attempt_ms = $2 \
+                         WHERE seq = $1 AND status = 'PENDING' AND attempts = $3",
+                    )
+                    .bind(seq)
+                    .bind(*at_ms)
+                    .bind(i64::from(attempt.attempt)),
+                    AfterAttempt::GiveUp => sqlx::query(
+                        "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 \
+                         WHERE seq = $1 AND status = 'PENDING' AND attempts = $3",
+                    )
+                    .bind(seq)
+                    .bind(now_ms)
+                    .bind(i64::from(attempt.attempt)),
+                }
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+                    == 1;
+                moved.push(one);
+            }
+            Ok(moved)
         }
 
-        /// Revokes an active binding with its event, on `conn` (a
-        /// transaction); the binding as it is after (`None` if there is
-        /// none). One already revoked is returned as it is, with no event.
+        /// Revokes an active binding on `conn` (a transaction), adding its
+        /// event to `events` (written last, with `write_events`); the
+        /// binding as it is after (`None` if there is none). One already
+        /// revoked is returned as it is, with no event.
         async fn revoke_on(
             conn: &mut <Db as sqlx::Database>::Connection,
+            events: &mut Vec<NewEvent>,
             merchant_id: &MerchantId,
             binding_id: &BindingId,
             by: RevokedBy,
@@ -235,7 +277,7 @@ macro_rules! impl_store {
             .map(BindingRow::into_binding)
             .transpose()?;
             if let (1, Some(binding)) = (revoked, &binding) {
-                insert_event(&mut *conn, &NewEvent::binding_revoked(binding)).await?;
+                events.push(NewEvent::binding_revoked(binding));
             }
             Ok(binding)
         }
@@ -272,8 +314,20 @@ macro_rules! impl_store {
             }
         }
 
+        impl $store {
+            /// Counts events written, once their transaction committed.
+            fn count_events(&self, events: &[NewEvent]) {
+                self.events_written
+                    .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+
         #[async_trait::async_trait]
         impl Store for $store {
+            fn events_written(&self) -> u64 {
+                self.events_written.load(std::sync::atomic::Ordering::Relaxed)
+            }
+
             fn backend(&self) -> Backend {
                 Self::BACKEND
             }
@@ -903,29 +957,27 @@ macro_rules! impl_store {
                 }
                 // What the merchant is told, in the order it happened: the
                 // binding, the payment, the session's end.
+                let mut events = Vec::new();
                 if let Some(id) = &binding_id {
                     let binding: BindingRow = sqlx::query_as(&format!("{} WHERE b.id = $1", *SELECT_BINDINGS))
                         .bind(id)
                         .fetch_one(&mut *tx)
                         .await?;
-                    let event = NewEvent::binding_written(&binding.into_binding()?, binding_updated, now);
-                    insert_event(&mut *tx, &event).await?;
+                    events.push(NewEvent::binding_written(&binding.into_binding()?, binding_updated, now));
                 }
                 if let Some(outcome) = &payment_final {
                     let payment: PaymentRow = sqlx::query_as("SELECT * FROM payments WHERE id = $1")
                         .bind(&outcome.payment_id)
                         .fetch_one(&mut *tx)
                         .await?;
-                    if let Some(event) = NewEvent::payment_settled(&payment.into_payment()?) {
-                        insert_event(&mut *tx, &event).await?;
-                    }
+                    events.extend(NewEvent::payment_settled(&payment.into_payment()?));
                 }
                 if matches!(session.state, SessionState::Completed { .. } | SessionState::Failed) {
-                    if let Some(event) = NewEvent::session_ended(&session, now) {
-                        insert_event(&mut *tx, &event).await?;
-                    }
+                    events.extend(NewEvent::session_ended(&session, now));
                 }
+                write_events(&mut tx, &events, now).await?;
                 tx.commit().await?;
+                self.count_events(&events);
                 Ok(session)
             }
 
@@ -976,8 +1028,12 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> StoreResult<Option<Binding>> {
                 let mut tx = self.writer().begin().await?;
-                let binding = revoke_on(&mut tx, merchant_id, binding_id, by, reason, now_ms).await?;
+                let mut events = Vec::new();
+                let binding =
+                    revoke_on(&mut tx, &mut events, merchant_id, binding_id, by, reason, now_ms).await?;
+                write_events(&mut tx, &events, now_ms).await?;
                 tx.commit().await?;
+                self.count_events(&events);
                 Ok(binding)
             }
 
@@ -993,9 +1049,11 @@ macro_rules! impl_store {
                 .fetch_all(&mut *tx)
                 .await?;
                 let mut expired = Vec::with_capacity(due.len());
+                let mut events = Vec::with_capacity(due.len());
                 for (merchant_id, id) in due {
                     let binding = revoke_on(
                         &mut tx,
+                        &mut events,
                         &MerchantId::from_stored(merchant_id),
                         &BindingId::from_stored(id),
                         RevokedBy::Expiry,
@@ -1005,7 +1063,9 @@ macro_rules! impl_store {
                     .await?;
                     expired.extend(binding);
                 }
+                write_events(&mut tx, &events, now_ms).await?;
                 tx.commit().await?;
+                self.count_events(&events);
                 Ok(expired)
             }
 
@@ -1023,16 +1083,14 @@ macro_rules! impl_store {
                 .bind(limit)
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut told = 0;
+                let mut events = Vec::with_capacity(rows.len());
                 for row in rows {
-                    let session = row.into_session()?;
-                    if let Some(event) = NewEvent::session_ended(&session, now_ms) {
-                        insert_event(&mut *tx, &event).await?;
-                        told += 1;
-                    }
+                    events.extend(NewEvent::session_ended(&row.into_session()?, now_ms));
                 }
+                write_events(&mut tx, &events, now_ms).await?;
                 tx.commit().await?;
-                Ok(told)
+                self.count_events(&events);
+                Ok(events.len() as u64)
             }
 
             async fn insert_shopper_login(&self, login: &ShopperLogin) -> StoreResult<()> {
@@ -1298,46 +1356,10 @@ macro_rules! impl_store {
                 records: &[AttemptRecord],
             ) -> StoreResult<Vec<bool>> {
                 let mut tx = self.writer().begin().await?;
-                let mut moved = Vec::with_capacity(records.len());
-                for AttemptRecord { seq, attempt, next, now_ms } in records {
-                    sqlx::query(UPSERT_DELIVERY_ATTEMPT)
-                        .bind(seq)
-                        .bind(i64::from(attempt.attempt))
-                        .bind(attempt.started_ms)
-                        .bind(attempt.latency_ms)
-                        .bind(attempt_outcome::to_stored(attempt.outcome))
-                        .bind(&attempt.detail)
-                        .execute(&mut *tx)
-                        .await?;
-                    let one = match next {
-                        // Acknowledged is delivered, whichever attempt it was.
-                        AfterAttempt::Delivered => sqlx::query(
-                            "UPDATE deliveries SET status = 'DELIVERED', finished_ms = $2 \
-                             WHERE seq = $1 AND status = 'PENDING'",
-                        )
-                        .bind(seq)
-                        .bind(now_ms),
-                        AfterAttempt::RetryAt(at_ms) => sqlx::query(
-                            "UPDATE deliveries SET next_attempt_ms = $2 \
-                             WHERE seq = $1 AND status = 'PENDING' AND attempts = $3",
-                        )
-                        .bind(seq)
-                        .bind(*at_ms)
-                        .bind(i64::from(attempt.attempt)),
-                        AfterAttempt::GiveUp => sqlx::query(
-                            "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 \
-                             WHERE seq = $1 AND status = 'PENDING' AND attempts = $3",
-                        )
-                        .bind(seq)
-                        .bind(now_ms)
-                        .bind(i64::from(attempt.attempt)),
-                    }
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    moved.push(one);
-                }
+                let moved = match Self::record_attempts_at_once(&mut tx, records).await? {
+                    Some(moved) => moved,
+                    None => record_attempts_each(&mut tx, records).await?,
+                };
                 tx.commit().await?;
                 Ok(moved)
             }
@@ -1573,10 +1595,13 @@ macro_rules! impl_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 let refund = refund.into_refund()?;
-                if succeeded && written {
-                    insert_event(&mut *tx, &NewEvent::refund_succeeded(&refund)).await?;
-                }
+                let events: Vec<NewEvent> = (succeeded && written)
+                    .then(|| NewEvent::refund_succeeded(&refund))
+                    .into_iter()
+                    .collect();
+                write_events(&mut tx, &events, now_ms).await?;
                 tx.commit().await?;
+                self.count_events(&events);
                 Ok((refund, payment.into_payment()?))
             }
         }

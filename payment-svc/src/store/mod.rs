@@ -193,6 +193,9 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// What the connection pool holds now (for the metrics).
     fn pool_use(&self) -> paybind_shared::metrics::PoolUse;
+    /// Feed events this store wrote and committed since it started: each
+    /// has its cursor (for the metrics).
+    fn events_written(&self) -> u64;
 
     // Charges in flight, and whose they are.
     /// This process's key: the owner of the charges it makes.

@@ -15,6 +15,64 @@ type Db = sqlx::Postgres;
 
 super::common::impl_store!(PgStore);
 
+/// The event-order lock: class 2 of the two-key advisory locks. Held from
+/// a transaction's first cursor to its commit.
+const EVENT_ORDER_LOCK: &str = "SELECT pg_advisory_xact_lock(2, 0)";
+
+/// Writes a change's events with their cursors, and a pending delivery for
+/// each whose merchant has a notification endpoint; the last writes of the
+/// change's transaction.
+///
+/// Cursors are given under the event-order lock, held until the
+/// transaction ends. PostgreSQL makes a transaction visible before it
+/// releases its locks, so transactions that write events commit — and
+/// become visible — in cursor order: a merchant that read up to a cursor
+/// never finds an earlier event appear later. The lock is taken after
+/// every row lock of the change (nothing is written after the events), so
+/// it never waits in a cycle with them; it is held for two statements and
+/// the commit.
+async fn write_events(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+    now_ms: i64,
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(EVENT_ORDER_LOCK).execute(&mut *conn).await?;
+    let rows: Vec<NewEventRow> = events.iter().map(NewEventRow::from_event).collect();
+    let col = |f: fn(&NewEventRow) -> &str| -> Vec<&str> { rows.iter().map(f).collect() };
+    // A statement of its own after the lock: its snapshot sees every event
+    // committed before, so the top cursor it reads is the last one given.
+    sqlx::query(
+        "WITH e AS ( \
+             INSERT INTO events \
+                 (seq, event_id, merchant_id, event_type, resource_id, occurred_ms, state) \
+             SELECT top.seq + u.n, u.event_id, u.merchant_id, u.event_type, u.resource_id, \
+                 u.occurred_ms, u.state \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
+                         $6::text[]) WITH ORDINALITY \
+                     AS u(event_id, merchant_id, event_type, resource_id, occurred_ms, state, n), \
+                 (SELECT COALESCE(MAX(seq), 0) AS seq FROM events) top \
+             RETURNING seq, merchant_id, resource_id) \
+         INSERT INTO deliveries \
+             (seq, merchant_id, resource_id, status, attempts, next_attempt_ms, created_ms) \
+         SELECT e.seq, e.merchant_id, e.resource_id, 'PENDING', 0, $7, $7 \
+         FROM e JOIN merchant_endpoints m ON m.merchant_id = e.merchant_id",
+    )
+    .bind(col(|r| &r.event_id))
+    .bind(col(|r| &r.merchant_id))
+    .bind(col(|r| r.event_type))
+    .bind(col(|r| &r.resource_id))
+    .bind(rows.iter().map(|r| r.occurred_ms).collect::<Vec<_>>())
+    .bind(col(|r| &r.state))
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
 pub struct PgStore {
     pool: PgPool,
     /// This process's key: it holds an advisory lock on it while it lives,
@@ -23,6 +81,8 @@ pub struct PgStore {
     /// The connection that holds the lock, kept alive (and taken again if
     /// it breaks) until the store is dropped.
     keeper: tokio::task::JoinHandle<()>,
+    /// Events this store wrote (committed) since it started.
+    events_written: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for PgStore {
@@ -119,6 +179,7 @@ impl PgStore {
             pool,
             instance,
             keeper,
+            events_written: Default::default(),
         })
     }
 
@@ -265,9 +326,78 @@ impl PgStore {
         })
     }
 
-    /// One sequencer at a time across replicas (class 2 of the two-key
-    /// advisory locks); a replica that finds it taken leaves the round to
-    /// the other.
+    /// A batch of attempts in one statement: each kept, and each delivery
+    /// moved on (delivered; due again; given up) if it still waits for that
+    /// attempt. `None` when a delivery appears twice in the batch (one
+    /// statement may change a row once): those go one at a time.
+    async fn record_attempts_at_once(
+        tx: &mut sqlx::Transaction<'_, Db>,
+        records: &[AttemptRecord],
+    ) -> StoreResult<Option<Vec<bool>>> {
+        let mut seen = std::collections::HashSet::with_capacity(records.len());
+        if !records.iter().all(|r| seen.insert(r.seq)) {
+            return Ok(None);
+        }
+        let num = |f: fn(&AttemptRecord) -> i64| -> Vec<i64> { records.iter().map(f).collect() };
+        let (next, at_ms): (Vec<&str>, Vec<i64>) = records
+            .iter()
+            .map(|r| match r.next {
+                AfterAttempt::Delivered => ("DELIVERED", r.now_ms),
+                AfterAttempt::RetryAt(at_ms) => ("RETRY", at_ms),
+                AfterAttempt::GiveUp => ("FAILED", r.now_ms),
+            })
+            .unzip();
+        let moved: Vec<(i64,)> = sqlx::query_as(
+            "WITH r AS ( \
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+                                      $5::text[], $6::text[], $7::text[], $8::bigint[]) \
+                     AS r(seq, attempt, started_ms, latency_ms, outcome, detail, next, at_ms)), \
+             kept AS ( \
+                 INSERT INTO delivery_attempts \
+                     (seq, attempt, started_ms, latency_ms, outcome, detail) \
+                 SELECT seq, attempt, started_ms, latency_ms, outcome, detail FROM r \
+                 ON CONFLICT (seq, attempt) DO UPDATE SET started_ms = excluded.started_ms, \
+                     latency_ms = excluded.latency_ms, outcome = excluded.outcome, \
+                     detail = excluded.detail) \
+             UPDATE deliveries d SET \
+                 status = CASE r.next WHEN 'RETRY' THEN d.status ELSE r.next END, \
+                 finished_ms = CASE r.next WHEN 'RETRY' THEN d.finished_ms ELSE r.at_ms END, \
+                 next_attempt_ms = CASE r.next WHEN 'RETRY' THEN r.at_ms \
+                                   ELSE d.next_attempt_ms END \
+             FROM r WHERE d.seq = r.seq AND d.status = 'PENDING' \
+                 AND (r.next = 'DELIVERED' OR d.attempts = r.attempt) \
+             RETURNING d.seq",
+        )
+        .bind(num(|r| r.seq))
+        .bind(num(|r| i64::from(r.attempt.attempt)))
+        .bind(num(|r| r.attempt.started_ms))
+        .bind(num(|r| r.attempt.latency_ms))
+        .bind(
+            records
+                .iter()
+                .map(|r| attempt_outcome::to_stored(r.attempt.outcome))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.attempt.detail.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(next)
+        .bind(at_ms)
+        .persistent(false)
+        .fetch_all(&mut **tx)
+        .await?;
+        let moved: std::collections::HashSet<i64> = moved.into_iter().map(|(seq,)| seq).collect();
+        Ok(Some(
+            records.iter().map(|r| moved.contains(&r.seq)).collect(),
+        ))
+    }
+
+    /// One sequencer at a time across replicas, and none while a writer
+    /// gives cursors (the event-order lock); a replica that finds it taken
+    /// leaves the round to later.
     async fn sequencer_lock(tx: &mut sqlx::Transaction<'_, Db>) -> StoreResult<bool> {
         let (mine,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock(2, 0)")
             .fetch_one(&mut **tx)
@@ -289,36 +419,40 @@ impl PgStore {
     /// Deadlock-free by lock order: every writer that locks several cards'
     /// usage rows takes them in (merchant, card) order (`reserve_payments`
     /// sorts its requests so), and a batch with declines locks the rows it
-    /// gives usage back to, in that order, before it changes anything.
+    /// gives usage back to, in that order, before it changes anything; the
+    /// events' order lock comes last (`write_events`).
     async fn finalize_once(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>> {
         let declined: Vec<&str> = outcomes
             .iter()
             .filter(|o| matches!(o.state, PaymentState::Declined { .. }))
             .map(|o| o.payment_id.as_str())
             .collect();
-        if declined.is_empty() {
-            return self
-                .finalize_statement(outcomes)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(Into::into);
-        }
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "SELECT 1 FROM card_usage cu WHERE (cu.merchant_id, cu.card_fingerprint) IN \
-                 (SELECT b.merchant_id, b.card_fingerprint FROM payments p \
-                  JOIN bindings b ON b.id = p.binding_id WHERE p.id = ANY($1::text[])) \
-             ORDER BY cu.merchant_id, cu.card_fingerprint FOR UPDATE OF cu",
-        )
-        .bind(&declined)
-        .persistent(false)
-        .fetch_all(&mut *tx)
-        .await?;
+        if !declined.is_empty() {
+            sqlx::query(
+                "SELECT 1 FROM card_usage cu WHERE (cu.merchant_id, cu.card_fingerprint) IN \
+                     (SELECT b.merchant_id, b.card_fingerprint FROM payments p \
+                      JOIN bindings b ON b.id = p.binding_id WHERE p.id = ANY($1::text[])) \
+                 ORDER BY cu.merchant_id, cu.card_fingerprint FOR UPDATE OF cu",
+            )
+            .bind(&declined)
+            .persistent(false)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
         let rows = self
             .finalize_statement(outcomes)
             .fetch_all(&mut *tx)
             .await?;
+        // Each settled payment's event, from the row as updated.
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            events.extend(NewEvent::payment_settled(&row.clone().into_payment()?));
+        }
+        let now_ms = outcomes.iter().map(|o| o.now_ms).max().unwrap_or_default();
+        write_events(&mut tx, &events, now_ms).await?;
         tx.commit().await?;
+        self.count_events(&events);
         Ok(rows)
     }
 
@@ -334,12 +468,6 @@ impl PgStore {
         let reasons: Vec<Option<&str>> = columns.iter().map(|c| c.1).collect();
         let refs: Vec<Option<String>> = columns.iter().map(|c| c.2.clone()).collect();
         let times: Vec<i64> = outcomes.iter().map(|o| o.now_ms).collect();
-        // Each payment's event (`row_to_json` of the row as updated: the
-        // same JSON as `PaymentRow`'s serde, which reads it back).
-        let event_ids: Vec<String> = outcomes
-            .iter()
-            .map(|_| paybind_shared::ids::EventId::generate().into_string())
-            .collect();
         sqlx::query_as(
             "WITH v AS ( \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
@@ -361,19 +489,6 @@ impl PgStore {
                        GROUP BY b.merchant_id, b.card_fingerprint, p.counted_day) d \
                  WHERE cu.merchant_id = d.merchant_id AND cu.card_fingerprint = d.card_fingerprint \
                    AND cu.usage_day = d.counted_day \
-                 RETURNING 1), \
-             events AS ( \
-                 INSERT INTO events \
-                     (event_id, merchant_id, event_type, resource_id, occurred_ms, state) \
-                 SELECT e.event_id, p.merchant_id, \
-                     CASE p.status WHEN 'SUCCEEDED' THEN 'PAYMENT_SUCCEEDED' \
-                                   ELSE 'PAYMENT_DECLINED' END, \
-                     p.id, p.updated_ms, row_to_json(p)::text \
-                 FROM p JOIN (SELECT DISTINCT ON (payment_id) payment_id, event_id \
-                              FROM UNNEST($1::text[], $6::text[]) AS u(payment_id, event_id) \
-                              ORDER BY payment_id, event_id) e \
-                     ON e.payment_id = p.id \
-                 ORDER BY p.id \
                  RETURNING 1) \
              SELECT * FROM p",
         )
@@ -382,7 +497,6 @@ impl PgStore {
         .bind(reasons)
         .bind(refs)
         .bind(times)
-        .bind(event_ids)
         // Planned for each batch: a cached generic plan made while the table
         // was small would keep scanning the whole table as it grows.
         .persistent(false)

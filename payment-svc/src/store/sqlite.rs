@@ -7,11 +7,59 @@ type Db = sqlx::Sqlite;
 
 super::common::impl_store!(SqliteStore);
 
+/// Writes one event with its cursor `seq` (`write_events` gives it).
+async fn insert_event<'c, E>(conn: E, seq: i64, event: &NewEvent) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = Db>,
+{
+    let row = NewEventRow::from_event(event);
+    sqlx::query(INSERT_EVENT)
+        .bind(seq)
+        .bind(row.event_id)
+        .bind(row.merchant_id)
+        .bind(row.event_type)
+        .bind(row.resource_id)
+        .bind(row.occurred_ms)
+        .bind(row.state)
+        .execute(conn)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// Writes a change's events with their cursors, and a pending delivery for
+/// each whose merchant has a notification endpoint; the last writes of the
+/// change's transaction. That transaction holds SQLite's one write lock
+/// (it wrote its change first), so the next cursor is the top one plus
+/// one, and transactions commit in cursor order: a merchant that read up
+/// to a cursor never finds an earlier event appear later.
+async fn write_events(
+    conn: &mut sqlx::SqliteConnection,
+    events: &[NewEvent],
+    now_ms: i64,
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (top,): (i64,) = sqlx::query_as(TOP_SEQ).fetch_one(&mut *conn).await?;
+    for (seq, event) in (top + 1..).zip(events) {
+        insert_event(&mut *conn, seq, event).await?;
+    }
+    sqlx::query(INSERT_DELIVERIES)
+        .bind(top + 1)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     /// This process's key (one process owns a SQLite database).
     instance: i64,
+    /// Events this store wrote (committed) since it started.
+    events_written: std::sync::atomic::AtomicU64,
 }
 
 impl SqliteStore {
@@ -32,6 +80,7 @@ impl SqliteStore {
             writer,
             reader,
             instance: rand::random::<i64>() | 1,
+            events_written: Default::default(),
         })
     }
 
@@ -170,6 +219,7 @@ impl SqliteStore {
     ) -> StoreResult<Vec<PaymentRow>> {
         let mut tx = self.writer.begin().await?;
         let mut settled = Vec::with_capacity(outcomes.len());
+        let mut events = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             let (status, decline_reason, acquirer_ref) = state_columns(&o.state);
             let payment: Option<PaymentRow> = sqlx::query_as(
@@ -204,14 +254,23 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            let event = NewEvent::payment_settled(&p.clone().into_payment()?);
-            if let Some(event) = event {
-                insert_event(&mut *tx, &event).await?;
-            }
+            events.extend(NewEvent::payment_settled(&p.clone().into_payment()?));
             settled.push(p);
         }
+        let now_ms = outcomes.iter().map(|o| o.now_ms).max().unwrap_or_default();
+        write_events(&mut tx, &events, now_ms).await?;
         tx.commit().await?;
+        self.count_events(&events);
         Ok(settled)
+    }
+
+    /// SQLite records attempts one at a time (`record_attempts_each`): its
+    /// statements are calls into the library, not round trips.
+    async fn record_attempts_at_once(
+        _tx: &mut sqlx::Transaction<'_, Db>,
+        _records: &[AttemptRecord],
+    ) -> StoreResult<Option<Vec<bool>>> {
+        Ok(None)
     }
 
     /// One writer: nothing else sequences meanwhile.

@@ -358,7 +358,25 @@ impl Stack {
     /// (and no direct entry), and with `tune`'s changes to its limits.
     pub async fn start_with_storefront(
         backend: Backend,
-        tune: impl FnOnce(&mut Merchant),
+        tune: impl Fn(&mut Merchant),
+    ) -> anyhow::Result<Option<Self>> {
+        // The storefront's port is chosen before merchant-svc binds it (its
+        // URL is in the merchant's registration): another test may take it
+        // in between. Then the whole stack is started again.
+        for _ in 0..2 {
+            match Self::start_with_storefront_once(backend, &tune).await {
+                Err(e) if format!("{e:#}").contains("Address already in use") => {
+                    eprintln!("the storefront's port was taken meanwhile; starting again: {e:#}");
+                }
+                done => return done,
+            }
+        }
+        Self::start_with_storefront_once(backend, &tune).await
+    }
+
+    async fn start_with_storefront_once(
+        backend: Backend,
+        tune: &impl Fn(&mut Merchant),
     ) -> anyhow::Result<Option<Self>> {
         let Some(stack) = Self::start(backend).await? else {
             return Ok(None);

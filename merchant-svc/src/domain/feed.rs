@@ -10,7 +10,11 @@
 //! the event's effect and its record are committed, so an event is never
 //! skipped: after a crash it is read again, and applying it again is
 //! harmless.
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::StreamExt;
 use paybind_shared::{
@@ -24,6 +28,67 @@ use super::{
     payment::{FeedEvent, FeedItem, PaymentInfo},
     Shop, ShopError, ShopResult,
 };
+
+/// The events being applied now, each with what wakes those waiting for it.
+#[derive(Default)]
+pub struct Applying(Mutex<HashMap<String, Arc<tokio::sync::Notify>>>);
+
+/// This task's turn at one event; the next waiting one goes when it drops.
+pub struct Turn<'a> {
+    applying: &'a Applying,
+    event_id: String,
+}
+
+impl Applying {
+    /// Waits while another task applies `event_id`, then takes the turn.
+    pub async fn turn(&self, event_id: &str) -> Turn<'_> {
+        loop {
+            let busy = {
+                let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                match now.get(event_id) {
+                    Some(done) => done.clone(),
+                    None => {
+                        now.insert(event_id.to_owned(), Arc::default());
+                        return Turn {
+                            applying: self,
+                            event_id: event_id.to_owned(),
+                        };
+                    }
+                }
+            };
+            // Registered first, then checked: the holder removes its entry
+            // under the lock and wakes the registered waiters after, so one
+            // that still finds the entry held is woken when it goes.
+            let done = busy.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.is_applying(event_id, &busy) {
+                done.await;
+            }
+        }
+    }
+
+    /// Whether `event_id` is still held by the turn that `busy` belongs to.
+    fn is_applying(&self, event_id: &str, busy: &Arc<tokio::sync::Notify>) -> bool {
+        let now = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        now.get(event_id)
+            .is_some_and(|held| Arc::ptr_eq(held, busy))
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let done = self
+            .applying
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.event_id);
+        if let Some(done) = done {
+            done.notify_waiters();
+        }
+    }
+}
 
 /// What an event asks of the shop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,14 +201,15 @@ impl Shop {
         event: &FeedEvent,
         source: EventSource,
     ) -> ShopResult<(EventOutcome, bool)> {
-        if let Some(outcome) = self.store.applied_event(&event.id).await? {
+        // Under load an event is pushed and streamed at about the same
+        // moment: the second copy waits for the first and then finds it
+        // recorded (one read) instead of applying and recording it again.
+        let _turn = self.applying.turn(&event.id).await;
+        let (applied, version) = self.store.event_seen(&event.id, &event.resource_id).await?;
+        if let Some(outcome) = applied {
             return Ok((outcome, source == EventSource::Feed));
         }
-        let newer = self
-            .store
-            .resource_version(&event.resource_id)
-            .await?
-            .is_some_and(|applied| applied >= event.version);
+        let newer = version.is_some_and(|applied| applied >= event.version);
         let outcome = if newer {
             EventOutcome::Stale
         } else {
@@ -539,5 +605,38 @@ mod tests {
         );
         // Caught up: nothing read twice.
         assert_eq!(shop.reconcile().await.expect("again"), 0);
+    }
+
+    #[tokio::test]
+    async fn the_second_copy_of_an_event_waits_for_the_first_and_others_do_not() {
+        let applying = Arc::new(Applying::default());
+        let first = applying.turn("ev_1").await;
+        // Another event goes at once.
+        let other = tokio::time::timeout(Duration::from_secs(1), applying.turn("ev_2"))
+            .await
+            .expect("another event is not held up");
+        drop(other);
+        let (took, mut taken) = tokio::sync::oneshot::channel();
+        let waiter = {
+            let applying = applying.clone();
+            tokio::spawn(async move {
+                let _turn = applying.turn("ev_1").await;
+                let _ = took.send(());
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            taken.try_recv().is_err(),
+            "the second copy went while the first was being applied"
+        );
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the second copy goes once the first is done")
+            .expect("task");
+        assert!(
+            applying.0.lock().expect("lock").is_empty(),
+            "nothing left held"
+        );
     }
 }

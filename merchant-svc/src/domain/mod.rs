@@ -140,6 +140,9 @@ pub struct Shop {
     limits: users::LimitsCache,
     /// Shoppers' passwords at the storefront.
     passwords: shoppers::Passwords,
+    /// Events being applied now: the pushed copy and the streamed copy of
+    /// an event are applied one after the other, not side by side.
+    applying: feed::Applying,
 }
 
 impl Shop {
@@ -174,6 +177,7 @@ impl Shop {
             order_updates,
             limits: users::LimitsCache::default(),
             passwords: shoppers::Passwords::default(),
+            applying: feed::Applying::default(),
         }
     }
 

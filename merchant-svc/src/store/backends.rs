@@ -102,6 +102,28 @@ fn update_order_sql(from: usize) -> String {
     )
 }
 
+/// `record_event` in one PostgreSQL statement: the event recorded (once),
+/// its resource's version raised if it was new, and the feed's cursor
+/// moved to it if `$8` (read from the feed), recorded before or not.
+const RECORD_EVENT_AT_ONCE: &str = "WITH new AS ( \
+         INSERT INTO applied_events (event_id, event_type, resource_id, \
+             resource_version, cursor, outcome, applied_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING \
+         RETURNING resource_id, resource_version), \
+     raised AS ( \
+         INSERT INTO resource_versions (resource_id, version) \
+         SELECT resource_id, resource_version FROM new \
+         ON CONFLICT (resource_id) DO UPDATE SET version = \
+             GREATEST(excluded.version, resource_versions.version) \
+         RETURNING 1), \
+     moved AS ( \
+         INSERT INTO feed_position (id, cursor, updated_ms) SELECT 1, $5, $7 WHERE $8 \
+         ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
+             updated_ms = excluded.updated_ms \
+         RETURNING 1) \
+     SELECT (SELECT COUNT(*) FROM new), (SELECT COUNT(*) FROM raised), \
+         (SELECT COUNT(*) FROM moved)";
+
 macro_rules! impl_store {
     ($store:ty, $backend:expr, $conn:ty) => {
         async fn insert_order_on(conn: &mut $conn, o: &Order) -> StoreResult<(Order, bool)> {
@@ -429,13 +451,23 @@ macro_rules! impl_store {
                     .unwrap_or_default())
             }
 
-            async fn applied_event(&self, event_id: &str) -> StoreResult<Option<EventOutcome>> {
-                let row: Option<(String,)> =
-                    sqlx::query_as("SELECT outcome FROM applied_events WHERE event_id = $1")
-                        .bind(event_id)
-                        .fetch_optional(&self.reader)
-                        .await?;
-                row.map(|(o,)| event_outcome::from_stored(&o)).transpose()
+            async fn event_seen(
+                &self,
+                event_id: &str,
+                resource_id: &str,
+            ) -> StoreResult<(Option<EventOutcome>, Option<i64>)> {
+                let (outcome, version): (Option<String>, Option<i64>) = sqlx::query_as(
+                    "SELECT (SELECT outcome FROM applied_events WHERE event_id = $1), \
+                     (SELECT version FROM resource_versions WHERE resource_id = $2)",
+                )
+                .bind(event_id)
+                .bind(resource_id)
+                .fetch_one(&self.reader)
+                .await?;
+                Ok((
+                    outcome.map(|o| event_outcome::from_stored(&o)).transpose()?,
+                    version,
+                ))
             }
 
             async fn move_feed_position(&self, cursor: &str, now_ms: i64) -> StoreResult<()> {
@@ -462,16 +494,27 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn resource_version(&self, resource_id: &str) -> StoreResult<Option<i64>> {
-                let row: Option<(i64,)> =
-                    sqlx::query_as("SELECT version FROM resource_versions WHERE resource_id = $1")
-                        .bind(resource_id)
-                        .fetch_optional(&self.writer)
-                        .await?;
-                Ok(row.map(|(v,)| v))
-            }
-
             async fn record_event(&self, e: &AppliedEvent, moves_cursor: bool) -> StoreResult<()> {
+                if matches!($backend, Backend::Postgres) {
+                    // One statement, its own transaction: on PostgreSQL each
+                    // statement is a round trip, and this runs for every
+                    // event (SQLite's statements are calls into the library).
+                    return db::retry_transient("record an event", TRIES, || async {
+                        sqlx::query(RECORD_EVENT_AT_ONCE)
+                            .bind(&e.event_id)
+                            .bind(&e.event_type)
+                            .bind(&e.resource_id)
+                            .bind(e.resource_version)
+                            .bind(&e.cursor)
+                            .bind(event_outcome::to_stored(e.outcome))
+                            .bind(e.applied_ms)
+                            .bind(moves_cursor)
+                            .execute(&self.writer)
+                            .await?;
+                        Ok(())
+                    })
+                    .await;
+                }
                 db::retry_transient("record an event", TRIES, || async {
                     let mut tx = self.writer.begin().await?;
                     let new = sqlx::query(

@@ -122,10 +122,13 @@ pub trait Store: Send + Sync + 'static {
     /// Starts the shop over at the oldest event payment-svc keeps (its
     /// stored cursor is older than that).
     async fn reset_feed_position(&self, now_ms: i64) -> StoreResult<()>;
-    /// What became of an event, if it was applied before.
-    async fn applied_event(&self, event_id: &str) -> StoreResult<Option<EventOutcome>>;
-    /// The newest version of a resource applied so far.
-    async fn resource_version(&self, resource_id: &str) -> StoreResult<Option<i64>>;
+    /// What became of an event, if it was applied before, and the newest
+    /// version of its resource applied so far: one read.
+    async fn event_seen(
+        &self,
+        event_id: &str,
+        resource_id: &str,
+    ) -> StoreResult<(Option<EventOutcome>, Option<i64>)>;
     /// Records an event as applied, raises its resource's version and (if
     /// `moves_cursor`: read from the feed, not pushed) moves the cursor to
     /// it, in one transaction. An event recorded before is left as it was

@@ -1285,6 +1285,25 @@ macro_rules! impl_store {
                         .persistent(false)
                         .fetch_all(&mut *tx)
                         .await?;
+                // The claimed deliveries' events, in one read.
+                let mut events: std::collections::HashMap<i64, EventRow> = Default::default();
+                if !claimed.is_empty() {
+                    let sql = format!(
+                        "SELECT * FROM events WHERE seq IN ({})",
+                        (1..=claimed.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                    );
+                    let mut read = sqlx::query_as::<_, EventRow>(&sql).persistent(false);
+                    for (seq, _, _) in &claimed {
+                        read = read.bind(*seq);
+                    }
+                    // A delivery's event has its cursor: the delivery is keyed by it.
+                    events.extend(
+                        read.fetch_all(&mut *tx)
+                            .await?
+                            .into_iter()
+                            .filter_map(|e| Some((e.seq?, e))),
+                    );
+                }
                 let mut endpoints: std::collections::HashMap<String, Option<NotifyEndpoint>> =
                     Default::default();
                 let mut out = Vec::with_capacity(claimed.len());
@@ -1305,11 +1324,7 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    let event = sqlx::query_as::<_, EventRow>("SELECT * FROM events WHERE seq = $1")
-                        .bind(seq)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let event = match event.map(EventRow::into_event) {
+                    let event = match events.remove(&seq).map(EventRow::into_event) {
                         Some(Ok(event)) => event,
                         // Its event is gone (kept 30 days), or this build
                         // cannot read it (a newer replica's, in a rolling
@@ -1355,11 +1370,11 @@ macro_rules! impl_store {
                 &self,
                 records: &[AttemptRecord],
             ) -> StoreResult<Vec<bool>> {
+                if let Some(moved) = self.record_attempts_at_once(records).await? {
+                    return Ok(moved);
+                }
                 let mut tx = self.writer().begin().await?;
-                let moved = match Self::record_attempts_at_once(&mut tx, records).await? {
-                    Some(moved) => moved,
-                    None => record_attempts_each(&mut tx, records).await?,
-                };
+                let moved = record_attempts_each(&mut tx, records).await?;
                 tx.commit().await?;
                 Ok(moved)
             }

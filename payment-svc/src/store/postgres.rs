@@ -326,12 +326,13 @@ impl PgStore {
         })
     }
 
-    /// A batch of attempts in one statement: each kept, and each delivery
-    /// moved on (delivered; due again; given up) if it still waits for that
-    /// attempt. `None` when a delivery appears twice in the batch (one
-    /// statement may change a row once): those go one at a time.
+    /// A batch of attempts in one statement (its own transaction): each
+    /// kept, and each delivery moved on (delivered; due again; given up) if
+    /// it still waits for that attempt. `None` when a delivery appears twice
+    /// in the batch (one statement may change a row once): those go one at
+    /// a time.
     async fn record_attempts_at_once(
-        tx: &mut sqlx::Transaction<'_, Db>,
+        &self,
         records: &[AttemptRecord],
     ) -> StoreResult<Option<Vec<bool>>> {
         let mut seen = std::collections::HashSet::with_capacity(records.len());
@@ -387,7 +388,7 @@ impl PgStore {
         .bind(next)
         .bind(at_ms)
         .persistent(false)
-        .fetch_all(&mut **tx)
+        .fetch_all(&self.pool)
         .await?;
         let moved: std::collections::HashSet<i64> = moved.into_iter().map(|(seq,)| seq).collect();
         Ok(Some(

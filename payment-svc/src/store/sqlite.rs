@@ -267,7 +267,7 @@ impl SqliteStore {
     /// SQLite records attempts one at a time (`record_attempts_each`): its
     /// statements are calls into the library, not round trips.
     async fn record_attempts_at_once(
-        _tx: &mut sqlx::Transaction<'_, Db>,
+        &self,
         _records: &[AttemptRecord],
     ) -> StoreResult<Option<Vec<bool>>> {
         Ok(None)

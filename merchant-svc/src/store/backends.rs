@@ -126,6 +126,22 @@ const RECORD_EVENT_AT_ONCE: &str = "WITH new AS ( \
 
 macro_rules! impl_store {
     ($store:ty, $backend:expr, $conn:ty) => {
+        type Db = <$conn as sqlx::Connection>::Database;
+
+        /// An applied event's seven columns, bound as `$1`-`$7`.
+        fn bind_applied<'q>(
+            q: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>,
+            e: &'q AppliedEvent,
+        ) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>> {
+            q.bind(&e.event_id)
+                .bind(&e.event_type)
+                .bind(&e.resource_id)
+                .bind(e.resource_version)
+                .bind(&e.cursor)
+                .bind(event_outcome::to_stored(e.outcome))
+                .bind(e.applied_ms)
+        }
+
         async fn insert_order_on(conn: &mut $conn, o: &Order) -> StoreResult<(Order, bool)> {
             let row = OrderRow::from_order(o);
             let inserted: Option<OrderRow> = row
@@ -500,14 +516,7 @@ macro_rules! impl_store {
                     // statement is a round trip, and this runs for every
                     // event (SQLite's statements are calls into the library).
                     return db::retry_transient("record an event", TRIES, || async {
-                        sqlx::query(RECORD_EVENT_AT_ONCE)
-                            .bind(&e.event_id)
-                            .bind(&e.event_type)
-                            .bind(&e.resource_id)
-                            .bind(e.resource_version)
-                            .bind(&e.cursor)
-                            .bind(event_outcome::to_stored(e.outcome))
-                            .bind(e.applied_ms)
+                        bind_applied(sqlx::query(RECORD_EVENT_AT_ONCE), e)
                             .bind(moves_cursor)
                             .execute(&self.writer)
                             .await?;
@@ -517,18 +526,14 @@ macro_rules! impl_store {
                 }
                 db::retry_transient("record an event", TRIES, || async {
                     let mut tx = self.writer.begin().await?;
-                    let new = sqlx::query(
-                        "INSERT INTO applied_events (event_id, event_type, resource_id, \
-                         resource_version, cursor, outcome, applied_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+                    let new = bind_applied(
+                        sqlx::query(
+                            "INSERT INTO applied_events (event_id, event_type, resource_id, \
+                             resource_version, cursor, outcome, applied_ms) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+                        ),
+                        e,
                     )
-                    .bind(&e.event_id)
-                    .bind(&e.event_type)
-                    .bind(&e.resource_id)
-                    .bind(e.resource_version)
-                    .bind(&e.cursor)
-                    .bind(event_outcome::to_stored(e.outcome))
-                    .bind(e.applied_ms)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected()

@@ -101,17 +101,6 @@ pub(super) static INSERT_CERTIFICATE: LazyLock<String> = LazyLock::new(|| {
 pub(super) const BUMP_MERCHANT_REVISION: &str =
     "UPDATE merchant_revision SET revision = revision + 1";
 
-/// An event with its cursor (`$1`): see `write_events` in each backend.
-pub(super) const INSERT_EVENT: &str = "INSERT INTO events \
-     (seq, event_id, merchant_id, event_type, resource_id, occurred_ms, state) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
-
-/// The highest cursor given: the next event's is one above. Read under
-/// the event-order lock (PostgreSQL) or the write lock (SQLite), in a
-/// statement of its own after the lock is held, so that its snapshot
-/// sees every event committed before.
-pub(super) const TOP_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
-
 /// Gives the next cursors to committed events without one, in the order
 /// they were written; run by one sequencer at a time (SQLite has one
 /// writer; PostgreSQL takes the event-order lock first). Events are
@@ -315,10 +304,20 @@ macro_rules! impl_store {
         }
 
         impl $store {
-            /// Counts events written, once their transaction committed.
-            fn count_events(&self, events: &[NewEvent]) {
+            /// Ends a change: its events written last (`write_events`: the
+            /// event-order lock after every row lock), the commit, and the
+            /// events counted once committed.
+            async fn commit_with_events(
+                &self,
+                mut tx: sqlx::Transaction<'_, Db>,
+                events: &[NewEvent],
+                now_ms: i64,
+            ) -> StoreResult<()> {
+                write_events(&mut tx, events, now_ms).await?;
+                tx.commit().await?;
                 self.events_written
                     .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
             }
         }
 
@@ -975,9 +974,7 @@ macro_rules! impl_store {
                 if matches!(session.state, SessionState::Completed { .. } | SessionState::Failed) {
                     events.extend(NewEvent::session_ended(&session, now));
                 }
-                write_events(&mut tx, &events, now).await?;
-                tx.commit().await?;
-                self.count_events(&events);
+                self.commit_with_events(tx, &events, now).await?;
                 Ok(session)
             }
 
@@ -1031,9 +1028,7 @@ macro_rules! impl_store {
                 let mut events = Vec::new();
                 let binding =
                     revoke_on(&mut tx, &mut events, merchant_id, binding_id, by, reason, now_ms).await?;
-                write_events(&mut tx, &events, now_ms).await?;
-                tx.commit().await?;
-                self.count_events(&events);
+                self.commit_with_events(tx, &events, now_ms).await?;
                 Ok(binding)
             }
 
@@ -1063,9 +1058,7 @@ macro_rules! impl_store {
                     .await?;
                     expired.extend(binding);
                 }
-                write_events(&mut tx, &events, now_ms).await?;
-                tx.commit().await?;
-                self.count_events(&events);
+                self.commit_with_events(tx, &events, now_ms).await?;
                 Ok(expired)
             }
 
@@ -1087,9 +1080,7 @@ macro_rules! impl_store {
                 for row in rows {
                     events.extend(NewEvent::session_ended(&row.into_session()?, now_ms));
                 }
-                write_events(&mut tx, &events, now_ms).await?;
-                tx.commit().await?;
-                self.count_events(&events);
+                self.commit_with_events(tx, &events, now_ms).await?;
                 Ok(events.len() as u64)
             }
 
@@ -1614,9 +1605,7 @@ macro_rules! impl_store {
                     .then(|| NewEvent::refund_succeeded(&refund))
                     .into_iter()
                     .collect();
-                write_events(&mut tx, &events, now_ms).await?;
-                tx.commit().await?;
-                self.count_events(&events);
+                self.commit_with_events(tx, &events, now_ms).await?;
                 Ok((refund, payment.into_payment()?))
             }
         }

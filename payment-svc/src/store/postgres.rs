@@ -451,9 +451,7 @@ impl PgStore {
             events.extend(NewEvent::payment_settled(&row.clone().into_payment()?));
         }
         let now_ms = outcomes.iter().map(|o| o.now_ms).max().unwrap_or_default();
-        write_events(&mut tx, &events, now_ms).await?;
-        tx.commit().await?;
-        self.count_events(&events);
+        self.commit_with_events(tx, &events, now_ms).await?;
         Ok(rows)
     }
 

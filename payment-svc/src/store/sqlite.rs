@@ -7,6 +7,14 @@ type Db = sqlx::Sqlite;
 
 super::common::impl_store!(SqliteStore);
 
+/// An event with its cursor (`$1`).
+const INSERT_EVENT: &str = "INSERT INTO events \
+     (seq, event_id, merchant_id, event_type, resource_id, occurred_ms, state) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// The highest cursor given: the next event's is one above.
+const TOP_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
+
 /// Writes one event with its cursor `seq` (`write_events` gives it).
 async fn insert_event<'c, E>(conn: E, seq: i64, event: &NewEvent) -> StoreResult<()>
 where
@@ -258,9 +266,7 @@ impl SqliteStore {
             settled.push(p);
         }
         let now_ms = outcomes.iter().map(|o| o.now_ms).max().unwrap_or_default();
-        write_events(&mut tx, &events, now_ms).await?;
-        tx.commit().await?;
-        self.count_events(&events);
+        self.commit_with_events(tx, &events, now_ms).await?;
         Ok(settled)
     }
 

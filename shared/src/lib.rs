@@ -11,6 +11,7 @@ pub mod db;
 pub mod fields;
 pub mod grpc;
 pub mod ids;
+pub mod in_flight;
 pub mod metrics;
 pub mod model;
 pub mod money;

@@ -832,9 +832,12 @@ fn test_settings(db_url: &str, server: &TlsFiles, dir: &Path) -> Settings {
 }
 
 /// A `NotificationService` of a test's own, in place of merchant-svc:
-/// records every call (event id, resource, attempt) in arrival order, and
-/// refuses the first `refuse_first_attempts` attempts of each event (or
-/// every attempt, with `u32::MAX`).
+/// records every event it is sent (event id, resource, attempt, and the
+/// size of the `NotifyBatch` it came in) in arrival order, and refuses the
+/// first `refuse_first_attempts` attempts of each event (or every attempt,
+/// with `u32::MAX`). Unless started with [`Recorder::start_batching`], it
+/// answers `NotifyBatch` with UNIMPLEMENTED, as a merchant that takes one
+/// event per call does.
 pub struct Recorder {
     pub addr: std::net::SocketAddr,
     pub calls: Arc<std::sync::Mutex<Vec<RecordedCall>>>,
@@ -848,6 +851,8 @@ pub struct RecordedCall {
     pub resource_version: i64,
     pub attempt: i32,
     pub acknowledged: bool,
+    /// How many events the `NotifyBatch` it came in held; 0 for `Notify`.
+    pub batch: usize,
 }
 
 struct RecorderService {
@@ -855,6 +860,26 @@ struct RecorderService {
     refuse_first_attempts: u32,
     /// How long each answer takes.
     delay: Duration,
+    takes_batches: bool,
+}
+
+impl RecorderService {
+    /// Records one event; whether it is acknowledged.
+    fn record(&self, event: &pb::Event, attempt: i32, batch: usize) -> bool {
+        let acknowledged = u32::try_from(attempt).unwrap_or(0) > self.refuse_first_attempts;
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(RecordedCall {
+                event_id: event.event_id.clone(),
+                resource_id: event.resource_id.clone(),
+                resource_version: event.resource_version,
+                attempt,
+                acknowledged,
+                batch,
+            });
+        acknowledged
+    }
 }
 
 #[tonic::async_trait]
@@ -866,19 +891,34 @@ impl mpb::notification_service_server::NotificationService for RecorderService {
         let mpb::NotifyRequest { event, attempt } = request.into_inner();
         let event = event.ok_or_else(|| tonic::Status::invalid_argument("no event"))?;
         tokio::time::sleep(self.delay).await;
-        let acknowledged = u32::try_from(attempt).unwrap_or(0) > self.refuse_first_attempts;
-        self.calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(RecordedCall {
-                event_id: event.event_id,
-                resource_id: event.resource_id,
-                resource_version: event.resource_version,
-                attempt,
-                acknowledged,
-            });
-        if acknowledged {
+        if self.record(&event, attempt, 0) {
             Ok(tonic::Response::new(mpb::NotifyResponse {}))
+        } else {
+            Err(tonic::Status::internal(
+                "the test shop refuses this attempt",
+            ))
+        }
+    }
+
+    async fn notify_batch(
+        &self,
+        request: tonic::Request<mpb::NotifyBatchRequest>,
+    ) -> Result<tonic::Response<mpb::NotifyBatchResponse>, tonic::Status> {
+        if !self.takes_batches {
+            return Err(tonic::Status::unimplemented("one event per call"));
+        }
+        let notifications = request.into_inner().notifications;
+        tokio::time::sleep(self.delay).await;
+        let size = notifications.len();
+        let mut all = true;
+        for n in notifications {
+            let event = n
+                .event
+                .ok_or_else(|| tonic::Status::invalid_argument("no event"))?;
+            all &= self.record(&event, n.attempt, size);
+        }
+        if all {
+            Ok(tonic::Response::new(mpb::NotifyBatchResponse {}))
         } else {
             Err(tonic::Status::internal(
                 "the test shop refuses this attempt",
@@ -893,8 +933,21 @@ impl Recorder {
         Self::start_slow(refuse_first_attempts, Duration::ZERO).await
     }
 
+    /// As [`Self::start`], taking `NotifyBatch` too (and refusing nothing).
+    pub async fn start_batching() -> anyhow::Result<Self> {
+        Self::serve(0, Duration::ZERO, true).await
+    }
+
     /// As [`Self::start`], each answer `delay` late.
     pub async fn start_slow(refuse_first_attempts: u32, delay: Duration) -> anyhow::Result<Self> {
+        Self::serve(refuse_first_attempts, delay, false).await
+    }
+
+    async fn serve(
+        refuse_first_attempts: u32,
+        delay: Duration,
+        takes_batches: bool,
+    ) -> anyhow::Result<Self> {
         let tls = pki().client_files("merchant-svc").server_config()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -903,6 +956,7 @@ impl Recorder {
             calls: calls.clone(),
             refuse_first_attempts,
             delay,
+            takes_batches,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(

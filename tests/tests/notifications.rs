@@ -3,8 +3,11 @@
 //! delivered twice or late changes the shop once; only payment-svc may
 //! notify; an event committed before payment-svc went down is delivered
 //! after it restarts; attempts follow the schedule, are kept with their
-//! outcome, and end FAILED; a resource's events arrive in order; and two
-//! replicas on one PostgreSQL deliver each attempt once.
+//! outcome, and end FAILED; a resource's events arrive in order; a
+//! merchant's due events go in one `NotifyBatch` (or one by one to a
+//! merchant that takes no batches), and merchant-svc applies a batch whole
+//! or refuses it whole; and two replicas on one PostgreSQL deliver each
+//! attempt once.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -25,6 +28,7 @@ mod with_merchant {
         a_notification_twice_or_late_changes_the_shop_once_and_only_payment_svc_may_send_one,
         an_event_committed_while_the_shop_was_down_is_delivered_after_payment_svc_restarts,
         an_operator_ends_a_binding_and_the_shop_is_told,
+        a_notification_batch_is_applied_whole_or_refused_whole,
     );
     use super::*;
 }
@@ -33,6 +37,8 @@ paybind_tests::on_both_backends!(with_merchant = false;
     attempts_follow_the_schedule_are_kept_and_end_failed,
     a_resources_events_arrive_in_order,
     an_attempt_cut_off_by_a_stop_is_made_again_after_its_lease,
+    a_merchants_due_events_are_pushed_in_one_batch,
+    a_merchant_that_takes_no_batches_gets_each_event_alone,
 );
 
 /// Replicas share a PostgreSQL database (a SQLite file has one process).
@@ -680,5 +686,197 @@ async fn an_operator_ends_a_binding_and_the_shop_is_told(stack: &Stack) -> R {
         .await
         .expect_err("not SHOP_B's binding");
     assert!(err.to_string().contains("has no binding"), "{err}");
+    Ok(())
+}
+
+/// Binds three users at SHOP_A, waits until every event so far is
+/// delivered to `recorder`, then makes their deliveries due again at once
+/// (as if never made) while payment-svc is down: the first claim after it
+/// restarts finds them all. The events made due again.
+async fn all_due_at_once(stack: &Stack, recorder: &Recorder) -> anyhow::Result<Vec<pb::Event>> {
+    for user in ["b1", "b2", "b3"] {
+        bound(stack, user).await?;
+    }
+    let mut feed = stack.events_client(SHOP_A).await?;
+    let events = all_events(&mut feed).await?;
+    anyhow::ensure!(events.len() >= 3, "{events:?}");
+    for e in &events {
+        delivery_when(&mut feed, &e.event_id, delivered).await?;
+    }
+    anyhow::ensure!(!recorder.calls().is_empty());
+    stack.stop_payment().await?;
+    let db = stack.payment_db_url();
+    let seqs: Vec<String> = events.iter().map(|e| e.cursor.clone()).collect();
+    let seqs = seqs.join(", ");
+    paybind_tests::execute_sql(
+        &db,
+        &format!("DELETE FROM delivery_attempts WHERE seq IN ({seqs})"),
+    )
+    .await?;
+    paybind_tests::execute_sql(
+        &db,
+        &format!(
+            "UPDATE deliveries SET status = 'PENDING', attempts = 0, next_attempt_ms = 0, \
+             finished_ms = NULL WHERE seq IN ({seqs})"
+        ),
+    )
+    .await?;
+    Ok(events)
+}
+
+/// Each of `events` delivered again with one acknowledged attempt, the
+/// first; what `recorder` was sent of them since `since`.
+async fn delivered_again(
+    stack: &Stack,
+    recorder: &Recorder,
+    events: &[pb::Event],
+    since: usize,
+) -> anyhow::Result<Vec<paybind_tests::RecordedCall>> {
+    let mut feed = stack.events_client(SHOP_A).await?;
+    for e in events {
+        let delivery = delivery_when(&mut feed, &e.event_id, delivered).await?;
+        assert_eq!(outcomes(&delivery), [pb::AttemptOutcome::Acknowledged]);
+        assert_eq!(delivery.attempts[0].attempt, 1);
+    }
+    let calls = recorder.calls()[since..].to_vec();
+    for e in events {
+        let sent: Vec<i32> = calls
+            .iter()
+            .filter(|c| c.event_id == e.event_id && c.acknowledged)
+            .map(|c| c.attempt)
+            .collect();
+        assert_eq!(sent, [1], "{} acknowledged {sent:?}", e.event_id);
+    }
+    Ok(calls)
+}
+
+async fn a_merchants_due_events_are_pushed_in_one_batch(stack: &Stack) -> R {
+    let recorder = Recorder::start_batching().await?;
+    stack
+        .admin(payment_svc::admin::MerchantCommand::SetNotify {
+            id: SHOP_A.into(),
+            url: format!("https://localhost:{}", recorder.addr.port()),
+            server_name: None,
+        })
+        .await?;
+    let events = all_due_at_once(stack, &recorder).await?;
+    let since = recorder.calls().len();
+    stack.restart_payment().await?;
+    let calls = delivered_again(stack, &recorder, &events, since).await?;
+    // One call, holding every one of them.
+    assert_eq!(calls.len(), events.len(), "{calls:#?}");
+    assert!(calls.iter().all(|c| c.batch == events.len()), "{calls:#?}");
+    Ok(())
+}
+
+async fn a_merchant_that_takes_no_batches_gets_each_event_alone(stack: &Stack) -> R {
+    let recorder = start_recorder(stack, 0).await?;
+    let events = all_due_at_once(stack, &recorder).await?;
+    let since = recorder.calls().len();
+    stack.restart_payment().await?;
+    // Offered as a batch, answered UNIMPLEMENTED: each sent alone, once.
+    let calls = delivered_again(stack, &recorder, &events, since).await?;
+    assert_eq!(calls.len(), events.len(), "{calls:#?}");
+    assert!(calls.iter().all(|c| c.batch == 0), "{calls:#?}");
+    Ok(())
+}
+
+async fn a_notification_batch_is_applied_whole_or_refused_whole(stack: &Stack) -> R {
+    let mut shop = stack.merchant_client(OPERATOR).await?;
+    shop_user_with_card(stack, &mut shop, "bea", VISA).await?;
+    let binding = active_binding(stack, "bea").await?;
+    let mut feed = stack.events_client(SHOP_A).await?;
+    let created = event_of(
+        &mut feed,
+        pb::EventType::BindingCreated,
+        &binding.binding_id,
+    )
+    .await?;
+    // Made up here: revocations older than the version the shop applied
+    // (applied, each would clear the card), recorded as STALE.
+    let stale = |id: &str| {
+        let mut e = created.clone();
+        e.event_id = id.into();
+        e.r#type = pb::EventType::BindingRevoked as i32;
+        e.resource_version = created.resource_version - 1;
+        mpb::NotifyRequest {
+            event: Some(e),
+            attempt: 1,
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !feed_status(stack)
+        .await?
+        .recent
+        .iter()
+        .any(|e| e.event_id == created.event_id)
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the creation was never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut payment_svc = notifications_as(stack, "payment-svc").await?;
+    let recorded = |status: &mpb::GetEventFeedResponse, id: &str| {
+        status.recent.iter().filter(|e| e.event_id == id).count()
+    };
+
+    // One malformed notification refuses the batch: nothing is applied.
+    let err = payment_svc
+        .notify_batch(mpb::NotifyBatchRequest {
+            notifications: vec![
+                stale("evt_made_up_batch_1"),
+                mpb::NotifyRequest {
+                    event: None,
+                    attempt: 1,
+                },
+            ],
+        })
+        .await
+        .expect_err("malformed");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(reason(&err), "MISSING_FIELD");
+    assert_eq!(
+        recorded(&feed_status(stack).await?, "evt_made_up_batch_1"),
+        0
+    );
+    let err = payment_svc
+        .notify_batch(mpb::NotifyBatchRequest {
+            notifications: Vec::new(),
+        })
+        .await
+        .expect_err("empty");
+    assert_eq!(reason(&err), "INVALID_BATCH");
+
+    // A whole batch, sent twice: each applied and recorded once.
+    for _ in 0..2 {
+        payment_svc
+            .notify_batch(mpb::NotifyBatchRequest {
+                notifications: vec![stale("evt_made_up_batch_1"), stale("evt_made_up_batch_2")],
+            })
+            .await?;
+    }
+    let status = feed_status(stack).await?;
+    for id in ["evt_made_up_batch_1", "evt_made_up_batch_2"] {
+        assert_eq!(recorded(&status, id), 1, "{id}");
+        let record = status
+            .recent
+            .iter()
+            .find(|e| e.event_id == id)
+            .expect("recorded");
+        assert_eq!(record.outcome, "STALE");
+    }
+    assert!(
+        card_on_file(&mut shop, "bea").await?,
+        "a stale event changed the shop"
+    );
+
+    // Only payment-svc may send one.
+    let err = notifications_as(stack, OPERATOR)
+        .await?
+        .notify_batch(mpb::NotifyBatchRequest {
+            notifications: vec![stale("evt_made_up_batch_3")],
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::PermissionDenied);
     Ok(())
 }

@@ -99,14 +99,20 @@ impl Shop {
             }
         }
         tracing::info!(order_id = %order.id, user_id = %user.id, new, "checkout");
-        self.settle(order).await
+        // The user just read is the order's (its request hash names them).
+        self.settle_for(order, &user).await
     }
 
     /// Takes a PENDING_PAYMENT order as far as it can go now.
     pub async fn settle(&self, order: Order) -> ShopResult<Order> {
         let user = self.user(&order.user_id).await?;
+        self.settle_for(order, &user).await
+    }
+
+    /// `settle` with the order's user at hand.
+    async fn settle_for(&self, order: Order, user: &User) -> ShopResult<Order> {
         if let Some(card) = &user.card {
-            match self.pay_with_card_on_file(&order, &user, card).await? {
+            match self.pay_with_card_on_file(&order, user, card).await? {
                 Some(settled) => return Ok(settled),
                 None => {
                     // The binding is gone at payment-svc: forget it and ask
@@ -115,7 +121,7 @@ impl Shop {
                 }
             }
         }
-        self.send_bind_and_pay(&order, &user).await
+        self.send_bind_and_pay(&order, user).await
     }
 
     /// `Ok(None)` when the binding no longer works (revoked, unknown).
@@ -125,6 +131,10 @@ impl Shop {
         user: &User,
         card: &CardOnFile,
     ) -> ShopResult<Option<Order>> {
+        // Until its outcome is written below, the payment's event (pushed
+        // or streamed, often before Pay's answer is) leaves this order to
+        // this checkout; if the checkout cannot write it, the settler asks.
+        let _paying = self.paying.hold(&order.id);
         let result = self
             .payments
             .pay(TokenPayment {

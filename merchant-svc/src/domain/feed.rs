@@ -90,6 +90,39 @@ impl Drop for Turn<'_> {
     }
 }
 
+/// Events this process recorded (or found recorded) lately, with their
+/// outcome: the streamed copy of a pushed event is answered from here,
+/// with no read. Only what is committed goes in, so an event found here is
+/// in the store too; one not found here is looked up there.
+pub struct RecentlyApplied(Mutex<hashlink::LruCache<String, EventOutcome>>);
+
+impl Default for RecentlyApplied {
+    fn default() -> Self {
+        Self(Mutex::new(hashlink::LruCache::new(Self::CAPACITY)))
+    }
+}
+
+impl RecentlyApplied {
+    /// Events kept: a few seconds of pushes under load, well ahead of the
+    /// stream that follows them. A bound, not a policy.
+    const CAPACITY: usize = 16_384;
+
+    fn get(&self, event_id: &str) -> Option<EventOutcome> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(event_id)
+            .copied()
+    }
+
+    fn remember(&self, event_id: &str, outcome: EventOutcome) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event_id.to_owned(), outcome);
+    }
+}
+
 /// What an event asks of the shop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedChange {
@@ -195,7 +228,8 @@ impl Shop {
     /// from the feed that was applied before (pushed, most often) and the
     /// cursor past it is left for the caller to save. Nothing is written
     /// for such an event, nor for one pushed again: under load every event
-    /// reaches the shop twice, and the second sighting costs one read.
+    /// reaches the shop twice, and the second sighting is answered from
+    /// memory (`RecentlyApplied`) when this process recorded the first.
     async fn apply(
         &self,
         event: &FeedEvent,
@@ -203,10 +237,14 @@ impl Shop {
     ) -> ShopResult<(EventOutcome, bool)> {
         // Under load an event is pushed and streamed at about the same
         // moment: the second copy waits for the first and then finds it
-        // recorded (one read) instead of applying and recording it again.
+        // recorded instead of applying and recording it again.
         let _turn = self.applying.turn(&event.id).await;
+        if let Some(outcome) = self.recently_applied.get(&event.id) {
+            return Ok((outcome, source == EventSource::Feed));
+        }
         let (applied, version) = self.store.event_seen(&event.id, &event.resource_id).await?;
         if let Some(outcome) = applied {
+            self.recently_applied.remember(&event.id, outcome);
             return Ok((outcome, source == EventSource::Feed));
         }
         let newer = version.is_some_and(|applied| applied >= event.version);
@@ -230,6 +268,7 @@ impl Shop {
                 source == EventSource::Feed,
             )
             .await?;
+        self.recently_applied.remember(&event.id, outcome);
         // A session's answer read before this revocation may have put the
         // card back on file meanwhile; from the record on, it cannot.
         if let (FeedChange::BindingRevoked { .. }, EventOutcome::Applied) = (&event.change, outcome)
@@ -238,6 +277,106 @@ impl Shop {
         }
         tracing::info!(event_id = %event.id, event_type = %event.event_type, resource_id = %event.resource_id, ?outcome, ?source, "event applied");
         Ok((outcome, false))
+    }
+
+    /// Applies events pushed together (`NotifyBatch`; each of another
+    /// resource, so in any order) as `apply` would one by one, with one
+    /// read for what was applied before, one for the orders their
+    /// payments pay, and one write recording them all (the cursor stays).
+    pub async fn apply_pushed(&self, events: &[FeedEvent]) -> ShopResult<()> {
+        // Turns taken in id order: batches sharing events wait for each
+        // other without a cycle.
+        let mut ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut turns = Vec::with_capacity(ids.len());
+        for id in &ids {
+            turns.push(self.applying.turn(id).await);
+        }
+        let mut taken = std::collections::HashSet::new();
+        let fresh: Vec<&FeedEvent> = events
+            .iter()
+            .filter(|e| taken.insert(e.id.as_str()))
+            .filter(|e| self.recently_applied.get(&e.id).is_none())
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<(&str, &str)> = fresh
+            .iter()
+            .map(|e| (e.id.as_str(), e.resource_id.as_str()))
+            .collect();
+        let seen = self.store.events_seen(&keys).await?;
+        let mut to_apply = Vec::with_capacity(fresh.len());
+        for (event, (applied, version)) in fresh.into_iter().zip(seen) {
+            match applied {
+                Some(outcome) => self.recently_applied.remember(&event.id, outcome),
+                None if version.is_some_and(|v| v >= event.version) => {
+                    to_apply.push((event, EventOutcome::Stale));
+                }
+                None => to_apply.push((event, EventOutcome::Applied)),
+            }
+        }
+        // The orders of the payments' outcomes, in one read: most were
+        // settled by the checkout that paid them, or are not this shop's.
+        fn settles(event: &FeedEvent) -> Option<(&OrderId, &PaymentInfo)> {
+            match &event.change {
+                FeedChange::PaymentSettled {
+                    order_id,
+                    payment,
+                    bind_and_pay: false,
+                } if payment.status != PaymentStatus::Pending => Some((order_id, payment)),
+                _ => None,
+            }
+        }
+        // An order a checkout here is paying is left to it (as in
+        // `settle_from_feed`).
+        let order_ids: Vec<&OrderId> = to_apply
+            .iter()
+            .filter(|(_, outcome)| *outcome == EventOutcome::Applied)
+            .filter_map(|(event, _)| settles(event).map(|(order_id, _)| order_id))
+            .filter(|order_id| !self.paying.contains(order_id))
+            .collect();
+        let pending = self.store.pending_orders(&order_ids).await?;
+        for (event, outcome) in &to_apply {
+            if *outcome != EventOutcome::Applied {
+                continue;
+            }
+            match settles(event) {
+                Some((order_id, payment)) => {
+                    if pending.contains(order_id) {
+                        self.settle_pending_order(order_id, payment).await?;
+                    }
+                }
+                None => self.apply_change(&event.change).await?,
+            }
+        }
+        let now = now_ms();
+        let records: Vec<AppliedEvent> = to_apply
+            .iter()
+            .map(|(event, outcome)| AppliedEvent {
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                resource_id: event.resource_id.clone(),
+                resource_version: event.version,
+                cursor: event.cursor.clone(),
+                outcome: *outcome,
+                applied_ms: now,
+            })
+            .collect();
+        self.store.record_events(&records).await?;
+        for (event, outcome) in &to_apply {
+            self.recently_applied.remember(&event.id, *outcome);
+            // As in `apply`: from the record on, a revoked card stays off file.
+            if let (FeedChange::BindingRevoked { .. }, EventOutcome::Applied) =
+                (&event.change, outcome)
+            {
+                self.apply_change(&event.change).await?;
+            }
+            tracing::info!(event_id = %event.id, event_type = %event.event_type, resource_id = %event.resource_id, ?outcome, source = ?EventSource::Push, "event applied");
+        }
+        drop(turns);
+        Ok(())
     }
 
     /// Every effect is idempotent and conditional: applying it again, or
@@ -278,17 +417,29 @@ impl Shop {
     /// An order paid with the card on file whose answer the shop never got
     /// (payment-svc was slow, or the shop restarted): settled now.
     async fn settle_from_feed(&self, order_id: &OrderId, payment: &PaymentInfo) -> ShopResult<()> {
-        let paid = match payment.status {
-            PaymentStatus::Succeeded => true,
-            PaymentStatus::Declined => false,
-            PaymentStatus::Pending => return Ok(()),
-        };
+        if payment.status == PaymentStatus::Pending || self.paying.contains(order_id) {
+            return Ok(());
+        }
         // Most outcomes find their order settled by the checkout that paid
         // it (or no order of this shop at all): a read, not a write, says so.
         let pending = self.store.get_order(order_id).await?;
         if pending.is_none_or(|o| o.status != OrderStatus::PendingPayment) {
             return Ok(());
         }
+        self.settle_pending_order(order_id, payment).await
+    }
+
+    /// Settles an order found waiting for its payment (if it still is).
+    async fn settle_pending_order(
+        &self,
+        order_id: &OrderId,
+        payment: &PaymentInfo,
+    ) -> ShopResult<()> {
+        let paid = match payment.status {
+            PaymentStatus::Succeeded => true,
+            PaymentStatus::Declined => false,
+            PaymentStatus::Pending => return Ok(()),
+        };
         let update = OrderUpdate {
             decline_reason: (!paid).then(|| payment.decline_reason.clone()),
             payment_id: Some(payment.id.clone()),
@@ -605,6 +756,146 @@ mod tests {
         );
         // Caught up: nothing read twice.
         assert_eq!(shop.reconcile().await.expect("again"), 0);
+    }
+
+    /// An order of `user` waiting for its payment, as a checkout leaves
+    /// one whose answer it never got.
+    async fn pending_order(
+        shop: &Shop,
+        user: &MerchantUserId,
+        key: &str,
+    ) -> crate::domain::model::Order {
+        use paybind_shared::{
+            ids::IdempotencyKey,
+            money::{Currency, Money},
+        };
+        let order = crate::domain::model::Order {
+            id: OrderId::generate(),
+            user_id: user.clone(),
+            amount: Money::new(100, Currency::parse("CNY").expect("CNY")).expect("amount"),
+            description: String::new(),
+            status: OrderStatus::PendingPayment,
+            decline_reason: None,
+            payment_id: None,
+            refunded_minor: 0,
+            page: None,
+            paid_with_card_on_file: false,
+            presentation: Presentation::Redirect,
+            return_url: String::new(),
+            idempotency_key: IdempotencyKey::parse(key).expect("key"),
+            request_hash: key.into(),
+            created_ms: 1,
+            updated_ms: 1,
+        };
+        shop.store
+            .insert_orders(std::slice::from_ref(&order))
+            .await
+            .expect("order");
+        order
+    }
+
+    fn paid(id: &str, order: &OrderId) -> FeedEvent {
+        FeedEvent {
+            id: id.into(),
+            event_type: "EVENT_TYPE_PAYMENT_SUCCEEDED".into(),
+            cursor: String::new(),
+            resource_id: format!("pay_{id}"),
+            version: 1,
+            change: FeedChange::PaymentSettled {
+                order_id: order.clone(),
+                payment: PaymentInfo {
+                    id: paybind_shared::ids::PaymentId::generate(),
+                    status: PaymentStatus::Succeeded,
+                    decline_reason: String::new(),
+                    refunded_minor: 0,
+                },
+                bind_and_pay: false,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn events_pushed_together_are_each_applied_once_and_an_order_being_paid_is_left_to_its_checkout(
+    ) {
+        let (shop, payments, _dir) = fake::shop().await;
+        let (ann, a) = bound_user(&shop, &payments, "ann").await;
+        let (ben, b) = bound_user(&shop, &payments, "ben").await;
+        let waiting = pending_order(&shop, &ann, "k-waiting").await;
+        let paying = pending_order(&shop, &ann, "k-paying").await;
+        let revoke_a = payments.publish(revoked("evt_a", &a, &ann, 5));
+        let revoke_b = payments.publish(revoked("evt_b", &b, &ben, 6));
+        let waiting_paid = payments.publish(paid("evt_w", &waiting.id));
+        let paying_paid = payments.publish(paid("evt_p", &paying.id));
+        // One of them was applied before (pushed alone).
+        shop.apply_event(&revoke_b, EventSource::Push)
+            .await
+            .expect("alone");
+        let checkout = shop.paying.hold(&paying.id);
+        // Together, one of them twice.
+        shop.apply_pushed(&[
+            revoke_a.clone(),
+            revoke_b.clone(),
+            waiting_paid.clone(),
+            paying_paid.clone(),
+            revoke_a.clone(),
+        ])
+        .await
+        .expect("applied");
+        drop(checkout);
+        assert!(shop.user(&ann).await.expect("user").card.is_none());
+        assert!(shop.user(&ben).await.expect("user").card.is_none());
+        assert_eq!(
+            shop.order(&waiting.id).await.expect("order").status,
+            OrderStatus::Paid
+        );
+        assert_eq!(
+            shop.order(&paying.id).await.expect("order").status,
+            OrderStatus::PendingPayment,
+            "the checkout paying it settles it, not the feed"
+        );
+        let recorded = |status: &FeedStatus, id: &str| {
+            status.recent.iter().filter(|e| e.event_id == id).count()
+        };
+        let status = shop.feed_status(10).await.expect("status");
+        for id in ["evt_a", "evt_b", "evt_w", "evt_p"] {
+            assert_eq!(recorded(&status, id), 1, "{id}");
+        }
+        // Pushed: the cursor stays where it was.
+        assert_eq!(status.position.cursor, "");
+        // Pushed again (an attempt whose answer was lost): nothing changes.
+        shop.apply_pushed(&[paying_paid, revoke_a])
+            .await
+            .expect("again");
+        assert_eq!(
+            shop.order(&paying.id).await.expect("order").status,
+            OrderStatus::PendingPayment
+        );
+        let again = shop.feed_status(10).await.expect("status");
+        assert_eq!(again.recent.len(), status.recent.len());
+        // Read from the feed later: found applied, the cursor moves past them.
+        assert_eq!(shop.reconcile().await.expect("reconcile"), 4);
+        assert_eq!(
+            shop.feed_status(1).await.expect("status").position.cursor,
+            "4"
+        );
+    }
+
+    #[test]
+    fn recent_events_are_answered_from_memory_and_the_oldest_make_room() {
+        let recent = RecentlyApplied::default();
+        recent.remember("ev_first", EventOutcome::Stale);
+        recent.remember("ev_1", EventOutcome::Applied);
+        assert_eq!(recent.get("ev_first"), Some(EventOutcome::Stale));
+        assert_eq!(recent.get("ev_1"), Some(EventOutcome::Applied));
+        assert_eq!(recent.get("ev_never"), None);
+        for i in 0..RecentlyApplied::CAPACITY {
+            recent.remember(&format!("ev_more_{i}"), EventOutcome::Applied);
+        }
+        assert_eq!(recent.get("ev_first"), None, "the oldest made room");
+        assert_eq!(
+            recent.get(&format!("ev_more_{}", RecentlyApplied::CAPACITY - 1)),
+            Some(EventOutcome::Applied)
+        );
     }
 
     #[tokio::test]

@@ -143,6 +143,11 @@ pub struct Shop {
     /// Events being applied now: the pushed copy and the streamed copy of
     /// an event are applied one after the other, not side by side.
     applying: feed::Applying,
+    /// Events recorded lately: the second copy of each costs no read.
+    recently_applied: feed::RecentlyApplied,
+    /// Orders a checkout of this process is paying with the card on file
+    /// now: their payment's event leaves them to it.
+    paying: paybind_shared::in_flight::InFlight<OrderId>,
 }
 
 impl Shop {
@@ -178,6 +183,8 @@ impl Shop {
             limits: users::LimitsCache::default(),
             passwords: shoppers::Passwords::default(),
             applying: feed::Applying::default(),
+            recently_applied: feed::RecentlyApplied::default(),
+            paying: Default::default(),
         }
     }
 

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use paybind_proto::merchant::v1::{
-    notification_service_server::NotificationService, NotifyRequest, NotifyResponse,
+    notification_service_server::NotificationService, NotifyBatchRequest, NotifyBatchResponse,
+    NotifyRequest, NotifyResponse,
 };
 use paybind_shared::{
     grpc::{Authenticate, ErrorStatus},
@@ -15,7 +16,7 @@ use paybind_shared::{
 use tonic::{Code, Request, Response, Status};
 
 use crate::{
-    domain::{feed::EventSource, Shop},
+    domain::{feed::EventSource, payment::FeedEvent, Shop},
     payment_client,
 };
 
@@ -55,7 +56,7 @@ impl Authenticate for NotifierAuth {
                 "notifications come from payment-svc's certificate only",
             ));
         }
-        if method != "Notify" {
+        if !matches!(method, "Notify" | "NotifyBatch") {
             return Err(refused("not a method of NotificationService"));
         }
         paybind_shared::telemetry::rpc::record_caller(&self.name);
@@ -73,6 +74,27 @@ impl NotificationApi {
     }
 }
 
+/// A notification's event, parsed; `field` names where it sits.
+fn parsed_event(request: NotifyRequest, field: &str) -> Result<FeedEvent, Status> {
+    let NotifyRequest { event, attempt: _ } = request;
+    event
+        .ok_or_else(|| {
+            ErrorStatus::new(Code::InvalidArgument, "MISSING_FIELD", "event is required")
+                .field(field)
+                .build()
+        })
+        .and_then(|event| {
+            payment_client::feed_event(event).map_err(|e| {
+                ErrorStatus::new(Code::InvalidArgument, "MALFORMED_EVENT", e.to_string())
+                    .field(field)
+                    .build()
+            })
+        })
+}
+
+/// Events in one `NotifyBatch`, at most.
+const MAX_BATCH: usize = 500;
+
 #[tonic::async_trait]
 impl NotificationService for NotificationApi {
     async fn notify(
@@ -80,22 +102,35 @@ impl NotificationService for NotificationApi {
         request: Request<NotifyRequest>,
     ) -> Result<Response<NotifyResponse>, Status> {
         paybind_shared::grpc::caller::<PaymentInstitution, _>(&request)?;
-        let NotifyRequest { event, attempt: _ } = request.into_inner();
-        let event = event
-            .ok_or_else(|| {
-                ErrorStatus::new(Code::InvalidArgument, "MISSING_FIELD", "event is required")
-                    .field("event")
-                    .build()
-            })
-            .and_then(|event| {
-                payment_client::feed_event(event).map_err(|e| {
-                    ErrorStatus::new(Code::InvalidArgument, "MALFORMED_EVENT", e.to_string())
-                        .field("event")
-                        .build()
-                })
-            })?;
+        let event = parsed_event(request.into_inner(), "event")?;
         self.shop.apply_event(&event, EventSource::Push).await?;
         Ok(Response::new(NotifyResponse {}))
+    }
+
+    async fn notify_batch(
+        &self,
+        request: Request<NotifyBatchRequest>,
+    ) -> Result<Response<NotifyBatchResponse>, Status> {
+        paybind_shared::grpc::caller::<PaymentInstitution, _>(&request)?;
+        let NotifyBatchRequest { notifications } = request.into_inner();
+        if notifications.is_empty() || notifications.len() > MAX_BATCH {
+            return Err(ErrorStatus::new(
+                Code::InvalidArgument,
+                "INVALID_BATCH",
+                format!("a batch holds 1 to {MAX_BATCH} notifications"),
+            )
+            .field("notifications")
+            .build());
+        }
+        // Every event parsed before any is applied: a malformed one
+        // refuses the batch and changes nothing.
+        let events = notifications
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| parsed_event(n, &format!("notifications[{i}].event")))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.shop.apply_pushed(&events).await?;
+        Ok(Response::new(NotifyBatchResponse {}))
     }
 }
 
@@ -118,10 +153,9 @@ mod tests {
             name: "payment-svc".into(),
             issuers: IssuerSet::from_pem_file(&payment_svc.ca_cert).expect("CA"),
         };
-        assert!(auth
-            .authenticate(peer(&payment_svc), "Notify")
-            .await
-            .is_ok());
+        for method in ["Notify", "NotifyBatch"] {
+            assert!(auth.authenticate(peer(&payment_svc), method).await.is_ok());
+        }
         // The name, from another CA the server trusts (the operators').
         let impostor = dev::ensure_client(operators_ca.path(), "payment-svc").expect("cert");
         // Another name, from payment-svc's CA.

@@ -1,8 +1,9 @@
 //! The two backends. Every statement is the same SQL on both (sqlx binds
 //! `$N` on SQLite too), so one macro writes the `Store` impl for each; the
-//! backends differ in their pools and migrations, and in one statement:
-//! an applied event is recorded in one statement on PostgreSQL
-//! (`RECORD_EVENT_AT_ONCE`), where each statement is a round trip.
+//! backends differ in their pools and migrations, and in two statements:
+//! applied events are recorded in one statement on PostgreSQL
+//! (`RECORD_EVENT_AT_ONCE`, `RECORD_EVENTS_AT_ONCE`), where each statement
+//! is a round trip.
 use std::sync::LazyLock;
 
 use paybind_shared::db::{self, insert_sql, Backend};
@@ -126,6 +127,25 @@ const RECORD_EVENT_AT_ONCE: &str = "WITH new AS ( \
          RETURNING 1) \
      SELECT 1";
 
+/// `record_events` in one PostgreSQL statement: the events recorded (each
+/// once) and their resources' versions raised, for pushed events (the
+/// cursor stays). A batch never holds two events of one resource, but the
+/// versions are grouped anyway: one statement may change a row once.
+const RECORD_EVENTS_AT_ONCE: &str = "WITH new AS ( \
+         INSERT INTO applied_events (event_id, event_type, resource_id, \
+             resource_version, cursor, outcome, applied_ms) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], \
+             $5::text[], $6::text[], $7::bigint[]) \
+         ON CONFLICT (event_id) DO NOTHING \
+         RETURNING resource_id, resource_version), \
+     raised AS ( \
+         INSERT INTO resource_versions (resource_id, version) \
+         SELECT resource_id, MAX(resource_version) FROM new GROUP BY resource_id \
+         ON CONFLICT (resource_id) DO UPDATE SET version = \
+             GREATEST(excluded.version, resource_versions.version) \
+         RETURNING 1) \
+     SELECT 1";
+
 macro_rules! impl_store {
     ($store:ty, $backend:expr, $conn:ty) => {
         type Db = <$conn as sqlx::Connection>::Database;
@@ -142,6 +162,51 @@ macro_rules! impl_store {
                 .bind(&e.cursor)
                 .bind(event_outcome::to_stored(e.outcome))
                 .bind(e.applied_ms)
+        }
+
+        /// `record_event`'s statements, one after another in the caller's
+        /// transaction (SQLite).
+        async fn record_event_on(
+            conn: &mut $conn,
+            e: &AppliedEvent,
+            moves_cursor: bool,
+        ) -> StoreResult<()> {
+            let new = bind_applied(
+                sqlx::query(
+                    "INSERT INTO applied_events (event_id, event_type, resource_id, \
+                     resource_version, cursor, outcome, applied_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+                ),
+                e,
+            )
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+                == 1;
+            if new {
+                sqlx::query(
+                    "INSERT INTO resource_versions (resource_id, version) VALUES ($1, $2) \
+                     ON CONFLICT (resource_id) DO UPDATE SET version = \
+                     CASE WHEN excluded.version > resource_versions.version \
+                     THEN excluded.version ELSE resource_versions.version END",
+                )
+                .bind(&e.resource_id)
+                .bind(e.resource_version)
+                .execute(&mut *conn)
+                .await?;
+            }
+            if moves_cursor {
+                sqlx::query(
+                    "INSERT INTO feed_position (id, cursor, updated_ms) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
+                     updated_ms = excluded.updated_ms",
+                )
+                .bind(&e.cursor)
+                .bind(e.applied_ms)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
         }
 
         async fn insert_order_on(conn: &mut $conn, o: &Order) -> StoreResult<(Order, bool)> {
@@ -312,6 +377,12 @@ macro_rules! impl_store {
             async fn insert_orders(&self, orders: &[Order]) -> StoreResult<Vec<(Order, bool)>> {
                 // Safe to try again: an order already there is returned as such.
                 db::retry_transient("insert orders", TRIES, || async {
+                    if let [o] = orders {
+                        // One statement commits by itself: no BEGIN/COMMIT
+                        // round trips around it.
+                        let mut conn = self.writer.acquire().await?;
+                        return Ok(vec![insert_order_on(&mut conn, o).await?]);
+                    }
                     let mut tx = self.writer.begin().await?;
                     let mut out = Vec::with_capacity(orders.len());
                     for o in orders {
@@ -350,6 +421,10 @@ macro_rules! impl_store {
                 // Safe to try again: a move already made finds the order moved
                 // (`None`), and the caller reads it.
                 db::retry_transient("update orders", TRIES, || async {
+                    if let [t] = transitions {
+                        let mut conn = self.writer.acquire().await?;
+                        return Ok(vec![update_order_on(&mut conn, t).await?]);
+                    }
                     let mut tx = self.writer.begin().await?;
                     let mut out = Vec::with_capacity(transitions.len());
                     for t in transitions {
@@ -528,45 +603,101 @@ macro_rules! impl_store {
                 }
                 db::retry_transient("record an event", TRIES, || async {
                     let mut tx = self.writer.begin().await?;
-                    let new = bind_applied(
-                        sqlx::query(
-                            "INSERT INTO applied_events (event_id, event_type, resource_id, \
-                             resource_version, cursor, outcome, applied_ms) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-                        ),
-                        e,
-                    )
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if new {
-                        sqlx::query(
-                            "INSERT INTO resource_versions (resource_id, version) VALUES ($1, $2) \
-                             ON CONFLICT (resource_id) DO UPDATE SET version = \
-                             CASE WHEN excluded.version > resource_versions.version \
-                             THEN excluded.version ELSE resource_versions.version END",
-                        )
-                        .bind(&e.resource_id)
-                        .bind(e.resource_version)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    if moves_cursor {
-                        sqlx::query(
-                            "INSERT INTO feed_position (id, cursor, updated_ms) VALUES (1, $1, $2) \
-                             ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
-                             updated_ms = excluded.updated_ms",
-                        )
-                        .bind(&e.cursor)
-                        .bind(e.applied_ms)
-                        .execute(&mut *tx)
-                        .await?;
+                    record_event_on(&mut tx, e, moves_cursor).await?;
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn record_events(&self, events: &[AppliedEvent]) -> StoreResult<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                if record_events_at_once(&self.writer, events).await? {
+                    return Ok(());
+                }
+                db::retry_transient("record events", TRIES, || async {
+                    let mut tx = self.writer.begin().await?;
+                    for e in events {
+                        record_event_on(&mut tx, e, false).await?;
                     }
                     tx.commit().await?;
                     Ok(())
                 })
                 .await
+            }
+
+            async fn events_seen(
+                &self,
+                events: &[(&str, &str)],
+            ) -> StoreResult<Vec<(Option<EventOutcome>, Option<i64>)>> {
+                if events.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let list = |from: usize| {
+                    (from..from + events.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                };
+                // One read for both: an event's row carries its outcome, a
+                // resource's its version.
+                let sql = format!(
+                    "SELECT event_id AS id, outcome, CAST(NULL AS BIGINT) AS version \
+                     FROM applied_events WHERE event_id IN ({}) \
+                     UNION ALL SELECT resource_id, NULL, version \
+                     FROM resource_versions WHERE resource_id IN ({})",
+                    list(1),
+                    list(events.len() + 1)
+                );
+                let mut read = sqlx::query_as::<_, (String, Option<String>, Option<i64>)>(&sql);
+                for (event_id, _) in events {
+                    read = read.bind(*event_id);
+                }
+                for (_, resource_id) in events {
+                    read = read.bind(*resource_id);
+                }
+                let mut outcomes = std::collections::HashMap::new();
+                let mut versions = std::collections::HashMap::new();
+                for (id, outcome, version) in read.fetch_all(&self.reader).await? {
+                    match (outcome, version) {
+                        (Some(outcome), _) => {
+                            outcomes.insert(id, event_outcome::from_stored(&outcome)?);
+                        }
+                        (None, Some(version)) => {
+                            versions.insert(id, version);
+                        }
+                        (None, None) => {}
+                    }
+                }
+                Ok(events
+                    .iter()
+                    .map(|(event_id, resource_id)| {
+                        (
+                            outcomes.get(*event_id).copied(),
+                            versions.get(*resource_id).copied(),
+                        )
+                    })
+                    .collect())
+            }
+
+            async fn pending_orders(&self, ids: &[&OrderId]) -> StoreResult<Vec<OrderId>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = format!(
+                    "SELECT id FROM orders WHERE status = $1 AND id IN ({})",
+                    (2..ids.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                );
+                let mut read = sqlx::query_as::<_, (String,)>(&sql)
+                    .bind(order_status::to_stored(OrderStatus::PendingPayment));
+                for id in ids {
+                    read = read.bind(*id);
+                }
+                Ok(read
+                    .fetch_all(&self.reader)
+                    .await?
+                    .into_iter()
+                    .map(|(id,)| OrderId::from_stored(id))
+                    .collect())
             }
 
             async fn recent_events(&self, limit: i64) -> StoreResult<Vec<AppliedEvent>> {
@@ -598,10 +729,39 @@ macro_rules! impl_store {
 mod sqlite_impl {
     use super::*;
     use crate::domain::model::OrderStatus;
+
+    /// SQLite records events one after another in one transaction (its
+    /// statements are calls into the library, not round trips).
+    async fn record_events_at_once(_: &SqlitePool, _: &[AppliedEvent]) -> StoreResult<bool> {
+        Ok(false)
+    }
+
     impl_store!(SqliteStore, Backend::Sqlite, sqlx::SqliteConnection);
 }
 mod postgres_impl {
     use super::*;
     use crate::domain::model::OrderStatus;
+
+    /// `record_events` in one statement (`RECORD_EVENTS_AT_ONCE`).
+    async fn record_events_at_once(pool: &PgPool, events: &[AppliedEvent]) -> StoreResult<bool> {
+        let col = |f: fn(&AppliedEvent) -> &str| -> Vec<&str> { events.iter().map(f).collect() };
+        let num = |f: fn(&AppliedEvent) -> i64| -> Vec<i64> { events.iter().map(f).collect() };
+        db::retry_transient("record events", TRIES, || async {
+            sqlx::query(RECORD_EVENTS_AT_ONCE)
+                .bind(col(|e| &e.event_id))
+                .bind(col(|e| &e.event_type))
+                .bind(col(|e| &e.resource_id))
+                .bind(num(|e| e.resource_version))
+                .bind(col(|e| &e.cursor))
+                .bind(col(|e| event_outcome::to_stored(e.outcome)))
+                .bind(num(|e| e.applied_ms))
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+        .await?;
+        Ok(true)
+    }
+
     impl_store!(PgStore, Backend::Postgres, sqlx::PgConnection);
 }

@@ -134,6 +134,18 @@ pub trait Store: Send + Sync + 'static {
     /// it, in one transaction. An event recorded before is left as it was
     /// (the cursor still moves).
     async fn record_event(&self, event: &AppliedEvent, moves_cursor: bool) -> StoreResult<()>;
+    /// Records pushed events as applied (the cursor stays) and raises their
+    /// resources' versions, in one transaction; one recorded before is
+    /// left as it was.
+    async fn record_events(&self, events: &[AppliedEvent]) -> StoreResult<()>;
+    /// `event_seen` for several events (event id, resource id), in one
+    /// read; the answers in the same order.
+    async fn events_seen(
+        &self,
+        events: &[(&str, &str)],
+    ) -> StoreResult<Vec<(Option<EventOutcome>, Option<i64>)>>;
+    /// Which of these orders still wait for their payment, in one read.
+    async fn pending_orders(&self, ids: &[&OrderId]) -> StoreResult<Vec<OrderId>>;
     /// The latest events applied, newest first.
     async fn recent_events(&self, limit: i64) -> StoreResult<Vec<AppliedEvent>>;
 }

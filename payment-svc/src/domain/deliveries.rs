@@ -4,14 +4,17 @@
 //! attempt kept.
 //!
 //! A delivery is made when its event gets a cursor, if its merchant has an
-//! endpoint then (`Store::sequence_events`), so none is lost: the event and
-//! the delivery outlive any crash. Workers claim due deliveries with a
-//! lease (`next_attempt_ms` moved past the attempt's deadline, under
-//! `FOR UPDATE SKIP LOCKED` on PostgreSQL): no two replicas make the same
-//! attempt, and an attempt whose replica died is made again once the lease
-//! runs out. An event is not claimed while an earlier event of the same
-//! resource is pending, so a merchant never gets a resource's changes out
-//! of order (a given-up one no longer holds the next back).
+//! endpoint then (written with the event, in the change's transaction), so
+//! none is lost: the event and the delivery outlive any crash. Workers
+//! claim due deliveries with a lease (`next_attempt_ms` moved past the
+//! attempt's deadline, under `FOR UPDATE SKIP LOCKED` on PostgreSQL): no
+//! two replicas make the same attempt, and an attempt whose replica died is
+//! made again once the lease runs out. An event is not claimed while an
+//! earlier event of the same resource is pending, so a merchant never gets
+//! a resource's changes out of order (a given-up one no longer holds the
+//! next back), and a claim never holds two events of one resource: what a
+//! round claims for one merchant is pushed in one call (`NotifyBatch`, where
+//! the merchant takes batches), each event's attempt recorded on its own.
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
@@ -173,6 +176,17 @@ pub trait Notifier: Send + Sync {
         attempt: u32,
         deadline: Duration,
     ) -> Result<(), NotifyFailure>;
+
+    /// One attempt at each of several events of one merchant (each of
+    /// another resource: a claim never holds two of one resource), in one
+    /// call where the endpoint takes batches; one answer per event, in
+    /// order.
+    async fn notify_many(
+        &self,
+        endpoint: &NotifyEndpoint,
+        notifications: &[(&Event, u32)],
+        deadline: Duration,
+    ) -> Vec<Result<(), NotifyFailure>>;
 }
 
 /// The retry schedule and the attempts' deadline (`[notifications]`).
@@ -317,9 +331,12 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// Delivers until the task is dropped. Up to `concurrency` attempts
-    /// run at once, each as a task of its own: a slow endpoint holds up
-    /// its own attempts, never the others' (a free slot is filled at once).
+    /// Delivers until the task is dropped. Each round claims what is due
+    /// and pushes it merchant by merchant: one call per merchant (its
+    /// events in one batch), up to `concurrency` calls at once, each as a
+    /// task of its own: a slow endpoint holds up its own pushes, never the
+    /// others' (a free slot is filled at once). A merchant's events for
+    /// which no slot is free are given back, due at once.
     pub async fn deliver_forever(self) {
         let Self {
             store,
@@ -349,24 +366,35 @@ impl Deliverer {
         let finished = Arc::new(tokio::sync::Notify::new());
         let mut backlog_read = tokio::time::Instant::now() - BACKLOG_EVERY;
         loop {
-            let free = slots.available_permits().min(CLAIM_BATCH);
-            let mut claimed = 0;
-            if free > 0 {
-                match attempts.claim(free).await {
+            let mut more = false;
+            if slots.available_permits() > 0 {
+                match attempts.claim(CLAIM_BATCH).await {
                     Ok(due) => {
-                        claimed = due.len();
-                        for claim in due {
+                        let claimed = due.len();
+                        let mut released = Vec::new();
+                        for push in Push::by_merchant(due, attempts.max_attempts()) {
                             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                                break;
+                                released.extend(push.seqs());
+                                continue;
                             };
                             let attempts = attempts.clone();
                             let finished = finished.clone();
                             tokio::spawn(async move {
-                                attempts.attempt(claim).await;
+                                attempts.push(push).await;
                                 drop(slot);
                                 finished.notify_one();
                             });
                         }
+                        if !released.is_empty() {
+                            if let Err(e) =
+                                attempts.store.release_deliveries(&released, now_ms()).await
+                            {
+                                // Their lease runs out and they are claimed again.
+                                tracing::warn!(error = %e, "could not give back claimed deliveries");
+                            }
+                        }
+                        // As many were due as a claim takes: perhaps more.
+                        more = claimed == CLAIM_BATCH && released.is_empty();
                     }
                     Err(e) => tracing::warn!(error = %e, "could not claim deliveries"),
                 }
@@ -377,8 +405,7 @@ impl Deliverer {
                     attempts.metrics.delivery_backlog(n);
                 }
             }
-            if free > 0 && claimed == free {
-                // As many were due as there was room for: perhaps more.
+            if more {
                 continue;
             }
             tokio::select! {
@@ -392,6 +419,45 @@ impl Deliverer {
                 }
             }
         }
+    }
+}
+
+/// One round's deliveries to one merchant, pushed in one call.
+struct Push {
+    endpoint: Option<NotifyEndpoint>,
+    claims: Vec<ClaimedDelivery>,
+}
+
+impl Push {
+    /// A round's claims, grouped by merchant in the order of their first
+    /// event. Deliveries whose attempts were all used up (cut off by
+    /// replicas stopping before the answer) go in pushes of their own, with
+    /// no endpoint: they are given up, not tried.
+    fn by_merchant(claims: Vec<ClaimedDelivery>, max_attempts: u32) -> Vec<Push> {
+        let mut pushes: Vec<Push> = Vec::new();
+        for claim in claims {
+            if claim.attempt > max_attempts {
+                pushes.push(Push {
+                    endpoint: None,
+                    claims: vec![claim],
+                });
+                continue;
+            }
+            match pushes.iter_mut().find(|p| {
+                p.claims[0].attempt <= max_attempts && p.claims[0].merchant_id == claim.merchant_id
+            }) {
+                Some(push) => push.claims.push(claim),
+                None => pushes.push(Push {
+                    endpoint: claim.endpoint.clone(),
+                    claims: vec![claim],
+                }),
+            }
+        }
+        pushes
+    }
+
+    fn seqs(&self) -> impl Iterator<Item = i64> + '_ {
+        self.claims.iter().map(|c| c.event.seq)
     }
 }
 
@@ -423,92 +489,92 @@ impl Attempts {
         u32::try_from(self.settings.retry_delays_secs.len()).unwrap_or(u32::MAX - 1) + 1
     }
 
-    async fn attempt(&self, claim: ClaimedDelivery) {
+    /// Makes one attempt at each delivery of `push` and records them.
+    async fn push(&self, push: Push) {
         let started_ms = now_ms();
-        if claim.attempt > self.max_attempts() {
-            // Its attempts were all cut off (replicas stopping before the
-            // answer): given up, not tried forever.
+        if let [claim] = push.claims.as_slice() {
+            if claim.attempt > self.max_attempts() {
+                // Its attempts were all cut off (replicas stopping before
+                // the answer): given up, not tried forever.
+                tracing::warn!(event_id = %claim.event.id, merchant_id = %claim.merchant_id, "notification given up: its attempts were cut off");
+                let record = DeliveryAttempt {
+                    attempt: claim.attempt,
+                    started_ms,
+                    latency_ms: 0,
+                    outcome: AttemptOutcome::Abandoned,
+                    detail: "not made: the schedule's attempts were used up".into(),
+                };
+                self.record(claim, record, AfterAttempt::GiveUp).await;
+                return;
+            }
+        }
+        let started = std::time::Instant::now();
+        let results: Vec<Result<(), NotifyFailure>> = match &push.endpoint {
+            Some(endpoint) => {
+                let notifications: Vec<(&Event, u32)> =
+                    push.claims.iter().map(|c| (&c.event, c.attempt)).collect();
+                self.notifier
+                    .notify_many(endpoint, &notifications, self.settings.attempt_timeout())
+                    .await
+            }
+            None => vec![
+                Err(NotifyFailure {
+                    outcome: AttemptOutcome::NoEndpoint,
+                    detail: "the merchant has no notification endpoint registered".into(),
+                });
+                push.claims.len()
+            ],
+        };
+        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let records = push.claims.iter().zip(results).map(|(claim, result)| {
+            let (outcome, detail, next) = match result {
+                Ok(()) => (
+                    AttemptOutcome::Acknowledged,
+                    String::new(),
+                    AfterAttempt::Delivered,
+                ),
+                Err(failure) => (
+                    failure.outcome,
+                    failure.detail,
+                    self.settings.after_failure(claim.attempt, now_ms()),
+                ),
+            };
+            self.metrics.delivery_attempt(outcome);
             let record = DeliveryAttempt {
                 attempt: claim.attempt,
                 started_ms,
-                latency_ms: 0,
-                outcome: AttemptOutcome::Abandoned,
-                detail: "not made: the schedule's attempts were used up".into(),
+                latency_ms,
+                outcome,
+                detail,
             };
-            tracing::warn!(event_id = %claim.event.id, merchant_id = %claim.merchant_id, "notification given up: its attempts were cut off");
-            if let Err(e) = self
-                .records
-                .submit(AttemptRecord {
-                    seq: claim.event.seq,
-                    attempt: record,
-                    next: AfterAttempt::GiveUp,
-                    now_ms: started_ms,
-                })
-                .await
-            {
-                tracing::warn!(error = %e, event_id = %claim.event.id, "could not record a notification given up");
+            match &next {
+                AfterAttempt::GiveUp => tracing::warn!(
+                    event_id = %claim.event.id, merchant_id = %claim.merchant_id,
+                    attempts = claim.attempt, outcome = ?outcome,
+                    "notification given up: every attempt of the schedule failed"
+                ),
+                AfterAttempt::RetryAt(_) => tracing::info!(
+                    event_id = %claim.event.id, merchant_id = %claim.merchant_id,
+                    attempt = claim.attempt, outcome = ?outcome, detail = %record.detail,
+                    "notification attempt failed; tried again later"
+                ),
+                AfterAttempt::Delivered => tracing::debug!(
+                    event_id = %claim.event.id, merchant_id = %claim.merchant_id,
+                    attempt = claim.attempt, latency_ms, "notification delivered"
+                ),
             }
-            return;
-        }
-        let started = std::time::Instant::now();
-        let result = match &claim.endpoint {
-            Some(endpoint) => {
-                self.notifier
-                    .notify(
-                        endpoint,
-                        &claim.event,
-                        claim.attempt,
-                        self.settings.attempt_timeout(),
-                    )
-                    .await
-            }
-            None => Err(NotifyFailure {
-                outcome: AttemptOutcome::NoEndpoint,
-                detail: "the merchant has no notification endpoint registered".into(),
-            }),
-        };
-        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let (outcome, detail, next) = match result {
-            Ok(()) => (
-                AttemptOutcome::Acknowledged,
-                String::new(),
-                AfterAttempt::Delivered,
-            ),
-            Err(failure) => (
-                failure.outcome,
-                failure.detail,
-                self.settings.after_failure(claim.attempt, now_ms()),
-            ),
-        };
-        self.metrics.delivery_attempt(outcome);
-        let record = DeliveryAttempt {
-            attempt: claim.attempt,
-            started_ms,
-            latency_ms,
-            outcome,
-            detail,
-        };
-        match &next {
-            AfterAttempt::GiveUp => tracing::warn!(
-                event_id = %claim.event.id, merchant_id = %claim.merchant_id,
-                attempts = claim.attempt, outcome = ?outcome,
-                "notification given up: every attempt of the schedule failed"
-            ),
-            AfterAttempt::RetryAt(_) => tracing::info!(
-                event_id = %claim.event.id, merchant_id = %claim.merchant_id,
-                attempt = claim.attempt, outcome = ?outcome, detail = %record.detail,
-                "notification attempt failed; tried again later"
-            ),
-            AfterAttempt::Delivered => tracing::debug!(
-                event_id = %claim.event.id, merchant_id = %claim.merchant_id,
-                attempt = claim.attempt, latency_ms, "notification delivered"
-            ),
-        }
+            self.record(claim, record, next)
+        });
+        // Submitted together: they are written in one batch.
+        futures::future::join_all(records).await;
+    }
+
+    async fn record(&self, claim: &ClaimedDelivery, attempt: DeliveryAttempt, next: AfterAttempt) {
         if let Err(e) = self
             .records
             .submit(AttemptRecord {
                 seq: claim.event.seq,
-                attempt: record,
+                attempt,
                 next,
                 now_ms: now_ms(),
             })

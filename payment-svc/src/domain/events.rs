@@ -265,6 +265,25 @@ impl Services {
             .await?)
     }
 
+    /// `list_events` for a stream that follows the feed, checking the
+    /// cursor against the purge horizon only if `check_horizon` (the stream
+    /// checked it when it opened and checks it again from time to time).
+    pub async fn follow_events(
+        &self,
+        merchant: &Merchant,
+        after_seq: i64,
+        limit: i64,
+        check_horizon: bool,
+    ) -> DomainResult<Vec<Event>> {
+        if check_horizon {
+            self.check_cursor(merchant, after_seq).await?;
+        }
+        Ok(self
+            .store
+            .list_events(&merchant.id, after_seq, limit)
+            .await?)
+    }
+
     /// Refuses a cursor below the purge horizon: events after it may be
     /// gone, and reading on would skip them without a word.
     pub async fn check_cursor(&self, merchant: &Merchant, after_seq: i64) -> DomainResult<()> {

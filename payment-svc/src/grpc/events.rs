@@ -19,6 +19,8 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
 /// Events read per query while following.
 const FOLLOW_PAGE: i64 = 100;
+/// How often a follower checks its cursor against the purge horizon again.
+const HORIZON_RECHECK: Duration = Duration::from_secs(1);
 
 pub struct EventApi {
     services: Arc<Services>,
@@ -101,6 +103,7 @@ impl EventService for EventApi {
             after,
             buffered: VecDeque::new(),
             last_sent: Instant::now(),
+            horizon_checked: Instant::now(),
         };
         let stream = futures::stream::unfold(follower, |mut f| async move {
             let item = f.next().await?;
@@ -125,6 +128,8 @@ struct Follower {
     /// the last cursor it saw.
     closing: tokio::sync::watch::Receiver<bool>,
     last_sent: Instant,
+    /// When the cursor was last checked against the purge horizon.
+    horizon_checked: Instant,
     /// Counted in `paybind_event_streams` while the stream is open.
     _open: crate::domain::metrics::StreamGuard,
 }
@@ -154,9 +159,17 @@ impl Follower {
                     ))),
                 }));
             }
+            // The purge horizon is read again at most every
+            // `HORIZON_RECHECK`, not for every page: a follower is at the
+            // head of the feed, a month ahead of what a purge removes, all
+            // but always.
+            let check_horizon = self.horizon_checked.elapsed() >= HORIZON_RECHECK;
+            if check_horizon {
+                self.horizon_checked = Instant::now();
+            }
             let page = match self
                 .services
-                .list_events(&self.merchant, self.after, FOLLOW_PAGE)
+                .follow_events(&self.merchant, self.after, FOLLOW_PAGE, check_horizon)
                 .await
             {
                 Ok(page) => page,

@@ -3,12 +3,12 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
 use paybind_proto::merchant::v1::{
-    notification_service_client::NotificationServiceClient, NotifyRequest,
+    notification_service_client::NotificationServiceClient, NotifyBatchRequest, NotifyRequest,
 };
 use paybind_shared::{
     telemetry::rpc::{ClientTrace, ClientTraceLayer},
@@ -25,12 +25,18 @@ use crate::domain::{
 
 /// What an attempt's `detail` keeps of an error: enough to act on.
 const DETAIL_MAX: usize = 300;
+/// How long an endpoint that answered `NotifyBatch` with UNIMPLEMENTED is
+/// sent one event per call before batches are tried again (it may have
+/// been upgraded meanwhile).
+const SINGLE_ONLY_FOR: Duration = Duration::from_secs(600);
 
 pub struct GrpcNotifier {
     /// payment-svc's client certificate, and the CA of the merchants'
     /// server certificates.
     tls: TlsFiles,
     channels: Mutex<HashMap<(String, String), Channel>>,
+    /// Endpoints that do not take batches, and since when.
+    single_only: Mutex<HashMap<String, Instant>>,
 }
 
 impl GrpcNotifier {
@@ -40,6 +46,7 @@ impl GrpcNotifier {
         Ok(Arc::new(Self {
             tls,
             channels: Mutex::new(HashMap::new()),
+            single_only: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -71,6 +78,66 @@ impl GrpcNotifier {
     }
 }
 
+impl GrpcNotifier {
+    /// Whether `endpoint` said lately that it takes no batches.
+    fn takes_batches(&self, endpoint: &NotifyEndpoint) -> bool {
+        let mut single_only = self.single_only.lock().unwrap_or_else(|p| p.into_inner());
+        match single_only.get(&endpoint.url) {
+            Some(since) if since.elapsed() < SINGLE_ONLY_FOR => false,
+            Some(_) => {
+                single_only.remove(&endpoint.url);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Each event in a call of its own, all at once.
+    async fn each(
+        &self,
+        endpoint: &NotifyEndpoint,
+        notifications: &[(&Event, u32)],
+        deadline: Duration,
+    ) -> Vec<Result<(), NotifyFailure>> {
+        futures::future::join_all(
+            notifications
+                .iter()
+                .map(|(event, attempt)| self.notify(endpoint, event, *attempt, deadline)),
+        )
+        .await
+    }
+}
+
+fn unreachable(endpoint: &NotifyEndpoint, e: &anyhow::Error) -> NotifyFailure {
+    // Its own files or the registered URL: told in payment-svc's log, not
+    // to the merchant.
+    tracing::warn!(error = %e, url = %endpoint.url, "cannot connect to a notification endpoint");
+    NotifyFailure {
+        outcome: AttemptOutcome::Unreachable,
+        detail: "payment-svc could not set up a connection to this endpoint".into(),
+    }
+}
+
+fn timed_out(deadline: Duration) -> NotifyFailure {
+    NotifyFailure {
+        outcome: AttemptOutcome::TimedOut,
+        detail: format!("no answer within {} ms", deadline.as_millis()),
+    }
+}
+
+/// An error status as an attempt's outcome.
+fn failed(status: &tonic::Status) -> NotifyFailure {
+    let outcome = match status.code() {
+        Code::Unavailable => AttemptOutcome::Unreachable,
+        Code::DeadlineExceeded => AttemptOutcome::TimedOut,
+        _ => AttemptOutcome::Refused,
+    };
+    NotifyFailure {
+        outcome,
+        detail: detail(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
 fn detail(text: String) -> String {
     let mut text = text.replace(['\n', '\r'], " ");
     if text.len() > DETAIL_MAX {
@@ -92,36 +159,65 @@ impl Notifier for GrpcNotifier {
         attempt: u32,
         deadline: Duration,
     ) -> Result<(), NotifyFailure> {
-        let mut client = self.client(endpoint, deadline).map_err(|e| {
-            // Its own files or the registered URL: told in payment-svc's
-            // log, not to the merchant.
-            tracing::warn!(error = %e, url = %endpoint.url, "cannot connect to a notification endpoint");
-            NotifyFailure {
-                outcome: AttemptOutcome::Unreachable,
-                detail: "payment-svc could not set up a connection to this endpoint".into(),
-            }
-        })?;
+        let mut client = self
+            .client(endpoint, deadline)
+            .map_err(|e| unreachable(endpoint, &e))?;
         let mut request = Request::new(NotifyRequest {
             event: Some(convert::event(event.clone())),
             attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
         });
         request.set_timeout(deadline);
         match tokio::time::timeout(deadline, client.notify(request)).await {
-            Err(_) => Err(NotifyFailure {
-                outcome: AttemptOutcome::TimedOut,
-                detail: format!("no answer within {} ms", deadline.as_millis()),
-            }),
+            Err(_) => Err(timed_out(deadline)),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) => {
-                let outcome = match status.code() {
-                    Code::Unavailable => AttemptOutcome::Unreachable,
-                    Code::DeadlineExceeded => AttemptOutcome::TimedOut,
-                    _ => AttemptOutcome::Refused,
-                };
-                Err(NotifyFailure {
-                    outcome,
-                    detail: detail(format!("{:?}: {}", status.code(), status.message())),
+            Ok(Err(status)) => Err(failed(&status)),
+        }
+    }
+
+    async fn notify_many(
+        &self,
+        endpoint: &NotifyEndpoint,
+        notifications: &[(&Event, u32)],
+        deadline: Duration,
+    ) -> Vec<Result<(), NotifyFailure>> {
+        if notifications.len() < 2 || !self.takes_batches(endpoint) {
+            return self.each(endpoint, notifications, deadline).await;
+        }
+        let every = |failure: NotifyFailure| vec![Err(failure); notifications.len()];
+        let mut client = match self.client(endpoint, deadline) {
+            Ok(client) => client,
+            Err(e) => return every(unreachable(endpoint, &e)),
+        };
+        let mut request = Request::new(NotifyBatchRequest {
+            notifications: notifications
+                .iter()
+                .map(|(event, attempt)| NotifyRequest {
+                    event: Some(convert::event((*event).clone())),
+                    attempt: i32::try_from(*attempt).unwrap_or(i32::MAX),
                 })
+                .collect(),
+        });
+        request.set_timeout(deadline);
+        match tokio::time::timeout(deadline, client.notify_batch(request)).await {
+            Err(_) => every(timed_out(deadline)),
+            Ok(Ok(_)) => vec![Ok(()); notifications.len()],
+            // Down or too slow: the same for each of them.
+            Ok(Err(status))
+                if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) =>
+            {
+                every(failed(&status))
+            }
+            Ok(Err(status)) => {
+                if status.code() == Code::Unimplemented {
+                    tracing::info!(url = %endpoint.url, "a notification endpoint takes no batches; sending one event per call");
+                    self.single_only
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(endpoint.url.clone(), Instant::now());
+                }
+                // Refused as a batch: each event gets an answer of its own
+                // (one the merchant cannot apply holds up no other).
+                self.each(endpoint, notifications, deadline).await
             }
         }
     }

@@ -127,7 +127,7 @@ pub(super) const INSERT_DELIVERIES: &str = "INSERT INTO deliveries \
 /// writer). Meant to run as a stream: the pending deliveries read in order
 /// from their own index, each checked by one probe of the by-resource
 /// index, stopping at `$3` claimed — its cost is what it skips, not the
-/// backlog (PostgreSQL is held to that plan: `CLAIM_PLAN`).
+/// backlog (PostgreSQL is held to that plan: `PgStore::CLAIM_PLAN`).
 pub(super) fn claim_deliveries_sql(lock: &str) -> String {
     format!(
         "UPDATE deliveries SET attempts = attempts + 1, next_attempt_ms = $2 \
@@ -1264,10 +1264,10 @@ macro_rules! impl_store {
                 lease_until_ms: i64,
                 limit: i64,
             ) -> StoreResult<Vec<ClaimedDelivery>> {
-                let mut tx = self.writer().begin().await?;
-                if let Some(plan) = Self::CLAIM_PLAN {
-                    sqlx::query(plan).execute(&mut *tx).await?;
+                if let Some(claimed) = self.claim_at_once(now_ms, lease_until_ms, limit).await? {
+                    return Ok(claimed);
                 }
+                let mut tx = self.writer().begin().await?;
                 let claimed: Vec<(i64, String, i64)> =
                     sqlx::query_as(&claim_deliveries_sql(Self::CLAIM_LOCKING))
                         .bind(now_ms)
@@ -1355,6 +1355,23 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 Ok(out)
+            }
+
+            async fn release_deliveries(&self, seqs: &[i64], now_ms: i64) -> StoreResult<()> {
+                if seqs.is_empty() {
+                    return Ok(());
+                }
+                let sql = format!(
+                    "UPDATE deliveries SET attempts = attempts - 1, next_attempt_ms = $1 \
+                     WHERE status = 'PENDING' AND attempts > 0 AND seq IN ({})",
+                    (2..=seqs.len() + 1).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                );
+                let mut release = sqlx::query(&sql).persistent(false).bind(now_ms);
+                for seq in seqs {
+                    release = release.bind(*seq);
+                }
+                release.execute(self.writer()).await?;
+                Ok(())
             }
 
             async fn record_delivery_attempts(

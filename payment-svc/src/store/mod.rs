@@ -404,6 +404,10 @@ pub trait Store: Send + Sync + 'static {
         lease_until_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Gives claimed deliveries back unattempted (this replica had no room
+    /// to push them): due again at `now_ms`, with the attempt number they
+    /// had before the claim.
+    async fn release_deliveries(&self, seqs: &[i64], now_ms: i64) -> StoreResult<()>;
     /// Records attempts (one commit for all), and moves each delivery on
     /// if its attempt is still the delivery's latest (a slower replica's
     /// late record does not undo a later attempt); per record, false if it

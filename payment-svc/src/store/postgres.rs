@@ -75,6 +75,8 @@ async fn write_events(
 
 pub struct PgStore {
     pool: PgPool,
+    /// The delivery claim's connections, held to its plan (`CLAIM_PLAN`).
+    claimer: PgPool,
     /// This process's key: it holds an advisory lock on it while it lives,
     /// so any process can tell whether a charge's owner is gone.
     instance: i64,
@@ -142,9 +144,42 @@ struct Reserved {
     o_card_fingerprint: Option<String>,
 }
 
+/// A claimed delivery with its event's columns and its merchant's
+/// endpoint (each absent if gone).
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    claimed_seq: i64,
+    claimed_merchant_id: String,
+    attempts: i64,
+    url: Option<String>,
+    server_name: Option<String>,
+    write_no: Option<i64>,
+    event_id: Option<String>,
+    event_type: Option<String>,
+    resource_id: Option<String>,
+    occurred_ms: Option<i64>,
+    state: Option<String>,
+}
+
+impl ClaimRow {
+    /// The event, if it is still there.
+    fn event(&self) -> Option<EventRow> {
+        Some(EventRow {
+            write_no: self.write_no?,
+            seq: Some(self.claimed_seq),
+            event_id: self.event_id.clone()?,
+            merchant_id: self.claimed_merchant_id.clone(),
+            event_type: self.event_type.clone()?,
+            resource_id: self.resource_id.clone()?,
+            occurred_ms: self.occurred_ms?,
+            state: self.state.clone()?,
+        })
+    }
+}
+
 impl PgStore {
     fn pools_in_use(&self) -> paybind_shared::metrics::PoolUse {
-        paybind_shared::db::pool_use(&[&self.pool])
+        paybind_shared::db::pool_use(&[&self.pool, &self.claimer])
     }
 
     const BACKEND: Backend = Backend::Postgres;
@@ -158,25 +193,37 @@ impl PgStore {
     /// the table is analysed again; a planner that still thinks it small
     /// compares every candidate with every pending row (seen: 480 ms per
     /// claim at 1,500 pending, the deliverer falling further behind with
-    /// each claim). For this transaction only; JIT off too, which the
-    /// disabled paths' costs would otherwise switch on.
-    const CLAIM_PLAN: Option<&'static str> = Some(
-        "SELECT set_config('enable_seqscan', 'off', true), \
-         set_config('enable_bitmapscan', 'off', true), \
-         set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), \
-         set_config('enable_material', 'off', true), set_config('enable_sort', 'off', true), \
-         set_config('jit', 'off', true)",
-    );
+    /// each claim). Set on the claim's own connections (`claimer`) when
+    /// they open, so the claim is one statement with no transaction around
+    /// it; JIT off too, which the disabled paths' costs would otherwise
+    /// switch on.
+    const CLAIM_PLAN: [(&'static str, &'static str); 7] = [
+        ("enable_seqscan", "off"),
+        ("enable_bitmapscan", "off"),
+        ("enable_hashjoin", "off"),
+        ("enable_mergejoin", "off"),
+        ("enable_material", "off"),
+        ("enable_sort", "off"),
+        ("jit", "off"),
+    ];
+    /// Connections of the claim's pool: one replica's deliverer claims one
+    /// round at a time.
+    const CLAIMER_CONNECTIONS: u32 = 2;
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let pool = paybind_shared::db::pg_pool(url, max_connections).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let instance = rand::random::<i64>() | 1;
         let options = PgConnectOptions::from_str(url)?;
+        let claimer = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(Self::CLAIMER_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options.clone().options(Self::CLAIM_PLAN));
         let conn = hold_instance_lock(&options, instance).await?;
         let keeper = tokio::spawn(keep_instance_lock(options, instance, conn));
         Ok(Self {
             pool,
+            claimer,
             instance,
             keeper,
             events_written: Default::default(),
@@ -324,6 +371,77 @@ impl PgStore {
             },
             other => return Err(StoreError::Corrupt(format!("unknown outcome {other}"))),
         })
+    }
+
+    /// Claims due deliveries in one statement (its own transaction) on the
+    /// claim's connections: the claim, the abandoned mark of each one
+    /// claimed again, and the claimed deliveries' events and endpoints,
+    /// read in the same statement. A delivery whose event is gone or cannot
+    /// be read fails afterwards; if this replica stops before that, its
+    /// lease runs out and the next claim fails it.
+    async fn claim_at_once(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Option<Vec<ClaimedDelivery>>> {
+        let rows: Vec<ClaimRow> = sqlx::query_as(&format!(
+            "WITH c AS ({claim}), \
+             abandoned AS ( \
+                 INSERT INTO delivery_attempts \
+                     (seq, attempt, started_ms, latency_ms, outcome, detail) \
+                 SELECT seq, attempts - 1, $1, 0, 'ABANDONED', \
+                     'the replica making this attempt stopped before the answer' \
+                 FROM c WHERE attempts > 1 \
+                 ON CONFLICT (seq, attempt) DO NOTHING) \
+             SELECT c.seq AS claimed_seq, c.merchant_id AS claimed_merchant_id, c.attempts, \
+                 m.url, m.server_name, e.write_no, e.event_id, e.event_type, e.resource_id, \
+                 e.occurred_ms, e.state \
+             FROM c LEFT JOIN events e ON e.seq = c.seq \
+                 LEFT JOIN merchant_endpoints m ON m.merchant_id = c.merchant_id \
+             ORDER BY c.seq",
+            claim = claim_deliveries_sql(Self::CLAIM_LOCKING)
+        ))
+        .bind(now_ms)
+        .bind(lease_until_ms)
+        .bind(limit)
+        .persistent(false)
+        .fetch_all(&self.claimer)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq = row.claimed_seq;
+            let event = row.event().map(EventRow::into_event);
+            let event = match event {
+                Some(Ok(event)) => event,
+                // Its event is gone (kept 30 days), or this build cannot
+                // read it (a newer replica's, in a rolling upgrade): it
+                // fails alone, nothing else waits.
+                gone_or_unreadable => {
+                    if let Some(Err(e)) = gone_or_unreadable {
+                        tracing::warn!(error = %e, seq, "an event that cannot be read is not pushed");
+                    }
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 WHERE seq = $1",
+                    )
+                    .bind(seq)
+                    .bind(now_ms)
+                    .execute(&self.pool)
+                    .await?;
+                    continue;
+                }
+            };
+            out.push(ClaimedDelivery {
+                event,
+                endpoint: row
+                    .url
+                    .zip(row.server_name)
+                    .map(|(url, server_name)| NotifyEndpoint { url, server_name }),
+                merchant_id: MerchantId::from_stored(row.claimed_merchant_id),
+                attempt: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(Some(out))
     }
 
     /// A batch of attempts in one statement (its own transaction): each

@@ -78,8 +78,6 @@ impl SqliteStore {
     const BACKEND: Backend = Backend::Sqlite;
     /// One writer: claims never overlap.
     const CLAIM_LOCKING: &'static str = "";
-    /// SQLite plans the claim through its indexes as it is.
-    const CLAIM_PLAN: Option<&'static str> = None;
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let (writer, reader) = paybind_shared::db::sqlite_pools(url, max_connections).await?;
@@ -272,6 +270,16 @@ impl SqliteStore {
 
     /// SQLite records attempts one at a time (`record_attempts_each`): its
     /// statements are calls into the library, not round trips.
+    /// Claims go through the common transaction (`claim_deliveries`).
+    async fn claim_at_once(
+        &self,
+        _now_ms: i64,
+        _lease_until_ms: i64,
+        _limit: i64,
+    ) -> StoreResult<Option<Vec<ClaimedDelivery>>> {
+        Ok(None)
+    }
+
     async fn record_attempts_at_once(
         &self,
         _records: &[AttemptRecord],

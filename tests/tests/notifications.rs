@@ -21,6 +21,7 @@ use tonic::{transport::Channel, Code};
 type R = anyhow::Result<()>;
 type Feed = pb::event_service_client::EventServiceClient<Channel>;
 type Notifications = mpb::notification_service_client::NotificationServiceClient<Channel>;
+type Shop = mpb::merchant_service_client::MerchantServiceClient<Channel>;
 
 mod with_merchant {
     paybind_tests::on_both_backends!(with_merchant = true;
@@ -216,6 +217,35 @@ async fn bound(stack: &Stack, user: &str) -> anyhow::Result<(Feed, pb::Binding, 
     Ok((feed, binding, created))
 }
 
+/// A shop user `user` with a card on file, the shop's client, SHOP_A's
+/// feed and the binding's creation event, once the shop has applied it.
+async fn card_on_file_applied(
+    stack: &Stack,
+    user: &str,
+) -> anyhow::Result<(Shop, Feed, pb::Event)> {
+    let mut shop = stack.merchant_client(OPERATOR).await?;
+    shop_user_with_card(stack, &mut shop, user, VISA).await?;
+    let binding = active_binding(stack, user).await?;
+    let mut feed = stack.events_client(SHOP_A).await?;
+    let created = event_of(
+        &mut feed,
+        pb::EventType::BindingCreated,
+        &binding.binding_id,
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !feed_status(stack)
+        .await?
+        .recent
+        .iter()
+        .any(|e| e.event_id == created.event_id)
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the creation was never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((shop, feed, created))
+}
+
 // -------------------------------------------------------------- scenarios
 
 async fn a_pushed_event_reaches_the_shop_while_its_feed_link_is_down(stack: &Stack) -> R {
@@ -299,16 +329,7 @@ async fn a_pushed_event_reaches_the_shop_while_its_feed_link_is_down(stack: &Sta
 async fn a_notification_twice_or_late_changes_the_shop_once_and_only_payment_svc_may_send_one(
     stack: &Stack,
 ) -> R {
-    let mut shop = stack.merchant_client(OPERATOR).await?;
-    shop_user_with_card(stack, &mut shop, "bo", VISA).await?;
-    let binding = active_binding(stack, "bo").await?;
-    let mut feed = stack.events_client(SHOP_A).await?;
-    let created = event_of(
-        &mut feed,
-        pb::EventType::BindingCreated,
-        &binding.binding_id,
-    )
-    .await?;
+    let (mut shop, mut feed, created) = card_on_file_applied(stack, "bo").await?;
     let mut payment_svc = notifications_as(stack, "payment-svc").await?;
 
     // A revocation older than the version the shop applied (made up here:
@@ -319,17 +340,6 @@ async fn a_notification_twice_or_late_changes_the_shop_once_and_only_payment_svc
     stale.resource_version = created.resource_version - 1;
     if let Some(pb::event::Resource::Binding(b)) = stale.resource.as_mut() {
         b.status = pb::BindingStatus::Revoked as i32;
-    }
-    // Wait until the shop has applied the creation itself.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !feed_status(stack)
-        .await?
-        .recent
-        .iter()
-        .any(|e| e.event_id == created.event_id)
-    {
-        anyhow::ensure!(Instant::now() < deadline, "the creation was never applied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     payment_svc
         .notify(mpb::NotifyRequest {
@@ -782,16 +792,7 @@ async fn a_merchant_that_takes_no_batches_gets_each_event_alone(stack: &Stack) -
 }
 
 async fn a_notification_batch_is_applied_whole_or_refused_whole(stack: &Stack) -> R {
-    let mut shop = stack.merchant_client(OPERATOR).await?;
-    shop_user_with_card(stack, &mut shop, "bea", VISA).await?;
-    let binding = active_binding(stack, "bea").await?;
-    let mut feed = stack.events_client(SHOP_A).await?;
-    let created = event_of(
-        &mut feed,
-        pb::EventType::BindingCreated,
-        &binding.binding_id,
-    )
-    .await?;
+    let (mut shop, _, created) = card_on_file_applied(stack, "bea").await?;
     // Made up here: revocations older than the version the shop applied
     // (applied, each would clear the card), recorded as STALE.
     let stale = |id: &str| {
@@ -804,16 +805,6 @@ async fn a_notification_batch_is_applied_whole_or_refused_whole(stack: &Stack) -
             attempt: 1,
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !feed_status(stack)
-        .await?
-        .recent
-        .iter()
-        .any(|e| e.event_id == created.event_id)
-    {
-        anyhow::ensure!(Instant::now() < deadline, "the creation was never applied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let mut payment_svc = notifications_as(stack, "payment-svc").await?;
     let recorded = |status: &mpb::GetEventFeedResponse, id: &str| {
         status.recent.iter().filter(|e| e.event_id == id).count()

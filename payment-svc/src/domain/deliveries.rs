@@ -319,6 +319,10 @@ const CLAIM_BATCH: usize = 64;
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// How often the backlog gauge is read.
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+/// The least time between two claims: under load, the events written
+/// meanwhile are claimed (and pushed, per merchant) together instead of
+/// one claim and one call each; a quiet system claims at once.
+const CLAIM_GATHER: Duration = Duration::from_millis(5);
 
 /// The delivery worker of one replica.
 pub struct Deliverer {
@@ -365,9 +369,12 @@ impl Deliverer {
         let slots = Arc::new(tokio::sync::Semaphore::new(attempts.settings.concurrency));
         let finished = Arc::new(tokio::sync::Notify::new());
         let mut backlog_read = tokio::time::Instant::now() - BACKLOG_EVERY;
+        let mut last_claim = tokio::time::Instant::now() - CLAIM_GATHER;
         loop {
             let mut more = false;
             if slots.available_permits() > 0 {
+                tokio::time::sleep_until(last_claim + CLAIM_GATHER).await;
+                last_claim = tokio::time::Instant::now();
                 match attempts.claim(CLAIM_BATCH).await {
                     Ok(due) => {
                         let claimed = due.len();

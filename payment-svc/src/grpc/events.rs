@@ -21,6 +21,10 @@ const FOLLOW_POLL: Duration = Duration::from_millis(500);
 const FOLLOW_PAGE: i64 = 100;
 /// How often a follower checks its cursor against the purge horizon again.
 const HORIZON_RECHECK: Duration = Duration::from_secs(1);
+/// The least time between two reads of one follower: under load, the
+/// events written meanwhile come in one read instead of one read each; a
+/// quiet feed is read at once.
+const FOLLOW_GATHER: Duration = Duration::from_millis(5);
 
 pub struct EventApi {
     services: Arc<Services>,
@@ -104,6 +108,7 @@ impl EventService for EventApi {
             buffered: VecDeque::new(),
             last_sent: Instant::now(),
             horizon_checked: Instant::now(),
+            last_read: Instant::now() - FOLLOW_GATHER,
         };
         let stream = futures::stream::unfold(follower, |mut f| async move {
             let item = f.next().await?;
@@ -130,6 +135,8 @@ struct Follower {
     last_sent: Instant,
     /// When the cursor was last checked against the purge horizon.
     horizon_checked: Instant,
+    /// When the feed was last read.
+    last_read: Instant,
     /// Counted in `paybind_event_streams` while the stream is open.
     _open: crate::domain::metrics::StreamGuard,
 }
@@ -163,6 +170,8 @@ impl Follower {
             // `HORIZON_RECHECK`, not for every page: a follower is at the
             // head of the feed, a month ahead of what a purge removes, all
             // but always.
+            tokio::time::sleep_until(self.last_read + FOLLOW_GATHER).await;
+            self.last_read = Instant::now();
             let check_horizon = self.horizon_checked.elapsed() >= HORIZON_RECHECK;
             if check_horizon {
                 self.horizon_checked = Instant::now();

@@ -108,6 +108,13 @@ impl GrpcNotifier {
     }
 }
 
+fn notify_request(event: &Event, attempt: u32) -> NotifyRequest {
+    NotifyRequest {
+        event: Some(convert::event(event.clone())),
+        attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
+    }
+}
+
 fn unreachable(endpoint: &NotifyEndpoint, e: &anyhow::Error) -> NotifyFailure {
     // Its own files or the registered URL: told in payment-svc's log, not
     // to the merchant.
@@ -162,10 +169,7 @@ impl Notifier for GrpcNotifier {
         let mut client = self
             .client(endpoint, deadline)
             .map_err(|e| unreachable(endpoint, &e))?;
-        let mut request = Request::new(NotifyRequest {
-            event: Some(convert::event(event.clone())),
-            attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
-        });
+        let mut request = Request::new(notify_request(event, attempt));
         request.set_timeout(deadline);
         match tokio::time::timeout(deadline, client.notify(request)).await {
             Err(_) => Err(timed_out(deadline)),
@@ -191,10 +195,7 @@ impl Notifier for GrpcNotifier {
         let mut request = Request::new(NotifyBatchRequest {
             notifications: notifications
                 .iter()
-                .map(|(event, attempt)| NotifyRequest {
-                    event: Some(convert::event((*event).clone())),
-                    attempt: i32::try_from(*attempt).unwrap_or(i32::MAX),
-                })
+                .map(|(event, attempt)| notify_request(event, *attempt))
                 .collect(),
         });
         request.set_timeout(deadline);

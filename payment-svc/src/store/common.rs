@@ -173,6 +173,26 @@ macro_rules! impl_store {
             AfterAttempt, AttemptRecord, ClaimedDelivery, Delivery,
             DeliveryState, NotifyEndpoint,
         };
+
+        /// Fails a claimed delivery whose event is gone (kept 30 days) or
+        /// that this build cannot read (`error`: a newer replica's, in a
+        /// rolling upgrade): it fails alone, nothing else waits.
+        async fn fail_unpushable(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            seq: i64,
+            error: Option<StoreError>,
+            now_ms: i64,
+        ) -> StoreResult<()> {
+            if let Some(e) = error {
+                tracing::warn!(error = %e, seq, "an event that cannot be read is not pushed");
+            }
+            sqlx::query("UPDATE deliveries SET status = 'FAILED', finished_ms = $2 WHERE seq = $1")
+                .bind(seq)
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
         use $crate::domain::my_bindings::ShopperLogin;
         use $crate::store::rows::*;
         use $crate::store::*;
@@ -1317,20 +1337,9 @@ macro_rules! impl_store {
                     }
                     let event = match events.remove(&seq).map(EventRow::into_event) {
                         Some(Ok(event)) => event,
-                        // Its event is gone (kept 30 days), or this build
-                        // cannot read it (a newer replica's, in a rolling
-                        // upgrade): it fails alone, nothing else waits.
                         gone_or_unreadable => {
-                            if let Some(Err(e)) = gone_or_unreadable {
-                                tracing::warn!(error = %e, seq, "an event that cannot be read is not pushed");
-                            }
-                            sqlx::query(
-                                "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 WHERE seq = $1",
-                            )
-                            .bind(seq)
-                            .bind(now_ms)
-                            .execute(&mut *tx)
-                            .await?;
+                            fail_unpushable(&mut tx, seq, gone_or_unreadable.and_then(Result::err), now_ms)
+                                .await?;
                             continue;
                         }
                     };

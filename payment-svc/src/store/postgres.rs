@@ -377,8 +377,8 @@ impl PgStore {
     /// claim's connections: the claim, the abandoned mark of each one
     /// claimed again, and the claimed deliveries' events and endpoints,
     /// read in the same statement. A delivery whose event is gone or cannot
-    /// be read fails afterwards; if this replica stops before that, its
-    /// lease runs out and the next claim fails it.
+    /// be read fails afterwards (`fail_unpushable`); if this replica stops
+    /// before that, its lease runs out and the next claim fails it.
     async fn claim_at_once(
         &self,
         now_ms: i64,
@@ -411,22 +411,16 @@ impl PgStore {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let seq = row.claimed_seq;
-            let event = row.event().map(EventRow::into_event);
-            let event = match event {
+            let event = match row.event().map(EventRow::into_event) {
                 Some(Ok(event)) => event,
-                // Its event is gone (kept 30 days), or this build cannot
-                // read it (a newer replica's, in a rolling upgrade): it
-                // fails alone, nothing else waits.
                 gone_or_unreadable => {
-                    if let Some(Err(e)) = gone_or_unreadable {
-                        tracing::warn!(error = %e, seq, "an event that cannot be read is not pushed");
-                    }
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'FAILED', finished_ms = $2 WHERE seq = $1",
+                    let mut conn = self.pool.acquire().await?;
+                    fail_unpushable(
+                        &mut conn,
+                        seq,
+                        gone_or_unreadable.and_then(Result::err),
+                        now_ms,
                     )
-                    .bind(seq)
-                    .bind(now_ms)
-                    .execute(&self.pool)
                     .await?;
                     continue;
                 }

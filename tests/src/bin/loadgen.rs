@@ -11,7 +11,9 @@
 //!    (merchant → payment → acquirer → both databases);
 //! 4. both again at half of the throughput just measured, for latency at
 //!    half of peak load;
-//! 5. `checkout@1`: one checkout at a time, the latency of a quiet system.
+//! 5. `pay@1` and `checkout@1`: one request at a time, the latency of a
+//!    quiet system (each after payment-svc has pushed the events the loaded
+//!    phases left to push).
 //!
 //! Before the phases, payment-svc's database is filled up to `--bindings`
 //! bindings (default 1,000) so that throughput can be compared from a small
@@ -360,7 +362,7 @@ async fn main() -> anyhow::Result<()> {
         n,
         secs,
         Some(pay_r.throughput_rps / 2.0),
-        pay,
+        pay.clone(),
         pids,
     )
     .await;
@@ -373,7 +375,11 @@ async fn main() -> anyhow::Result<()> {
         pids,
     )
     .await;
-    // One checkout at a time: the latency of an unloaded system.
+    // One request at a time: the latency of an unloaded system, once
+    // payment-svc has pushed what the loaded phases left to push.
+    drain_deliveries(&system).await?;
+    let pay_alone = phase("pay@1", 1, secs, None, pay, pids).await;
+    drain_deliveries(&system).await?;
     let checkout_alone = phase("checkout@1", 1, secs, None, checkout, pids).await;
     let ceiling = echo_r.throughput_rps.max(1e-9);
     for mut p in [
@@ -382,6 +388,7 @@ async fn main() -> anyhow::Result<()> {
         checkout_r,
         pay_half,
         checkout_half,
+        pay_alone,
         checkout_alone,
     ] {
         p.ratio_to_echo = p.throughput_rps / ceiling;
@@ -451,6 +458,42 @@ async fn main() -> anyhow::Result<()> {
             p.errors
         );
     }
+    Ok(())
+}
+
+/// Waits (a minute at most) until none of the shop's events is still
+/// waiting to be pushed to merchant-svc (the other merchants have no
+/// notification endpoint).
+async fn drain_deliveries(system: &System) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut events = pb::event_service_client::EventServiceClient::new(
+        system
+            .channel(&system.shop_tls, system.payment_port)
+            .await?,
+    );
+    loop {
+        let pending = events
+            .list_deliveries(pb::ListDeliveriesRequest {
+                status: pb::DeliveryStatus::Pending as i32,
+                after_cursor: String::new(),
+                page_size: 1,
+            })
+            .await?
+            .into_inner()
+            .deliveries;
+        if pending.is_empty() {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "payment-svc still has events to push after a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "deliveries drained in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -1,8 +1,7 @@
 //! What this process is doing right now, by key: held while the work runs,
 //! gone when its guard drops (the work finished, failed or was cancelled).
 //! payment-svc holds the charges it is making (never taken over while
-//! here); merchant-svc the orders its checkouts are paying (settled by
-//! their checkout, not by the feed meanwhile).
+//! here).
 use std::{collections::HashSet, hash::Hash, sync::Mutex};
 
 pub struct InFlight<K>(Mutex<HashSet<K>>);

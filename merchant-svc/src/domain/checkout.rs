@@ -132,9 +132,10 @@ impl Shop {
         card: &CardOnFile,
     ) -> ShopResult<Option<Order>> {
         // Until its outcome is written below, the payment's event (pushed
-        // or streamed, often before Pay's answer is) leaves this order to
-        // this checkout; if the checkout cannot write it, the settler asks.
-        let _paying = self.paying.hold(&order.id);
+        // or streamed, often before Pay's answer is) waits for this
+        // checkout, then finds the order settled (or settles it, if the
+        // checkout could not).
+        let _paying = self.paying.turn(order.id.as_str()).await;
         let result = self
             .payments
             .pay(TokenPayment {

@@ -29,29 +29,31 @@ use super::{
     Shop, ShopError, ShopResult,
 };
 
-/// The events being applied now, each with what wakes those waiting for it.
+/// What is being worked on now, one task at a time per key (an event
+/// being applied, an order being paid), each with what wakes those waiting
+/// for it.
 #[derive(Default)]
-pub struct Applying(Mutex<HashMap<String, Arc<tokio::sync::Notify>>>);
+pub struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Notify>>>);
 
-/// This task's turn at one event; the next waiting one goes when it drops.
+/// This task's turn at one key; the next waiting one goes when it drops.
 pub struct Turn<'a> {
-    applying: &'a Applying,
-    event_id: String,
+    turns: &'a Turns,
+    key: String,
 }
 
-impl Applying {
-    /// Waits while another task applies `event_id`, then takes the turn.
-    pub async fn turn(&self, event_id: &str) -> Turn<'_> {
+impl Turns {
+    /// Waits while another task has the turn at `key`, then takes it.
+    pub async fn turn(&self, key: &str) -> Turn<'_> {
         loop {
             let busy = {
                 let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
-                match now.get(event_id) {
+                match now.get(key) {
                     Some(done) => done.clone(),
                     None => {
-                        now.insert(event_id.to_owned(), Arc::default());
+                        now.insert(key.to_owned(), Arc::default());
                         return Turn {
-                            applying: self,
-                            event_id: event_id.to_owned(),
+                            turns: self,
+                            key: key.to_owned(),
                         };
                     }
                 }
@@ -62,28 +64,27 @@ impl Applying {
             let done = busy.notified();
             tokio::pin!(done);
             done.as_mut().enable();
-            if self.is_applying(event_id, &busy) {
+            if self.is_held(key, &busy) {
                 done.await;
             }
         }
     }
 
-    /// Whether `event_id` is still held by the turn that `busy` belongs to.
-    fn is_applying(&self, event_id: &str, busy: &Arc<tokio::sync::Notify>) -> bool {
+    /// Whether `key` is still held by the turn that `busy` belongs to.
+    fn is_held(&self, key: &str, busy: &Arc<tokio::sync::Notify>) -> bool {
         let now = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        now.get(event_id)
-            .is_some_and(|held| Arc::ptr_eq(held, busy))
+        now.get(key).is_some_and(|held| Arc::ptr_eq(held, busy))
     }
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         let done = self
-            .applying
+            .turns
             .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.event_id);
+            .remove(&self.key);
         if let Some(done) = done {
             done.notify_waiters();
         }
@@ -194,6 +195,8 @@ pub struct FeedStatus {
     pub recent: Vec<AppliedEvent>,
 }
 
+/// How long a payment's event waits for the checkout paying its order here.
+const ORDER_WAIT: Duration = Duration::from_secs(2);
 /// How often the cursor past events applied before is saved while the
 /// stream runs.
 const CURSOR_SAVE_EVERY: Duration = Duration::from_millis(250);
@@ -329,14 +332,19 @@ impl Shop {
                 _ => None,
             }
         }
-        // An order a checkout here is paying is left to it (as in
-        // `settle_from_feed`).
-        let order_ids: Vec<&OrderId> = to_apply
+        let mut order_ids: Vec<&OrderId> = to_apply
             .iter()
             .filter(|(_, outcome)| *outcome == EventOutcome::Applied)
             .filter_map(|(event, _)| settles(event).map(|(order_id, _)| order_id))
-            .filter(|order_id| !self.paying.contains(order_id))
             .collect();
+        // As in `settle_from_feed`: after the checkouts paying them here
+        // (in id order, as the events' turns).
+        order_ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        order_ids.dedup();
+        let mut after_checkouts = Vec::with_capacity(order_ids.len());
+        for order_id in &order_ids {
+            after_checkouts.push(self.after_checkout(order_id).await);
+        }
         let pending = self.store.pending_orders(&order_ids).await?;
         for (event, outcome) in &to_apply {
             if *outcome != EventOutcome::Applied {
@@ -379,6 +387,17 @@ impl Shop {
         Ok(())
     }
 
+    /// Waits (at most `ORDER_WAIT`) while a checkout of this process pays
+    /// `order_id`: its payment's event, often here before Pay's answer is,
+    /// then finds the order settled by the checkout and writes nothing, or
+    /// settles it if the checkout could not (its answer lost). Past the
+    /// wait it goes on alone: every settlement is conditional.
+    async fn after_checkout(&self, order_id: &OrderId) -> Option<Turn<'_>> {
+        tokio::time::timeout(ORDER_WAIT, self.paying.turn(order_id.as_str()))
+            .await
+            .ok()
+    }
+
     /// Every effect is idempotent and conditional: applying it again, or
     /// after the shop moved on by itself, changes nothing.
     async fn apply_change(&self, change: &FeedChange) -> ShopResult<()> {
@@ -417,9 +436,10 @@ impl Shop {
     /// An order paid with the card on file whose answer the shop never got
     /// (payment-svc was slow, or the shop restarted): settled now.
     async fn settle_from_feed(&self, order_id: &OrderId, payment: &PaymentInfo) -> ShopResult<()> {
-        if payment.status == PaymentStatus::Pending || self.paying.contains(order_id) {
+        if payment.status == PaymentStatus::Pending {
             return Ok(());
         }
+        let _paid_here = self.after_checkout(order_id).await;
         // Most outcomes find their order settled by the checkout that paid
         // it (or no order of this shop at all): a read, not a write, says so.
         let pending = self.store.get_order(order_id).await?;
@@ -815,7 +835,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_pushed_together_are_each_applied_once_and_an_order_being_paid_is_left_to_its_checkout(
+    async fn events_pushed_together_are_each_applied_once_and_an_order_being_paid_waits_for_its_checkout(
     ) {
         let (shop, payments, _dir) = fake::shop().await;
         let (ann, a) = bound_user(&shop, &payments, "ann").await;
@@ -830,18 +850,34 @@ mod tests {
         shop.apply_event(&revoke_b, EventSource::Push)
             .await
             .expect("alone");
-        let checkout = shop.paying.hold(&paying.id);
+        // A checkout here is paying one order: its event waits for it.
+        let checkout = shop.paying.turn(paying.id.as_str()).await;
         // Together, one of them twice.
-        shop.apply_pushed(&[
+        let batch = [
             revoke_a.clone(),
             revoke_b.clone(),
             waiting_paid.clone(),
             paying_paid.clone(),
             revoke_a.clone(),
-        ])
-        .await
-        .expect("applied");
+        ];
+        let applied = {
+            let shop = shop.clone();
+            tokio::spawn(async move { shop.apply_pushed(&batch).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!applied.is_finished(), "the batch waits for the checkout");
+        assert_eq!(
+            shop.order(&paying.id).await.expect("order").status,
+            OrderStatus::PendingPayment
+        );
+        // The checkout ends without writing its outcome (its answer was
+        // lost): the event settles the order.
         drop(checkout);
+        tokio::time::timeout(Duration::from_secs(5), applied)
+            .await
+            .expect("applied once the checkout is done")
+            .expect("task")
+            .expect("applied");
         assert!(shop.user(&ann).await.expect("user").card.is_none());
         assert!(shop.user(&ben).await.expect("user").card.is_none());
         assert_eq!(
@@ -850,8 +886,8 @@ mod tests {
         );
         assert_eq!(
             shop.order(&paying.id).await.expect("order").status,
-            OrderStatus::PendingPayment,
-            "the checkout paying it settles it, not the feed"
+            OrderStatus::Paid,
+            "settled by its event once the checkout that paid it was done"
         );
         let recorded = |status: &FeedStatus, id: &str| {
             status.recent.iter().filter(|e| e.event_id == id).count()
@@ -866,10 +902,6 @@ mod tests {
         shop.apply_pushed(&[paying_paid, revoke_a])
             .await
             .expect("again");
-        assert_eq!(
-            shop.order(&paying.id).await.expect("order").status,
-            OrderStatus::PendingPayment
-        );
         let again = shop.feed_status(10).await.expect("status");
         assert_eq!(again.recent.len(), status.recent.len());
         // Read from the feed later: found applied, the cursor moves past them.
@@ -900,7 +932,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_second_copy_of_an_event_waits_for_the_first_and_others_do_not() {
-        let applying = Arc::new(Applying::default());
+        let applying = Arc::new(Turns::default());
         let first = applying.turn("ev_1").await;
         // Another event goes at once.
         let other = tokio::time::timeout(Duration::from_secs(1), applying.turn("ev_2"))

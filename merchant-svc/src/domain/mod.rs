@@ -142,12 +142,13 @@ pub struct Shop {
     passwords: shoppers::Passwords,
     /// Events being applied now: the pushed copy and the streamed copy of
     /// an event are applied one after the other, not side by side.
-    applying: feed::Applying,
+    applying: feed::Turns,
     /// Events recorded lately: the second copy of each costs no read.
     recently_applied: feed::RecentlyApplied,
     /// Orders a checkout of this process is paying with the card on file
-    /// now: their payment's event leaves them to it.
-    paying: paybind_shared::in_flight::InFlight<OrderId>,
+    /// now: their payment's event waits for it (`feed::ORDER_WAIT` at most)
+    /// and then finds them settled, or settles them if it could not.
+    paying: feed::Turns,
 }
 
 impl Shop {
@@ -182,7 +183,7 @@ impl Shop {
             order_updates,
             limits: users::LimitsCache::default(),
             passwords: shoppers::Passwords::default(),
-            applying: feed::Applying::default(),
+            applying: feed::Turns::default(),
             recently_applied: feed::RecentlyApplied::default(),
             paying: Default::default(),
         }

@@ -199,7 +199,8 @@ pub struct DeliverySettings {
     pub retry_delays_secs: Vec<u64>,
     /// The deadline of one attempt.
     pub attempt_timeout_ms: u64,
-    /// Attempts made at once by one replica (never two of one resource).
+    /// Pushes made at once by one replica (never two of one resource): one
+    /// per merchant with events due, each a batch or a few single calls.
     pub concurrency: usize,
     /// The CA of the merchants' server certificates (PEM); payment-svc's
     /// `tls.ca_cert` if unset.
@@ -336,11 +337,12 @@ pub struct Deliverer {
 
 impl Deliverer {
     /// Delivers until the task is dropped. Each round claims what is due
-    /// and pushes it merchant by merchant: one call per merchant (its
-    /// events in one batch), up to `concurrency` calls at once, each as a
-    /// task of its own: a slow endpoint holds up its own pushes, never the
-    /// others' (a free slot is filled at once). A merchant's events for
-    /// which no slot is free are given back, due at once.
+    /// and pushes it merchant by merchant: one push per merchant (its
+    /// events in one batch; or one call per event, a few at a time, to a
+    /// merchant that takes no batches), up to `concurrency` pushes at once,
+    /// each as a task of its own: a slow endpoint holds up its own pushes,
+    /// never the others' (a free slot is filled at once). A merchant's
+    /// events for which no slot is free are given back, due at once.
     pub async fn deliver_forever(self) {
         let Self {
             store,

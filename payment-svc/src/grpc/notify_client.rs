@@ -29,6 +29,8 @@ const DETAIL_MAX: usize = 300;
 /// sent one event per call before batches are tried again (it may have
 /// been upgraded meanwhile).
 const SINGLE_ONLY_FOR: Duration = Duration::from_secs(600);
+/// Single calls made at once for one batch sent one event per call.
+const EACH_AT_ONCE: usize = 8;
 
 pub struct GrpcNotifier {
     /// payment-svc's client certificate, and the CA of the merchants'
@@ -92,19 +94,23 @@ impl GrpcNotifier {
         }
     }
 
-    /// Each event in a call of its own, all at once.
+    /// Each event in a call of its own, `EACH_AT_ONCE` at a time, the
+    /// answers in order.
     async fn each(
         &self,
         endpoint: &NotifyEndpoint,
         notifications: &[(&Event, u32)],
         deadline: Duration,
     ) -> Vec<Result<(), NotifyFailure>> {
-        futures::future::join_all(
-            notifications
-                .iter()
-                .map(|(event, attempt)| self.notify(endpoint, event, *attempt, deadline)),
-        )
-        .await
+        use futures::StreamExt as _;
+        let calls: Vec<_> = notifications
+            .iter()
+            .map(|(event, attempt)| self.notify(endpoint, event, *attempt, deadline))
+            .collect();
+        futures::stream::iter(calls)
+            .buffered(EACH_AT_ONCE)
+            .collect()
+            .await
     }
 }
 

@@ -377,8 +377,9 @@ impl PgStore {
     /// claim's connections: the claim, the abandoned mark of each one
     /// claimed again, and the claimed deliveries' events and endpoints,
     /// read in the same statement. A delivery whose event is gone or cannot
-    /// be read fails afterwards (`fail_unpushable`); if this replica stops
-    /// before that, its lease runs out and the next claim fails it.
+    /// be read fails afterwards (`fail_unpushable`); if that fails, or this
+    /// replica stops before it, its lease runs out and the next claim fails
+    /// it.
     async fn claim_at_once(
         &self,
         now_ms: i64,
@@ -414,14 +415,17 @@ impl PgStore {
             let event = match row.event().map(EventRow::into_event) {
                 Some(Ok(event)) => event,
                 gone_or_unreadable => {
-                    let mut conn = self.pool.acquire().await?;
-                    fail_unpushable(
-                        &mut conn,
-                        seq,
-                        gone_or_unreadable.and_then(Result::err),
-                        now_ms,
-                    )
-                    .await?;
+                    // The claim is committed: one that cannot be failed now
+                    // must not drop the others (its lease runs out and the
+                    // next claim fails it).
+                    let error = gone_or_unreadable.and_then(Result::err);
+                    let failed = match self.pool.acquire().await {
+                        Ok(mut conn) => fail_unpushable(&mut conn, seq, error, now_ms).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    if let Err(e) = failed {
+                        tracing::warn!(error = %e, seq, "could not fail an unpushable delivery");
+                    }
                     continue;
                 }
             };

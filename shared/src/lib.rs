@@ -11,7 +11,6 @@ pub mod db;
 pub mod fields;
 pub mod grpc;
 pub mod ids;
-pub mod in_flight;
 pub mod metrics;
 pub mod model;
 pub mod money;

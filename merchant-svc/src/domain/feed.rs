@@ -181,6 +181,21 @@ pub struct AppliedEvent {
     pub applied_ms: i64,
 }
 
+impl AppliedEvent {
+    /// `event`'s record, applied at `applied_ms` with `outcome`.
+    fn of(event: &FeedEvent, outcome: EventOutcome, applied_ms: i64) -> Self {
+        Self {
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            resource_id: event.resource_id.clone(),
+            resource_version: event.version,
+            cursor: event.cursor.clone(),
+            outcome,
+            applied_ms,
+        }
+    }
+}
+
 /// Where the shop is in the feed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FeedPosition {
@@ -259,27 +274,30 @@ impl Shop {
         };
         self.store
             .record_event(
-                &AppliedEvent {
-                    event_id: event.id.clone(),
-                    event_type: event.event_type.clone(),
-                    resource_id: event.resource_id.clone(),
-                    resource_version: event.version,
-                    cursor: event.cursor.clone(),
-                    outcome,
-                    applied_ms: now_ms(),
-                },
+                &AppliedEvent::of(event, outcome, now_ms()),
                 source == EventSource::Feed,
             )
             .await?;
+        self.recorded(event, outcome, source).await?;
+        Ok((outcome, false))
+    }
+
+    /// After an event's record is committed: remembered, and a revocation
+    /// applied once more — a session's answer read before it may have put
+    /// the card back on file meanwhile; from the record on, it cannot.
+    async fn recorded(
+        &self,
+        event: &FeedEvent,
+        outcome: EventOutcome,
+        source: EventSource,
+    ) -> ShopResult<()> {
         self.recently_applied.remember(&event.id, outcome);
-        // A session's answer read before this revocation may have put the
-        // card back on file meanwhile; from the record on, it cannot.
         if let (FeedChange::BindingRevoked { .. }, EventOutcome::Applied) = (&event.change, outcome)
         {
             self.apply_change(&event.change).await?;
         }
         tracing::info!(event_id = %event.id, event_type = %event.event_type, resource_id = %event.resource_id, ?outcome, ?source, "event applied");
-        Ok((outcome, false))
+        Ok(())
     }
 
     /// Applies events pushed together (`NotifyBatch`; each of another
@@ -362,26 +380,11 @@ impl Shop {
         let now = now_ms();
         let records: Vec<AppliedEvent> = to_apply
             .iter()
-            .map(|(event, outcome)| AppliedEvent {
-                event_id: event.id.clone(),
-                event_type: event.event_type.clone(),
-                resource_id: event.resource_id.clone(),
-                resource_version: event.version,
-                cursor: event.cursor.clone(),
-                outcome: *outcome,
-                applied_ms: now,
-            })
+            .map(|(event, outcome)| AppliedEvent::of(event, *outcome, now))
             .collect();
         self.store.record_events(&records).await?;
         for (event, outcome) in &to_apply {
-            self.recently_applied.remember(&event.id, *outcome);
-            // As in `apply`: from the record on, a revoked card stays off file.
-            if let (FeedChange::BindingRevoked { .. }, EventOutcome::Applied) =
-                (&event.change, outcome)
-            {
-                self.apply_change(&event.change).await?;
-            }
-            tracing::info!(event_id = %event.id, event_type = %event.event_type, resource_id = %event.resource_id, ?outcome, source = ?EventSource::Push, "event applied");
+            self.recorded(event, *outcome, EventSource::Push).await?;
         }
         drop(turns);
         Ok(())

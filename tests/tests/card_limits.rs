@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use paybind_tests::{
-    fixtures::{bind_card, pay, Client, VISA},
+    fixtures::{bind_card, load_test_card, pay, Client, VISA},
     metadata_of, pb, reason, Stack, DAILY_LIMIT, PER_PAYMENT_LIMIT, SHOP_A, SHOP_B,
 };
 use tonic::Code;
@@ -14,6 +14,7 @@ type R = anyhow::Result<()>;
 paybind_tests::on_both_backends!(with_merchant = false;
     one_card_has_one_daily_limit_whatever_binding_pays,
     a_declined_payment_gives_its_amount_back_to_the_card,
+    many_cards_paying_at_once_keep_each_its_own_day,
 );
 
 /// Zhang San's Mastercard: another card, its own limit.
@@ -94,5 +95,81 @@ async fn a_declined_payment_gives_its_amount_back_to_the_card(stack: &Stack) -> 
     assert_eq!(declined.status, pb::PaymentStatus::Declined as i32);
     assert_eq!(remaining_today(&mut c, "dee-again").await?, DAILY_LIMIT);
     assert_eq!(remaining_today(&mut c, "dee").await?, DAILY_LIMIT);
+    Ok(())
+}
+
+/// Each of `cards` pays `PER_PAYMENT_LIMIT` at once, with the key
+/// `{round}-{user}`; the answers in the cards' order.
+async fn every_card_pays_at_once(
+    c: &Client,
+    cards: &[(String, pb::Binding)],
+    round: &str,
+) -> anyhow::Result<Vec<Result<pb::Payment, tonic::Status>>> {
+    let tasks: Vec<_> = cards
+        .iter()
+        .map(|(user, binding)| {
+            let (mut c, user, binding) = (c.clone(), user.clone(), binding.clone());
+            let key = format!("{round}-{user}");
+            tokio::spawn(async move { pay(&mut c, &binding, &user, PER_PAYMENT_LIMIT, &key).await })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        answers.push(task.await?);
+    }
+    Ok(answers)
+}
+
+/// Many cards paying at the same moment, each once per round: their
+/// reservations are taken together (PostgreSQL checks and writes such a
+/// batch of distinct cards set-wise), and still each card has its own day
+/// and each key its one payment.
+async fn many_cards_paying_at_once_keep_each_its_own_day(stack: &Stack) -> R {
+    const CARDS: u32 = 12;
+    let mut c = stack.client(SHOP_A).await?;
+    let mut cards = Vec::new();
+    for i in 0..CARDS {
+        let user = format!("many-{i}");
+        let binding = bind_card(stack, &mut c, &user, &load_test_card(i)).await?;
+        cards.push((user, binding));
+    }
+    let full_rounds = DAILY_LIMIT / PER_PAYMENT_LIMIT;
+    let mut first_round = Vec::new();
+    for round in 0..full_rounds {
+        for answer in every_card_pays_at_once(&c, &cards, &format!("r{round}")).await? {
+            let payment = answer?;
+            assert_eq!(
+                payment.status,
+                pb::PaymentStatus::Succeeded as i32,
+                "{payment:?}"
+            );
+            if round == 0 {
+                first_round.push(payment.payment_id);
+            }
+        }
+    }
+    // One round more than the day holds: every card is refused, with what
+    // is left of its own day.
+    for answer in every_card_pays_at_once(&c, &cards, "over").await? {
+        assert_limit_exceeded(answer, DAILY_LIMIT - full_rounds * PER_PAYMENT_LIMIT);
+    }
+    // The first round sent again, all at once: the same payments, nothing
+    // charged twice.
+    let again = every_card_pays_at_once(&c, &cards, "r0").await?;
+    for (answer, first) in again.into_iter().zip(&first_round) {
+        let payment = answer?;
+        assert_eq!(&payment.payment_id, first);
+        assert_eq!(payment.status, pb::PaymentStatus::Succeeded as i32);
+    }
+    assert_eq!(
+        stack.acquirer.net_charged(),
+        i64::from(CARDS) * full_rounds * PER_PAYMENT_LIMIT
+    );
+    for (user, _) in &cards {
+        assert_eq!(
+            remaining_today(&mut c, user).await?,
+            DAILY_LIMIT - full_rounds * PER_PAYMENT_LIMIT
+        );
+    }
     Ok(())
 }

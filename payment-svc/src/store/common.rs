@@ -127,7 +127,7 @@ pub(super) const INSERT_DELIVERIES: &str = "INSERT INTO deliveries \
 /// writer). Meant to run as a stream: the pending deliveries read in order
 /// from their own index, each checked by one probe of the by-resource
 /// index, stopping at `$3` claimed — its cost is what it skips, not the
-/// backlog (PostgreSQL is held to that plan: `PgStore::CLAIM_PLAN`).
+/// backlog (PostgreSQL is held to that plan: `PgStore::PINNED_PLAN`).
 pub(super) fn claim_deliveries_sql(lock: &str) -> String {
     format!(
         "UPDATE deliveries SET attempts = attempts + 1, next_attempt_ms = $2 \

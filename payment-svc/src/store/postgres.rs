@@ -1,5 +1,5 @@
 //! PostgreSQL, the production backend. The hot path is the `reserve_payments`
-//! function (migrations 0002, 0004, 0010): one round trip per batch.
+//! function (migrations 0002, 0004, 0010, 0018): one round trip per batch.
 use std::{str::FromStr, time::Duration};
 
 use paybind_shared::db::retry_transient;
@@ -75,8 +75,11 @@ async fn write_events(
 
 pub struct PgStore {
     pool: PgPool,
-    /// The delivery claim's connections, held to its plan (`CLAIM_PLAN`).
-    claimer: PgPool,
+    /// Connections held to index paths and to one plan per statement
+    /// (`PINNED_PLAN`), for the set-wise statements written in the
+    /// background or once per batch: the delivery claim, the attempts
+    /// record, the outcome batch.
+    pinned: PgPool,
     /// This process's key: it holds an advisory lock on it while it lives,
     /// so any process can tell whether a charge's owner is gone.
     instance: i64,
@@ -179,25 +182,29 @@ impl ClaimRow {
 
 impl PgStore {
     fn pools_in_use(&self) -> paybind_shared::metrics::PoolUse {
-        paybind_shared::db::pool_use(&[&self.pool, &self.claimer])
+        paybind_shared::db::pool_use(&[&self.pool, &self.pinned])
     }
 
     const BACKEND: Backend = Backend::Postgres;
     /// Replicas claim deliveries side by side: each skips what another
     /// has locked.
     const CLAIM_LOCKING: &'static str = " FOR UPDATE OF d SKIP LOCKED";
-    /// The claim's one good plan, whatever the statistics say: the pending
-    /// deliveries' index read in seq order, each candidate checked by a
-    /// probe of the by-resource index, stopping at the limit. A backlog
-    /// grows fastest right after a burst or an endpoint's outage, before
-    /// the table is analysed again; a planner that still thinks it small
-    /// compares every candidate with every pending row (seen: 480 ms per
-    /// claim at 1,500 pending, the deliverer falling further behind with
-    /// each claim). Set on the claim's own connections (`claimer`) when
-    /// they open, so the claim is one statement with no transaction around
-    /// it; JIT off too, which the disabled paths' costs would otherwise
-    /// switch on.
-    const CLAIM_PLAN: [(&'static str, &'static str); 7] = [
+    /// The one good plan of each set-wise statement, whatever the
+    /// statistics say: index reads and probes, stopping at the limit. A
+    /// backlog grows fastest right after a burst or an endpoint's outage,
+    /// before the table is analysed again; a planner that still thinks it
+    /// small compares every candidate with every pending row (seen: 480 ms
+    /// per claim at 1,500 pending, the deliverer falling further behind
+    /// with each claim), or scans the payments it updates. Held so, a
+    /// statement's plan does not depend on the statistics, and is made once
+    /// per connection and kept (`force_generic_plan`): planned afresh for
+    /// each call, as they were, these three statements spent more time
+    /// being planned than running (pg_stat_statements with
+    /// `track_planning`, BENCHMARKS.md). Set on the pool's own connections
+    /// (`pinned`) when they open, so the claim is one statement with no
+    /// transaction around it; JIT off too, which the disabled paths' costs
+    /// would otherwise switch on.
+    const PINNED_PLAN: [(&'static str, &'static str); 8] = [
         ("enable_seqscan", "off"),
         ("enable_bitmapscan", "off"),
         ("enable_hashjoin", "off"),
@@ -205,25 +212,27 @@ impl PgStore {
         ("enable_material", "off"),
         ("enable_sort", "off"),
         ("jit", "off"),
+        ("plan_cache_mode", "force_generic_plan"),
     ];
-    /// Connections of the claim's pool: one replica's deliverer claims one
-    /// round at a time.
-    const CLAIMER_CONNECTIONS: u32 = 2;
+    /// Connections of the pinned pool: one replica's deliverer claims one
+    /// round at a time, records two batches of attempts at once, and one
+    /// outcome batch is written at a time.
+    const PINNED_CONNECTIONS: u32 = 4;
 
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let pool = paybind_shared::db::pg_pool(url, max_connections).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let instance = rand::random::<i64>() | 1;
         let options = PgConnectOptions::from_str(url)?;
-        let claimer = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(Self::CLAIMER_CONNECTIONS)
+        let pinned = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(Self::PINNED_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options.clone().options(Self::CLAIM_PLAN));
+            .connect_lazy_with(options.clone().options(Self::PINNED_PLAN));
         let conn = hold_instance_lock(&options, instance).await?;
         let keeper = tokio::spawn(keep_instance_lock(options, instance, conn));
         Ok(Self {
             pool,
-            claimer,
+            pinned,
             instance,
             keeper,
             events_written: Default::default(),
@@ -374,7 +383,7 @@ impl PgStore {
     }
 
     /// Claims due deliveries in one statement (its own transaction) on the
-    /// claim's connections: the claim, the abandoned mark of each one
+    /// pinned connections: the claim, the abandoned mark of each one
     /// claimed again, and the claimed deliveries' events and endpoints,
     /// read in the same statement. A delivery whose event is gone or cannot
     /// be read fails afterwards (`fail_unpushable`); if that fails, or this
@@ -406,8 +415,7 @@ impl PgStore {
         .bind(now_ms)
         .bind(lease_until_ms)
         .bind(limit)
-        .persistent(false)
-        .fetch_all(&self.claimer)
+        .fetch_all(&self.pinned)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
@@ -503,8 +511,7 @@ impl PgStore {
         )
         .bind(next)
         .bind(at_ms)
-        .persistent(false)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pinned)
         .await?;
         let moved: std::collections::HashSet<i64> = moved.into_iter().map(|(seq,)| seq).collect();
         Ok(Some(
@@ -537,14 +544,15 @@ impl PgStore {
     /// usage rows takes them in (merchant, card) order (`reserve_payments`
     /// sorts its requests so), and a batch with declines locks the rows it
     /// gives usage back to, in that order, before it changes anything; the
-    /// events' order lock comes last (`write_events`).
+    /// events' order lock comes last (`write_events`). On the pinned
+    /// connections: each statement of the batch planned once, on indexes.
     async fn finalize_once(&self, outcomes: &[PaymentOutcome]) -> StoreResult<Vec<PaymentRow>> {
         let declined: Vec<&str> = outcomes
             .iter()
             .filter(|o| matches!(o.state, PaymentState::Declined { .. }))
             .map(|o| o.payment_id.as_str())
             .collect();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pinned.begin().await?;
         if !declined.is_empty() {
             sqlx::query(
                 "SELECT 1 FROM card_usage cu WHERE (cu.merchant_id, cu.card_fingerprint) IN \
@@ -553,7 +561,6 @@ impl PgStore {
                  ORDER BY cu.merchant_id, cu.card_fingerprint FOR UPDATE OF cu",
             )
             .bind(&declined)
-            .persistent(false)
             .fetch_all(&mut *tx)
             .await?;
         }
@@ -612,8 +619,5 @@ impl PgStore {
         .bind(reasons)
         .bind(refs)
         .bind(times)
-        // Planned for each batch: a cached generic plan made while the table
-        // was small would keep scanning the whole table as it grows.
-        .persistent(false)
     }
 }

@@ -1,8 +1,8 @@
 -- A batch of reservations as a handful of set-wise statements instead of
 -- `reserve_payment` once per request (eight statements each, every one
 -- with its own executor start): the batch's idempotency keys are locked in
--- one statement, its cards' usage rows made and locked in two, and every
--- check and write of every request done in one more. Profiled under load
+-- one statement, its cards' usage rows made where missing and locked in a
+-- second, and every check and write of every request done in a third. Profiled under load
 -- the per-request function was most of PostgreSQL's time on the `Pay`
 -- path, and the reservation batch is the one step the path serialises on.
 --
@@ -52,6 +52,7 @@ SET enable_seqscan = off
 SET enable_bitmapscan = off
 SET enable_hashjoin = off
 SET enable_mergejoin = off
+SET jit = off
 AS $$
 DECLARE
     v_order          INT[];     -- the requests in (merchant, card) order
@@ -100,18 +101,19 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Every card's usage row exists (the first payment with a card makes
-    -- it), then all are locked, in (merchant, card) order.
+    -- Every card's usage row made if missing and locked, in one pass in
+    -- (merchant, card) order: a row this statement makes is locked by
+    -- being made, and a row that exists is locked by the conflict's
+    -- DO UPDATE, whose WHERE FALSE writes nothing (PostgreSQL locks the
+    -- conflicting row either way). Made first and locked after, the cards
+    -- would be taken new ones first, out of order, and could deadlock
+    -- with a batch reserved request by request on the same cards.
     INSERT INTO card_usage (merchant_id, card_fingerprint, usage_day, usage_amount)
         SELECT c.m, c.f, c.d, 0
           FROM unnest(v_card_merchants, v_card_prints, v_card_days) WITH ORDINALITY AS c(m, f, d, o)
          ORDER BY c.o
-        ON CONFLICT (merchant_id, card_fingerprint) DO NOTHING;
-    PERFORM 1 FROM card_usage u
-      JOIN unnest(v_card_merchants, v_card_prints) AS c(m, f)
-        ON u.merchant_id = c.m AND u.card_fingerprint = c.f
-     ORDER BY u.merchant_id, u.card_fingerprint
-       FOR UPDATE OF u;
+        ON CONFLICT (merchant_id, card_fingerprint)
+        DO UPDATE SET usage_day = card_usage.usage_day WHERE FALSE;
 
     -- Every check and write of every request, in a statement that starts
     -- with the locks held. The checks go in the per-request function's

@@ -5,8 +5,8 @@
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
-    postgres::{PgConnectOptions, PgPoolOptions},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    postgres::PgConnectOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
     PgPool, SqlitePool,
 };
 
@@ -246,11 +246,11 @@ pub async fn sqlite_pools(
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    let writer = SqlitePoolOptions::new()
+    let writer = pool_options::<sqlx::Sqlite>()
         .max_connections(1)
         .connect_with(options.clone())
         .await?;
-    let reader = SqlitePoolOptions::new()
+    let reader = pool_options::<sqlx::Sqlite>()
         .max_connections(readers.max(1))
         .connect_with(options.read_only(true))
         .await?;
@@ -259,11 +259,38 @@ pub async fn sqlite_pools(
 
 /// A PostgreSQL pool.
 pub async fn pg_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
+    pool_options::<sqlx::Postgres>()
         .max_connections(max_connections.max(1))
-        .acquire_timeout(Duration::from_secs(10))
         .connect_with(PgConnectOptions::from_str(url)?)
         .await
+}
+
+/// A connection idle at least this long is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// How every pool of both services hands out connections: one idle for
+/// [`PING_IF_IDLE_FOR`] or more is pinged first (and replaced if the ping
+/// fails), one used a moment ago is not. sqlx's default pings every
+/// connection it hands out, and pings it again as it comes back: three
+/// round trips for a one-statement write (the two pings together were about
+/// a tenth of both services' and PostgreSQL's CPU under load,
+/// BENCHMARKS.md). The ping on the way back stays (sqlx always makes it,
+/// and this is what makes skipping the first one safe): a connection in the idle
+/// queue was alive when it was last used; a busy one that breaks meanwhile
+/// fails its statement, which the writes that matter try again
+/// ([`retry_transient`]).
+pub fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::<DB>::new()
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// What `pools` hold now, together (SQLite's writer and readers; one

@@ -3,9 +3,11 @@
 use std::{
     fs,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use anyhow::Context;
+use hashlink::LruCache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -95,12 +97,23 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// certificate counts as issued by one of them only if its signature
 /// verifies against that CA's public key (names can be copied; a server
 /// that trusts several CAs must know which one vouched for a caller).
+///
+/// Asked once per request with the connection's certificate, so answers
+/// are kept: whether a given certificate (its exact DER) verifies against
+/// this fixed set never changes, and checking it again cost a signature
+/// verification per call (most of a checkout's CPU in the authentication
+/// layer, BENCHMARKS.md). Clones share what they have kept.
 #[derive(Clone)]
 pub struct IssuerSet {
-    cas: Vec<Vec<u8>>,
+    cas: Arc<Vec<Vec<u8>>>,
+    checked: Arc<Mutex<LruCache<Vec<u8>, bool>>>,
 }
 
 impl IssuerSet {
+    /// Certificates whose answer is kept: a bound on memory, far above the
+    /// number of clients one server sees.
+    const KEPT: usize = 1024;
+
     /// Every certificate of a PEM file of CAs.
     pub fn from_pem_file(path: &Path) -> anyhow::Result<Self> {
         let pem = read(path)?;
@@ -115,12 +128,33 @@ impl IssuerSet {
         if cas.is_empty() {
             anyhow::bail!("{}: no PEM certificate", path.display());
         }
-        Ok(Self { cas })
+        Ok(Self {
+            cas: Arc::new(cas),
+            checked: Arc::new(Mutex::new(LruCache::new(Self::KEPT))),
+        })
     }
 
     /// Whether one of these CAs signed `peer`'s certificate.
     pub fn issued(&self, peer: &PeerCertificate) -> bool {
-        let Ok((_, leaf)) = x509_parser::parse_x509_certificate(&peer.der) else {
+        let kept = self
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer.der.as_slice())
+            .copied();
+        if let Some(answer) = kept {
+            return answer;
+        }
+        let answer = self.verify(&peer.der);
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer.der.clone(), answer);
+        answer
+    }
+
+    fn verify(&self, der: &[u8]) -> bool {
+        let Ok((_, leaf)) = x509_parser::parse_x509_certificate(der) else {
             return false;
         };
         self.cas.iter().any(|der| {
@@ -448,11 +482,14 @@ mod tests {
         let forged = dev::ensure_client(theirs.path(), "payment-svc").expect("cert");
         let issuers = IssuerSet::from_pem_file(&mine.ca_cert).expect("CA");
         let peer = |files: &TlsFiles| PeerCertificate::from_pem_file(&files.cert).expect("parse");
-        assert!(issuers.issued(&peer(&mine)));
-        assert!(!issuers.issued(&peer(&forged)), "same names, another key");
-        let mut unreadable = peer(&mine);
-        unreadable.der.truncate(10);
-        assert!(!issuers.issued(&unreadable));
+        // Asked twice each: the second answer is the kept one.
+        for _ in 0..2 {
+            assert!(issuers.issued(&peer(&mine)));
+            assert!(!issuers.issued(&peer(&forged)), "same names, another key");
+            let mut unreadable = peer(&mine);
+            unreadable.der.truncate(10);
+            assert!(!issuers.issued(&unreadable));
+        }
     }
 
     #[test]

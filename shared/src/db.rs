@@ -2,7 +2,11 @@
 //! with the settings money needs, the store's error and the one place where
 //! database errors are classified, and the mapping of the domain's enums to
 //! stored text (checked by each table's `CHECK` constraints).
-use std::{str::FromStr, time::Duration};
+use std::{
+    str::FromStr,
+    sync::atomic::{AtomicI64, Ordering},
+    time::Duration,
+};
 
 use sqlx::{
     postgres::PgConnectOptions,
@@ -64,12 +68,39 @@ pub enum StoreError {
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_connection_failure(&err) {
+            CONNECTION_FAILED_MS.store(crate::clock::now_ms(), Ordering::Relaxed);
+        }
+        Self::Database(err)
+    }
+}
+
+/// When this process last saw a database connection fail (Unix ms; 0:
+/// never): for a while after, every pool pings what it hands out
+/// ([`pool_options`]).
+static CONNECTION_FAILED_MS: AtomicI64 = AtomicI64::new(0);
+
+/// A connection lost, refused or ended by the server (a restart, a
+/// failover, a terminated backend): the others opened to the same server
+/// may be gone too.
+fn is_connection_failure(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
 
 impl StoreError {
     /// A failure that says nothing about the request: the database was
@@ -139,7 +170,7 @@ pub fn classify(err: sqlx::Error) -> StoreError {
     if matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation()) {
         return StoreError::Conflict(err.to_string());
     }
-    StoreError::Database(err)
+    StoreError::from(err)
 }
 
 /// The error for a stored value a column cannot hold: names the column and
@@ -261,31 +292,42 @@ pub async fn sqlite_pools(
 pub async fn pg_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     pool_options::<sqlx::Postgres>()
         .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(10))
         .connect_with(PgConnectOptions::from_str(url)?)
         .await
 }
 
 /// A connection idle at least this long is pinged before it is handed out.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+/// For this long after a connection failed, every connection is pinged
+/// before it is handed out.
+const PING_ALL_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
-/// How every pool of both services hands out connections: one idle for
-/// [`PING_IF_IDLE_FOR`] or more is pinged first (and replaced if the ping
-/// fails), one used a moment ago is not. sqlx's default pings every
-/// connection it hands out, and pings it again as it comes back: three
-/// round trips for a one-statement write (the two pings together were about
-/// a tenth of both services' and PostgreSQL's CPU under load,
-/// BENCHMARKS.md). The ping on the way back stays (sqlx always makes it,
-/// and this is what makes skipping the first one safe): a connection in the idle
-/// queue was alive when it was last used; a busy one that breaks meanwhile
-/// fails its statement, which the writes that matter try again
+/// How every pool of both services hands out connections. sqlx's default
+/// pings each connection it hands out, and again as it comes back: three
+/// round trips for a one-statement write (the two pings together were
+/// about a tenth of both services' and PostgreSQL's CPU under load,
+/// BENCHMARKS.md). The ping on the way back stays (sqlx always makes it):
+/// a connection in the idle queue was alive when it was last used. So the
+/// first one is made only where it can find something: on a connection
+/// idle for [`PING_IF_IDLE_FOR`] or more, and on every connection for
+/// [`PING_ALL_AFTER_FAILURE`] after any connection of this process failed
+/// (a restart or failover of the database ends every idle connection at
+/// once; those are then found by the ping and replaced, as by default).
+/// What that leaves to fail is a statement on a connection that broke in
+/// the moment before the first failure was seen, as one that breaks while
+/// in use always could; the writes that matter try again
 /// ([`retry_transient`]).
 pub fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
     sqlx::pool::PoolOptions::<DB>::new()
-        .acquire_timeout(Duration::from_secs(10))
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
-                if meta.idle_for >= PING_IF_IDLE_FOR {
+                let since_failure = crate::clock::now_ms()
+                    .saturating_sub(CONNECTION_FAILED_MS.load(Ordering::Relaxed));
+                let after_failure = u128::try_from(since_failure)
+                    .is_ok_and(|ms| ms < PING_ALL_AFTER_FAILURE.as_millis());
+                if after_failure || meta.idle_for >= PING_IF_IDLE_FOR {
                     sqlx::Connection::ping(conn).await?;
                 }
                 Ok(true)
@@ -375,6 +417,20 @@ mod tests {
         })
         .await;
         assert!(result.expect_err("gives up").is_transient());
+    }
+
+    #[test]
+    fn a_lost_connection_has_every_pool_ping_for_a_while_and_other_errors_do_not() {
+        let before = crate::clock::now_ms();
+        let _ = StoreError::from(sqlx::Error::RowNotFound);
+        let _ = StoreError::from(sqlx::Error::PoolTimedOut);
+        assert!(
+            CONNECTION_FAILED_MS.load(Ordering::Relaxed) < before,
+            "not a lost connection"
+        );
+        let lost = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(StoreError::from(sqlx::Error::Io(lost)).is_transient());
+        assert!(CONNECTION_FAILED_MS.load(Ordering::Relaxed) >= before);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use paybind_shared::{
     clock::now_ms,
     ids::{BindingId, MerchantUserId, OrderId, SessionId},
@@ -217,6 +217,8 @@ const ORDER_WAIT: Duration = Duration::from_secs(2);
 const CURSOR_SAVE_EVERY: Duration = Duration::from_millis(250);
 /// Events read per page while catching up.
 const CATCH_UP_PAGE: i32 = 100;
+/// Most events the stream already holds applied together.
+const STREAM_BATCH: usize = 64;
 /// The pause after the feed broke off (payment-svc down or restarting),
 /// doubling up to `MAX_PAUSE`.
 const FIRST_PAUSE: Duration = Duration::from_millis(200);
@@ -305,6 +307,40 @@ impl Shop {
     /// read for what was applied before, one for the orders their
     /// payments pay, and one write recording them all (the cursor stays).
     pub async fn apply_pushed(&self, events: &[FeedEvent]) -> ShopResult<()> {
+        self.apply_together(events, None).await.map(|_| ())
+    }
+
+    /// Applies events read from the feed together, in cursor order, as
+    /// `apply` would one by one: in runs of events of distinct resources,
+    /// each run applied at once and recorded with the cursor moved past
+    /// it. Under load the stream brings several events at a time, most of
+    /// them applied before (pushed); one by one, each fresh one cost a
+    /// read, its order's read and a write. `true` when the cursor past the
+    /// last is left for the caller to save (it was applied before).
+    async fn apply_streamed(&self, events: &[FeedEvent]) -> ShopResult<bool> {
+        let mut unsaved = false;
+        let mut rest = events;
+        while !rest.is_empty() {
+            // The longest run with no resource twice: a later change of a
+            // resource must see the earlier one applied.
+            let mut resources = std::collections::HashSet::new();
+            let run = rest
+                .iter()
+                .take_while(|e| resources.insert(e.resource_id.as_str()))
+                .count();
+            let (now, later) = rest.split_at(run);
+            let last = now.last().map(|e| e.cursor.as_str());
+            unsaved = self.apply_together(now, last).await?;
+            rest = later;
+        }
+        Ok(unsaved)
+    }
+
+    /// `events` (each of another resource) applied and recorded at once;
+    /// with a `cursor` (read from the feed), the record moves it there.
+    /// `true` when nothing was written and the cursor, if any, is left for
+    /// the caller to save.
+    async fn apply_together(&self, events: &[FeedEvent], cursor: Option<&str>) -> ShopResult<bool> {
         // Turns taken in id order: batches sharing events wait for each
         // other without a cycle.
         let mut ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
@@ -321,7 +357,7 @@ impl Shop {
             .filter(|e| self.recently_applied.get(&e.id).is_none())
             .collect();
         if fresh.is_empty() {
-            return Ok(());
+            return Ok(cursor.is_some());
         }
         let keys: Vec<(&str, &str)> = fresh
             .iter()
@@ -337,6 +373,9 @@ impl Shop {
                 }
                 None => to_apply.push((event, EventOutcome::Applied)),
             }
+        }
+        if to_apply.is_empty() {
+            return Ok(cursor.is_some());
         }
         // The orders of the payments' outcomes, in one read: most were
         // settled by the checkout that paid them, or are not this shop's.
@@ -382,12 +421,16 @@ impl Shop {
             .iter()
             .map(|(event, outcome)| AppliedEvent::of(event, *outcome, now))
             .collect();
-        self.store.record_events(&records).await?;
+        self.store.record_events(&records, cursor).await?;
+        let source = match cursor {
+            Some(_) => EventSource::Feed,
+            None => EventSource::Push,
+        };
         for (event, outcome) in &to_apply {
-            self.recorded(event, *outcome, EventSource::Push).await?;
+            self.recorded(event, *outcome, source).await?;
         }
         drop(turns);
-        Ok(())
+        Ok(false)
     }
 
     /// Waits (at most `ORDER_WAIT`) while a checkout of this process pays
@@ -496,15 +539,14 @@ impl Shop {
             let cursor = self.store.feed_position().await?.cursor;
             let page = self.payments.events_after(&cursor, CATCH_UP_PAGE).await?;
             let full = page.len() == CATCH_UP_PAGE as usize;
-            let mut unsaved = None;
-            for event in &page {
-                let (_, deferred) = self.apply(event, EventSource::Feed).await?;
-                unsaved = deferred.then(|| event.cursor.clone());
-                applied += 1;
+            if let Some(last) = page.last() {
+                if self.apply_streamed(&page).await? {
+                    self.store
+                        .move_feed_position(&last.cursor, now_ms())
+                        .await?;
+                }
             }
-            if let Some(cursor) = unsaved {
-                self.store.move_feed_position(&cursor, now_ms()).await?;
-            }
+            applied += page.len();
             if !full {
                 return Ok(applied);
             }
@@ -581,9 +623,30 @@ impl Shop {
                     }
                 }
             };
-            match self.apply(&event, EventSource::Feed).await {
-                Ok((_, true)) => unsaved = Some(event.cursor.clone()),
-                Ok((_, false)) => {
+            // With it, whatever else the stream already holds (under load
+            // it brings several events at a time), applied together.
+            let mut events = vec![event];
+            // What ended the stream meanwhile, once those are applied.
+            let mut end = None;
+            while events.len() < STREAM_BATCH {
+                match stream.next().now_or_never() {
+                    Some(Some(Ok(FeedItem::Event(event)))) => events.push(event),
+                    Some(Some(Ok(_))) => {}
+                    Some(Some(Err(e))) => {
+                        end = Some(Err(e));
+                        break;
+                    }
+                    Some(None) => {
+                        end = Some(Ok(()));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let last = events.last().map(|e| e.cursor.clone()).unwrap_or_default();
+            match self.apply_streamed(&events).await {
+                Ok(true) => unsaved = Some(last),
+                Ok(false) => {
                     unsaved = None;
                     saved = tokio::time::Instant::now();
                 }
@@ -591,6 +654,10 @@ impl Shop {
                     self.save_cursor(&mut unsaved, &mut saved).await?;
                     return Err(e);
                 }
+            }
+            if let Some(end) = end {
+                self.save_cursor(&mut unsaved, &mut saved).await?;
+                return end.map_err(Into::into);
             }
             if unsaved.is_some() && saved.elapsed() >= CURSOR_SAVE_EVERY {
                 self.save_cursor(&mut unsaved, &mut saved).await?;
@@ -778,6 +845,41 @@ mod tests {
             "3"
         );
         // Caught up: nothing read twice.
+        assert_eq!(shop.reconcile().await.expect("again"), 0);
+    }
+
+    #[tokio::test]
+    async fn events_read_together_apply_a_resource_changed_twice_in_order() {
+        let (shop, payments, _dir) = fake::shop().await;
+        let (ann, a) = bound_user(&shop, &payments, "ann").await;
+        let (ben, b) = bound_user(&shop, &payments, "ben").await;
+        let order = pending_order(&shop, &ben, "order-1").await;
+        payments.publish(revoked("evt_1", &a, &ann, 5));
+        payments.publish(paid("evt_2", &order.id));
+        // The same binding again, an older change: it must find the first
+        // recorded, so it is read as stale, not applied.
+        payments.publish(revoked("evt_3", &a, &ann, 4));
+        payments.publish(revoked("evt_4", &b, &ben, 6));
+        assert_eq!(shop.reconcile().await.expect("reconcile"), 4);
+        assert!(shop.user(&ann).await.expect("user").card.is_none());
+        assert!(shop.user(&ben).await.expect("user").card.is_none());
+        assert_eq!(
+            shop.order(&order.id).await.expect("order").status,
+            OrderStatus::Paid
+        );
+        let status = shop.feed_status(10).await.expect("status");
+        assert_eq!(status.position.cursor, "4");
+        let outcome = |id: &str| {
+            status
+                .recent
+                .iter()
+                .find(|e| e.event_id == id)
+                .map(|e| e.outcome)
+        };
+        assert_eq!(outcome("evt_1"), Some(EventOutcome::Applied));
+        assert_eq!(outcome("evt_2"), Some(EventOutcome::Applied));
+        assert_eq!(outcome("evt_3"), Some(EventOutcome::Stale));
+        assert_eq!(outcome("evt_4"), Some(EventOutcome::Applied));
         assert_eq!(shop.reconcile().await.expect("again"), 0);
     }
 

@@ -128,9 +128,10 @@ const RECORD_EVENT_AT_ONCE: &str = "WITH new AS ( \
      SELECT 1";
 
 /// `record_events` in one PostgreSQL statement: the events recorded (each
-/// once) and their resources' versions raised, for pushed events (the
-/// cursor stays). A batch never holds two events of one resource, but the
-/// versions are grouped anyway: one statement may change a row once.
+/// once), their resources' versions raised, and the cursor moved to `$8`
+/// at `$9` unless `$8` is NULL (pushed events). A batch never holds two
+/// events of one resource, but the versions are grouped anyway: one
+/// statement may change a row once.
 const RECORD_EVENTS_AT_ONCE: &str = "WITH new AS ( \
          INSERT INTO applied_events (event_id, event_type, resource_id, \
              resource_version, cursor, outcome, applied_ms) \
@@ -143,6 +144,12 @@ const RECORD_EVENTS_AT_ONCE: &str = "WITH new AS ( \
          SELECT resource_id, MAX(resource_version) FROM new GROUP BY resource_id \
          ON CONFLICT (resource_id) DO UPDATE SET version = \
              GREATEST(excluded.version, resource_versions.version) \
+         RETURNING 1), \
+     moved AS ( \
+         INSERT INTO feed_position (id, cursor, updated_ms) \
+         SELECT 1, $8::text, $9 WHERE $8::text IS NOT NULL \
+         ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
+             updated_ms = excluded.updated_ms \
          RETURNING 1) \
      SELECT 1";
 
@@ -196,16 +203,25 @@ macro_rules! impl_store {
                 .await?;
             }
             if moves_cursor {
-                sqlx::query(
-                    "INSERT INTO feed_position (id, cursor, updated_ms) VALUES (1, $1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
-                     updated_ms = excluded.updated_ms",
-                )
-                .bind(&e.cursor)
-                .bind(e.applied_ms)
-                .execute(&mut *conn)
-                .await?;
+                move_feed_position_on(conn, &e.cursor, e.applied_ms).await?;
             }
+            Ok(())
+        }
+
+        async fn move_feed_position_on(
+            conn: &mut $conn,
+            cursor: &str,
+            now_ms: i64,
+        ) -> StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO feed_position (id, cursor, updated_ms) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
+                 updated_ms = excluded.updated_ms",
+            )
+            .bind(cursor)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
             Ok(())
         }
 
@@ -564,16 +580,8 @@ macro_rules! impl_store {
             }
 
             async fn move_feed_position(&self, cursor: &str, now_ms: i64) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO feed_position (id, cursor, updated_ms) VALUES (1, $1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
-                     updated_ms = excluded.updated_ms",
-                )
-                .bind(cursor)
-                .bind(now_ms)
-                .execute(&self.writer)
-                .await?;
-                Ok(())
+                let mut conn = self.writer.acquire().await?;
+                move_feed_position_on(&mut conn, cursor, now_ms).await
             }
 
             async fn reset_feed_position(&self, now_ms: i64) -> StoreResult<()> {
@@ -610,17 +618,24 @@ macro_rules! impl_store {
                 .await
             }
 
-            async fn record_events(&self, events: &[AppliedEvent]) -> StoreResult<()> {
-                if events.is_empty() {
+            async fn record_events(
+                &self,
+                events: &[AppliedEvent],
+                cursor: Option<&str>,
+            ) -> StoreResult<()> {
+                let Some(last) = events.last() else {
                     return Ok(());
-                }
-                if record_events_at_once(&self.writer, events).await? {
+                };
+                if record_events_at_once(&self.writer, events, cursor).await? {
                     return Ok(());
                 }
                 db::retry_transient("record events", TRIES, || async {
                     let mut tx = self.writer.begin().await?;
                     for e in events {
                         record_event_on(&mut tx, e, false).await?;
+                    }
+                    if let Some(cursor) = cursor {
+                        move_feed_position_on(&mut tx, cursor, last.applied_ms).await?;
                     }
                     tx.commit().await?;
                     Ok(())
@@ -732,7 +747,11 @@ mod sqlite_impl {
 
     /// SQLite records events one after another in one transaction (its
     /// statements are calls into the library, not round trips).
-    async fn record_events_at_once(_: &SqlitePool, _: &[AppliedEvent]) -> StoreResult<bool> {
+    async fn record_events_at_once(
+        _: &SqlitePool,
+        _: &[AppliedEvent],
+        _: Option<&str>,
+    ) -> StoreResult<bool> {
         Ok(false)
     }
 
@@ -743,7 +762,11 @@ mod postgres_impl {
     use crate::domain::model::OrderStatus;
 
     /// `record_events` in one statement (`RECORD_EVENTS_AT_ONCE`).
-    async fn record_events_at_once(pool: &PgPool, events: &[AppliedEvent]) -> StoreResult<bool> {
+    async fn record_events_at_once(
+        pool: &PgPool,
+        events: &[AppliedEvent],
+        cursor: Option<&str>,
+    ) -> StoreResult<bool> {
         let col = |f: fn(&AppliedEvent) -> &str| -> Vec<&str> { events.iter().map(f).collect() };
         let num = |f: fn(&AppliedEvent) -> i64| -> Vec<i64> { events.iter().map(f).collect() };
         db::retry_transient("record events", TRIES, || async {
@@ -755,6 +778,8 @@ mod postgres_impl {
                 .bind(col(|e| &e.cursor))
                 .bind(col(|e| event_outcome::to_stored(e.outcome)))
                 .bind(num(|e| e.applied_ms))
+                .bind(cursor)
+                .bind(events.last().map_or(0, |e| e.applied_ms))
                 .execute(pool)
                 .await?;
             Ok(())

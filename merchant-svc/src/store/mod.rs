@@ -134,10 +134,12 @@ pub trait Store: Send + Sync + 'static {
     /// it, in one transaction. An event recorded before is left as it was
     /// (the cursor still moves).
     async fn record_event(&self, event: &AppliedEvent, moves_cursor: bool) -> StoreResult<()>;
-    /// Records pushed events as applied (the cursor stays) and raises their
-    /// resources' versions, in one transaction; one recorded before is
-    /// left as it was.
-    async fn record_events(&self, events: &[AppliedEvent]) -> StoreResult<()>;
+    /// Records events as applied and raises their resources' versions, in
+    /// one transaction; one recorded before is left as it was. With a
+    /// `cursor` (events read from the feed together), the cursor moves
+    /// there in the same transaction; pushed events leave it where it is.
+    async fn record_events(&self, events: &[AppliedEvent], cursor: Option<&str>)
+        -> StoreResult<()>;
     /// `event_seen` for several events (event id, resource id), in one
     /// read; the answers in the same order.
     async fn events_seen(

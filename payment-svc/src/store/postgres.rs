@@ -226,6 +226,7 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?;
         let pinned = paybind_shared::db::pool_options::<Db>()
             .max_connections(Self::PINNED_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options.clone().options(Self::PINNED_PLAN));
         let conn = hold_instance_lock(&options, instance).await?;
         let keeper = tokio::spawn(keep_instance_lock(options, instance, conn));

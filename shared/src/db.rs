@@ -77,10 +77,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        if is_connection_failure(&err) {
-            CONNECTION_FAILED_MS.store(crate::clock::now_ms(), Ordering::Relaxed);
-        }
+        note_connection_failure(&err);
         Self::Database(err)
+    }
+}
+
+/// Starts [`PING_ALL_AFTER_FAILURE`] if `err` is a lost connection.
+fn note_connection_failure(err: &sqlx::Error) {
+    if is_connection_failure(err) {
+        CONNECTION_FAILED_MS.store(crate::clock::now_ms(), Ordering::Relaxed);
     }
 }
 
@@ -328,7 +333,11 @@ pub fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
                 let after_failure = u128::try_from(since_failure)
                     .is_ok_and(|ms| ms < PING_ALL_AFTER_FAILURE.as_millis());
                 if after_failure || meta.idle_for >= PING_IF_IDLE_FOR {
-                    sqlx::Connection::ping(conn).await?;
+                    // Most often the first to find the database restarted:
+                    // the connections idle for less are as dead.
+                    sqlx::Connection::ping(conn)
+                        .await
+                        .inspect_err(note_connection_failure)?;
                 }
                 Ok(true)
             })

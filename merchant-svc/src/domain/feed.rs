@@ -650,10 +650,10 @@ impl Shop {
                     unsaved = None;
                     saved = tokio::time::Instant::now();
                 }
-                Err(e) => {
-                    self.save_cursor(&mut unsaved, &mut saved).await?;
-                    return Err(e);
-                }
+                // The unsaved cursor is not saved: a run of these events may
+                // have moved the cursor past it already. What it covers was
+                // applied before, and is read again and found so.
+                Err(e) => return Err(e),
             }
             if let Some(end) = end {
                 self.save_cursor(&mut unsaved, &mut saved).await?;

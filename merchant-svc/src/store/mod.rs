@@ -138,6 +138,7 @@ pub trait Store: Send + Sync + 'static {
     /// one transaction; one recorded before is left as it was. With a
     /// `cursor` (events read from the feed together), the cursor moves
     /// there in the same transaction; pushed events leave it where it is.
+    /// With no events nothing is written, the cursor included.
     async fn record_events(&self, events: &[AppliedEvent], cursor: Option<&str>)
         -> StoreResult<()>;
     /// `event_seen` for several events (event id, resource id), in one

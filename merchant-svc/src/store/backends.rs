@@ -2,8 +2,7 @@
 //! `$N` on SQLite too), so one macro writes the `Store` impl for each; the
 //! backends differ in their pools and migrations, and in two statements:
 //! applied events are recorded in one statement on PostgreSQL
-//! (`RECORD_EVENT_AT_ONCE`, `RECORD_EVENTS_AT_ONCE`), where each statement
-//! is a round trip.
+//! (`RECORD_EVENTS_AT_ONCE`), where each statement is a round trip.
 use std::sync::LazyLock;
 
 use paybind_shared::db::{self, insert_sql, Backend};
@@ -104,28 +103,6 @@ fn update_order_sql(from: usize) -> String {
         placeholders.join(", ")
     )
 }
-
-/// `record_event` in one PostgreSQL statement: the event recorded (once),
-/// its resource's version raised if it was new, and the feed's cursor
-/// moved to it if `$8` (read from the feed), recorded before or not.
-/// PostgreSQL runs every data-modifying `WITH` to completion, read or not.
-const RECORD_EVENT_AT_ONCE: &str = "WITH new AS ( \
-         INSERT INTO applied_events (event_id, event_type, resource_id, \
-             resource_version, cursor, outcome, applied_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING \
-         RETURNING resource_id, resource_version), \
-     raised AS ( \
-         INSERT INTO resource_versions (resource_id, version) \
-         SELECT resource_id, resource_version FROM new \
-         ON CONFLICT (resource_id) DO UPDATE SET version = \
-             GREATEST(excluded.version, resource_versions.version) \
-         RETURNING 1), \
-     moved AS ( \
-         INSERT INTO feed_position (id, cursor, updated_ms) SELECT 1, $5, $7 WHERE $8 \
-         ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, \
-             updated_ms = excluded.updated_ms \
-         RETURNING 1) \
-     SELECT 1";
 
 /// `record_events` in one PostgreSQL statement: the events recorded (each
 /// once), their resources' versions raised, and the cursor moved to `$8`
@@ -596,26 +573,11 @@ macro_rules! impl_store {
             }
 
             async fn record_event(&self, e: &AppliedEvent, moves_cursor: bool) -> StoreResult<()> {
-                if matches!($backend, Backend::Postgres) {
-                    // One statement, its own transaction: on PostgreSQL each
-                    // statement is a round trip, and this runs for every
-                    // event (SQLite's statements are calls into the library).
-                    return db::retry_transient("record an event", TRIES, || async {
-                        bind_applied(sqlx::query(RECORD_EVENT_AT_ONCE), e)
-                            .bind(moves_cursor)
-                            .execute(&self.writer)
-                            .await?;
-                        Ok(())
-                    })
-                    .await;
-                }
-                db::retry_transient("record an event", TRIES, || async {
-                    let mut tx = self.writer.begin().await?;
-                    record_event_on(&mut tx, e, moves_cursor).await?;
-                    tx.commit().await?;
-                    Ok(())
-                })
-                .await
+                // The batch of one: on PostgreSQL one statement, its own
+                // transaction (each statement is a round trip, and this runs
+                // for every event applied alone).
+                let cursor = moves_cursor.then_some(e.cursor.as_str());
+                self.record_events(std::slice::from_ref(e), cursor).await
             }
 
             async fn record_events(

@@ -14,6 +14,9 @@ use sqlx::{
     PgPool, SqlitePool,
 };
 
+mod kept;
+pub use kept::{Kept, KeptConnections};
+
 /// The two databases paybind runs on, chosen by the URL's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -312,7 +315,8 @@ const PING_ALL_AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// pings each connection it hands out, and again as it comes back: three
 /// round trips for a one-statement write (the two pings together were
 /// about a tenth of both services' and PostgreSQL's CPU under load,
-/// BENCHMARKS.md). The ping on the way back stays (sqlx always makes it):
+/// BENCHMARKS.md). The ping on the way back stays (sqlx always makes it;
+/// hot writers skip it by keeping their connections, [`KeptConnections`]):
 /// a connection in the idle queue was alive when it was last used. So the
 /// first one is made only where it can find something: on a connection
 /// idle for [`PING_IF_IDLE_FOR`] or more, and on every connection for
@@ -328,11 +332,7 @@ pub fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
-                let since_failure = crate::clock::now_ms()
-                    .saturating_sub(CONNECTION_FAILED_MS.load(Ordering::Relaxed));
-                let after_failure = u128::try_from(since_failure)
-                    .is_ok_and(|ms| ms < PING_ALL_AFTER_FAILURE.as_millis());
-                if after_failure || meta.idle_for >= PING_IF_IDLE_FOR {
+                if worth_a_ping(meta.idle_for) {
                     // Most often the first to find the database restarted:
                     // the connections idle for less are as dead.
                     sqlx::Connection::ping(conn)
@@ -342,6 +342,16 @@ pub fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
                 Ok(true)
             })
         })
+}
+
+/// Whether a connection idle for `idle_for` is pinged before it is used
+/// (see [`pool_options`]).
+fn worth_a_ping(idle_for: Duration) -> bool {
+    let since_failure =
+        crate::clock::now_ms().saturating_sub(CONNECTION_FAILED_MS.load(Ordering::Relaxed));
+    let after_failure =
+        u128::try_from(since_failure).is_ok_and(|ms| ms < PING_ALL_AFTER_FAILURE.as_millis());
+    after_failure || idle_for >= PING_IF_IDLE_FOR
 }
 
 /// What `pools` hold now, together (SQLite's writer and readers; one

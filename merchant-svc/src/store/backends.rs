@@ -5,7 +5,7 @@
 //! (`RECORD_EVENTS_AT_ONCE`), where each statement is a round trip.
 use std::sync::LazyLock;
 
-use paybind_shared::db::{self, insert_sql, Backend};
+use paybind_shared::db::{self, insert_sql, Backend, KeptConnections};
 use sqlx::{PgPool, SqlitePool};
 
 use super::{rows::*, *};
@@ -13,6 +13,10 @@ use super::{rows::*, *};
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Checkout's writes and reads: never kept here (the one writer
+    /// connection would be no one else's; a reader costs no round trip).
+    hot_writes: Arc<KeptConnections<sqlx::Sqlite>>,
+    hot_reads: Arc<KeptConnections<sqlx::Sqlite>>,
     /// Seals the binding tokens at rest.
     vault: Arc<Vault>,
 }
@@ -26,6 +30,8 @@ impl SqliteStore {
         let (writer, reader) = db::sqlite_pools(url, max_connections).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let store = Self {
+            hot_writes: Arc::new(KeptConnections::new(writer.clone(), 0)),
+            hot_reads: Arc::new(KeptConnections::new(reader.clone(), 0)),
             writer,
             reader,
             vault,
@@ -38,6 +44,11 @@ impl SqliteStore {
 pub struct PgStore {
     writer: PgPool,
     reader: PgPool,
+    /// Connections kept by checkout's statements (the user read, the
+    /// order's two writes): each skips sqlx's ping on giving it back. One
+    /// set, shared by the reads and the writes.
+    hot_writes: Arc<KeptConnections<sqlx::Postgres>>,
+    hot_reads: Arc<KeptConnections<sqlx::Postgres>>,
     vault: Arc<Vault>,
 }
 
@@ -50,7 +61,13 @@ impl PgStore {
     pub async fn connect(url: &str, max_connections: u32, vault: Arc<Vault>) -> StoreResult<Self> {
         let pool = db::pg_pool(url, max_connections).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let hot = Arc::new(KeptConnections::new(
+            pool.clone(),
+            kept_for_checkouts(max_connections),
+        ));
         let store = Self {
+            hot_writes: hot.clone(),
+            hot_reads: hot,
             writer: pool.clone(),
             reader: pool,
             vault,
@@ -58,6 +75,15 @@ impl PgStore {
         store.seal_plain_tokens().await?;
         Ok(store)
     }
+}
+
+/// Connections checkout keeps out of a PostgreSQL pool of `max`: as many
+/// as order batches are written at once, and at most a quarter of the pool
+/// (the rest serve everything else).
+fn kept_for_checkouts(max: u32) -> usize {
+    Backend::Postgres
+        .batches_in_flight()
+        .min(usize::try_from(max / 4).unwrap_or(usize::MAX))
 }
 
 /// Tries of a batch that fails transiently before it fails.
@@ -321,12 +347,13 @@ macro_rules! impl_store {
             }
 
             async fn get_user(&self, id: &MerchantUserId) -> StoreResult<Option<User>> {
-                sqlx::query_as::<_, UserRow>(&SELECT_USER)
+                let mut conn = self.hot_reads.take().await?;
+                let row = sqlx::query_as::<_, UserRow>(&SELECT_USER)
                     .bind(id)
-                    .fetch_optional(&self.reader)
-                    .await?
-                    .map(|row| row.into_user(&self.vault))
-                    .transpose()
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                conn.keep();
+                row.map(|row| row.into_user(&self.vault)).transpose()
             }
 
             async fn set_card(&self, user_id: &MerchantUserId, card: Option<&CardOnFile>) -> StoreResult<()> {
@@ -370,18 +397,21 @@ macro_rules! impl_store {
             async fn insert_orders(&self, orders: &[Order]) -> StoreResult<Vec<(Order, bool)>> {
                 // Safe to try again: an order already there is returned as such.
                 db::retry_transient("insert orders", TRIES, || async {
+                    let mut conn = self.hot_writes.take().await?;
                     if let [o] = orders {
                         // One statement commits by itself: no BEGIN/COMMIT
                         // round trips around it.
-                        let mut conn = self.writer.acquire().await?;
-                        return Ok(vec![insert_order_on(&mut conn, o).await?]);
+                        let placed = insert_order_on(&mut conn, o).await?;
+                        conn.keep();
+                        return Ok(vec![placed]);
                     }
-                    let mut tx = self.writer.begin().await?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     let mut out = Vec::with_capacity(orders.len());
                     for o in orders {
                         out.push(insert_order_on(&mut tx, o).await?);
                     }
                     tx.commit().await?;
+                    conn.keep();
                     Ok(out)
                 })
                 .await
@@ -414,16 +444,19 @@ macro_rules! impl_store {
                 // Safe to try again: a move already made finds the order moved
                 // (`None`), and the caller reads it.
                 db::retry_transient("update orders", TRIES, || async {
+                    let mut conn = self.hot_writes.take().await?;
                     if let [t] = transitions {
-                        let mut conn = self.writer.acquire().await?;
-                        return Ok(vec![update_order_on(&mut conn, t).await?]);
+                        let moved = update_order_on(&mut conn, t).await?;
+                        conn.keep();
+                        return Ok(vec![moved]);
                     }
-                    let mut tx = self.writer.begin().await?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     let mut out = Vec::with_capacity(transitions.len());
                     for t in transitions {
                         out.push(update_order_on(&mut tx, t).await?);
                     }
                     tx.commit().await?;
+                    conn.keep();
                     Ok(out)
                 })
                 .await

@@ -75,8 +75,9 @@ impl<DB: Database> KeptConnections<DB> {
         }
     }
 
-    /// How many connections are kept now.
-    pub fn kept(&self) -> usize {
+    /// How many connections are kept now (for the tests).
+    #[cfg(test)]
+    fn kept(&self) -> usize {
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
